@@ -34,13 +34,15 @@ def decrypt_attachment(blob: bytes, ref: AttachmentRef) -> bytes:
     """Check the blob's hash against the franked reference, then decrypt with its key."""
     digest = hashlib.sha256(blob).hexdigest()
     if not hmac.compare_digest(digest, ref.sha256):
-        raise CryptoError("attachment ciphertext does not match its franked hash",
-                          code="attachment_hash_mismatch")
+        raise CryptoError(
+            "attachment ciphertext does not match its franked hash", code="attachment_hash_mismatch"
+        )
     key = b64decode(ref.key, field="attachment key")
     if len(key) != 32 or len(blob) < NONCE_BYTES + 16:
         raise CryptoError("attachment key or blob has the wrong size", code="attachment_invalid")
     try:
         return AESGCM(key).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], _AAD)
     except InvalidTag as exc:
-        raise CryptoError("attachment does not decrypt under its key",
-                          code="attachment_invalid") from exc
+        raise CryptoError(
+            "attachment does not decrypt under its key", code="attachment_invalid"
+        ) from exc

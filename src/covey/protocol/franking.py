@@ -70,7 +70,9 @@ def commitment_input(content: dict[str, Any], context: FrankingContext) -> bytes
     return labelled("franking-commit", {"content": content, "context": context.to_json()})
 
 
-def commit(fk: FrankingKey, content: dict[str, Any], context: FrankingContext) -> FrankingCommitment:
+def commit(
+    fk: FrankingKey, content: dict[str, Any], context: FrankingContext
+) -> FrankingCommitment:
     mac = hmac.new(fk.raw, commitment_input(content, context), hashlib.sha256).digest()
     return FrankingCommitment(mac)
 

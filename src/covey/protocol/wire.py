@@ -21,7 +21,9 @@ from covey.protocol.ids import (
 )
 
 B64_32 = Annotated[str, Field(pattern=r"^[A-Za-z0-9+/]{43}=?$", description="base64, 32 bytes")]
-B64_SIG = Annotated[str, Field(pattern=r"^[A-Za-z0-9+/]{86}(==)?$", description="base64 Ed25519 sig")]
+B64_SIG = Annotated[
+    str, Field(pattern=r"^[A-Za-z0-9+/]{86}(==)?$", description="base64 Ed25519 sig")
+]
 B64 = Annotated[str, Field(pattern=r"^[A-Za-z0-9+/]*={0,2}$", description="base64 bytes")]
 KeyId = Annotated[str, Field(pattern=r"^[A-Za-z0-9+/=_-]{1,64}$")]
 MAX_ONE_TIME_KEYS_PER_UPLOAD = 100
@@ -36,16 +38,34 @@ class WireModel(BaseModel):
 # --- signed statements -------------------------------------------------------------
 
 
-def device_signing_bytes(user_id: str, device_id: str, identity_key: str, signing_key: str) -> bytes:
+def device_signing_bytes(
+    user_id: str, device_id: str, identity_key: str, signing_key: str
+) -> bytes:
     """What a device signs with its Ed25519 key to vouch for its own keys."""
-    return labelled("device", {"user_id": user_id, "device_id": device_id,
-                               "identity_key": identity_key, "signing_key": signing_key})
+    return labelled(
+        "device",
+        {
+            "user_id": user_id,
+            "device_id": device_id,
+            "identity_key": identity_key,
+            "signing_key": signing_key,
+        },
+    )
 
 
-def one_time_key_signing_bytes(user_id: str, device_id: str, key_id: str, key: str,
-                               fallback: bool) -> bytes:
-    return labelled("one-time-key", {"user_id": user_id, "device_id": device_id,
-                                     "key_id": key_id, "key": key, "fallback": fallback})
+def one_time_key_signing_bytes(
+    user_id: str, device_id: str, key_id: str, key: str, fallback: bool
+) -> bytes:
+    return labelled(
+        "one-time-key",
+        {
+            "user_id": user_id,
+            "device_id": device_id,
+            "key_id": key_id,
+            "key": key,
+            "fallback": fallback,
+        },
+    )
 
 
 def login_signing_bytes(user_id: str, device_id: str, challenge: str) -> bytes:
@@ -306,4 +326,3 @@ ServerFrame = Annotated[
 SERVER_FRAME = TypeAdapter[
     DeliveryFrame | SentFrame | ErrorFrame | KeysLowFrame | GroupChangedFrame
 ](ServerFrame)
-
