@@ -1,0 +1,244 @@
+"""The trust registry: public material of the issuers a verifier accepts.
+
+An entry is exactly what `Issuer.publish()` returns (or what any AnonCreds issuer
+publishes): schema, credential definition and, for revocable credentials, the
+revocation registry definition and its current status list.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anoncreds
+
+from covey.age._files import PUBLIC_MODE, write_json
+from covey.age.bands import BIRTHDATE_ATTRIBUTE
+from covey.errors import InvalidInput
+
+
+def _load(kind: Any, value: Any, what: str) -> Any:
+    try:
+        return kind.load(value)
+    except anoncreds.AnoncredsError as exc:
+        raise InvalidInput(f"trust registry: {what} is not valid: {exc}") from exc
+
+
+def _as_dict(value: Any, what: str) -> dict[str, Any]:
+    if isinstance(value, str | bytes):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise InvalidInput(f"trust registry: {what} is not JSON") from exc
+    if not isinstance(value, dict):
+        raise InvalidInput(f"trust registry: {what} must be an object")
+    return value
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """A revocation registry and the status list the verifier currently accepts."""
+
+    rev_reg_def_id: str
+    rev_reg_def: dict[str, Any]
+    status_list: dict[str, Any]
+    tails_hash: str
+    tails_location: str
+
+    @property
+    def timestamp(self) -> int:
+        return int(self.status_list["timestamp"])
+
+
+@dataclass(frozen=True)
+class TrustedIssuer:
+    """One trusted credential definition and its public material (validated)."""
+
+    issuer_id: str
+    schema_id: str
+    schema: dict[str, Any]
+    cred_def_id: str
+    cred_def: dict[str, Any]
+    revocation: Revocation | None
+    # Parsed anoncreds objects, built once: loading a credential definition per
+    # verification would cost more than a millisecond each time.
+    _objects: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if BIRTHDATE_ATTRIBUTE not in self.schema.get("attrNames", []):
+            raise InvalidInput(f"trust registry: schema {self.schema_id} has no "
+                               f"{BIRTHDATE_ATTRIBUTE} attribute")
+        if self.cred_def.get("schemaId") != self.schema_id:
+            raise InvalidInput(f"trust registry: {self.cred_def_id} is not over {self.schema_id}")
+        self._objects["schema"] = _load(anoncreds.Schema, self.schema, "schema")
+        self._objects["cred_def"] = _load(anoncreds.CredentialDefinition, self.cred_def,
+                                          "credential definition")
+        if self.revocation is not None:
+            rev = self.revocation
+            if rev.rev_reg_def.get("credDefId") != self.cred_def_id:
+                raise InvalidInput(f"trust registry: {rev.rev_reg_def_id} is not for "
+                                   f"{self.cred_def_id}")
+            if rev.status_list.get("revRegDefId") != rev.rev_reg_def_id:
+                raise InvalidInput(f"trust registry: status list is not for {rev.rev_reg_def_id}")
+            self._objects["rev_reg_def"] = _load(anoncreds.RevocationRegistryDefinition,
+                                                 rev.rev_reg_def, "revocation registry")
+            self._objects["status_list"] = _load(anoncreds.RevocationStatusList,
+                                                 rev.status_list, "status list")
+
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> TrustedIssuer:
+        """Build from a published entry; raises `InvalidInput` if anything is off."""
+        try:
+            rev = entry.get("revocation")
+            revocation = None
+            if rev is not None:
+                revocation = Revocation(
+                    rev_reg_def_id=str(rev["rev_reg_def_id"]),
+                    rev_reg_def=_as_dict(rev["rev_reg_def"], "rev_reg_def"),
+                    status_list=_as_dict(rev["status_list"], "status_list"),
+                    tails_hash=str(rev["tails_hash"]),
+                    tails_location=str(rev.get("tails_location", rev["tails_hash"])),
+                )
+            return cls(
+                issuer_id=str(entry["issuer_id"]),
+                schema_id=str(entry["schema_id"]),
+                schema=_as_dict(entry["schema"], "schema"),
+                cred_def_id=str(entry["cred_def_id"]),
+                cred_def=_as_dict(entry["cred_def"], "cred_def"),
+                revocation=revocation,
+            )
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise InvalidInput(f"trust registry entry is incomplete: {exc}") from exc
+
+    def to_entry(self) -> dict[str, Any]:
+        rev = self.revocation
+        return {
+            "issuer_id": self.issuer_id,
+            "schema_id": self.schema_id,
+            "schema": self.schema,
+            "cred_def_id": self.cred_def_id,
+            "cred_def": self.cred_def,
+            "revocation": None if rev is None else {
+                "rev_reg_def_id": rev.rev_reg_def_id,
+                "rev_reg_def": rev.rev_reg_def,
+                "status_list": rev.status_list,
+                "tails_hash": rev.tails_hash,
+                "tails_location": rev.tails_location,
+            },
+        }
+
+    def with_status_list(self, status_list: Mapping[str, Any]) -> TrustedIssuer:
+        """A copy that accepts a newer status list of the same registry."""
+        if self.revocation is None:
+            raise InvalidInput(f"{self.cred_def_id} is not revocable")
+        current = self.revocation
+        new = dict(status_list)
+        if new.get("revRegDefId") != current.rev_reg_def_id:
+            raise InvalidInput("status list is for another revocation registry")
+        if int(new.get("timestamp", 0)) < current.timestamp:
+            raise InvalidInput("status list is older than the one already trusted")
+        entry = self.to_entry()
+        entry["revocation"]["status_list"] = new
+        return TrustedIssuer.from_entry(entry)
+
+    # Parsed objects for the verifier and the wallet.
+    @property
+    def schema_object(self) -> Any:
+        return self._objects["schema"]
+
+    @property
+    def cred_def_object(self) -> Any:
+        return self._objects["cred_def"]
+
+    @property
+    def rev_reg_def_object(self) -> Any:
+        return self._objects.get("rev_reg_def")
+
+    @property
+    def status_list_object(self) -> Any:
+        return self._objects.get("status_list")
+
+
+class TrustRegistry:
+    """Trusted issuers by credential definition id; loaded from a JSON file, reloadable.
+
+    The file is `{"issuers": [entry, ...]}`. Reads are lock-free: `reload()` and the
+    update methods build a new mapping and swap it in whole.
+    """
+
+    def __init__(self, issuers: Iterable[TrustedIssuer] = (), *, path: Path | None = None) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        self._by_cred_def: dict[str, TrustedIssuer] = {i.cred_def_id: i for i in issuers}
+
+    @classmethod
+    def load(cls, path: Path) -> TrustRegistry:
+        registry = cls(path=path)
+        registry.reload()
+        return registry
+
+    @classmethod
+    def from_entries(cls, entries: Iterable[Mapping[str, Any]]) -> TrustRegistry:
+        return cls(TrustedIssuer.from_entry(e) for e in entries)
+
+    def reload(self) -> None:
+        """Re-read the file; a bad file raises and leaves the current registry in place."""
+        if self._path is None:
+            raise InvalidInput("this trust registry was not loaded from a file")
+        try:
+            document = json.loads(self._path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InvalidInput(f"cannot read trust registry {self._path}: {exc}") from exc
+        if not isinstance(document, dict) or not isinstance(document.get("issuers"), list):
+            raise InvalidInput('trust registry file must be {"issuers": [...]}')
+        fresh = {i.cred_def_id: i for i in map(TrustedIssuer.from_entry, document["issuers"])}
+        with self._lock:
+            self._by_cred_def = fresh
+
+    def to_json(self) -> dict[str, Any]:
+        return {"issuers": [i.to_entry() for i in self._by_cred_def.values()]}
+
+    def save(self, path: Path | None = None) -> None:
+        target = path or self._path
+        if target is None:
+            raise InvalidInput("no path to save the trust registry to")
+        write_json(target, self.to_json(), mode=PUBLIC_MODE)
+
+    def trust(self, entry: Mapping[str, Any] | TrustedIssuer) -> TrustedIssuer:
+        issuer = entry if isinstance(entry, TrustedIssuer) else TrustedIssuer.from_entry(entry)
+        with self._lock:
+            self._by_cred_def = {**self._by_cred_def, issuer.cred_def_id: issuer}
+        return issuer
+
+    def distrust(self, cred_def_id: str) -> None:
+        with self._lock:
+            self._by_cred_def = {k: v for k, v in self._by_cred_def.items() if k != cred_def_id}
+
+    def update_status_list(self, status_list: Mapping[str, Any]) -> None:
+        """Accept an issuer's newer status list (after a revocation)."""
+        rev_reg_def_id = status_list.get("revRegDefId")
+        with self._lock:
+            for cred_def_id, issuer in self._by_cred_def.items():
+                if issuer.revocation and issuer.revocation.rev_reg_def_id == rev_reg_def_id:
+                    updated = issuer.with_status_list(status_list)
+                    self._by_cred_def = {**self._by_cred_def, cred_def_id: updated}
+                    return
+        raise InvalidInput(f"no trusted revocation registry {rev_reg_def_id!r}")
+
+    def get(self, cred_def_id: str) -> TrustedIssuer | None:
+        return self._by_cred_def.get(cred_def_id)
+
+    def issuers(self) -> list[TrustedIssuer]:
+        return list(self._by_cred_def.values())
+
+    def cred_def_ids(self) -> list[str]:
+        return sorted(self._by_cred_def)
+
+    def status_lists(self) -> dict[str, dict[str, Any]]:
+        """Current status lists by revocation registry id: what a wallet proves against."""
+        return {i.revocation.rev_reg_def_id: i.revocation.status_list
+                for i in self._by_cred_def.values() if i.revocation is not None}

@@ -1,0 +1,265 @@
+"""The holder's wallet: link secret, age credentials, and automatic answers to challenges.
+
+The wallet is plain state in and out (`to_bytes` / `from_bytes`); the client's
+encrypted local store keeps those bytes. It holds the link secret, so the bytes are
+secret: never log them, never send them anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anoncreds
+
+from covey.age.bands import BIRTHDATE_ATTRIBUTE
+from covey.age.challenge import PREDICATE_REFERENT, AgeChallenge
+from covey.age.errors import (
+    CredentialRevoked,
+    NoMatchingCredential,
+    PredicateUnsatisfiable,
+    WalletCorrupt,
+)
+from covey.age.registry import TrustedIssuer
+from covey.errors import InvalidInput
+
+_FORMAT = 1
+
+
+@dataclass(frozen=True, eq=False)
+class LinkSecret:
+    """The holder's AnonCreds link secret (a big decimal integer). Redacted `repr`."""
+
+    value: str = field(repr=False)
+
+    @classmethod
+    def generate(cls) -> LinkSecret:
+        return cls(str(anoncreds.create_link_secret()))
+
+    def __repr__(self) -> str:
+        return "LinkSecret(<redacted>)"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class HeldCredential:
+    """One stored credential and the issuer material it was issued under."""
+
+    credential_id: str
+    issuer: dict[str, Any]  # trust-registry entry, as the issuer published it
+    credential: dict[str, Any]
+
+    @property
+    def cred_def_id(self) -> str:
+        return str(self.credential["cred_def_id"])
+
+    @property
+    def issuer_id(self) -> str:
+        return str(self.issuer["issuer_id"])
+
+    @property
+    def rev_reg_id(self) -> str | None:
+        value = self.credential.get("rev_reg_id")
+        return None if value is None else str(value)
+
+    @property
+    def rev_reg_index(self) -> int | None:
+        rev_reg = self.credential.get("signature", {}).get("r_credential")
+        if not rev_reg:
+            return None
+        return int(rev_reg["i"])
+
+    @property
+    def birthdate_dateint(self) -> int:
+        return int(self.credential["values"][BIRTHDATE_ATTRIBUTE]["raw"])
+
+    def __repr__(self) -> str:  # the birth date is personal data: keep it out of logs
+        return f"HeldCredential({self.credential_id}, {self.cred_def_id})"
+
+
+class Wallet:
+    """A holder of age credentials. Not thread-safe: one wallet per client."""
+
+    def __init__(self, link_secret: LinkSecret, *,
+                 link_secret_id: str = "covey",  # noqa: S107 (a label, not a secret)
+                 credentials: list[HeldCredential] | None = None,
+                 pending: dict[str, dict[str, Any]] | None = None) -> None:
+        self._link_secret = link_secret
+        self._link_secret_id = link_secret_id
+        self._credentials = list(credentials or [])
+        self._pending = dict(pending or {})
+        # Witnesses are costly to compute from a tails file; reuse them per status list.
+        self._rev_states: dict[tuple[str, int, int], Any] = {}
+
+    @classmethod
+    def create(cls) -> Wallet:
+        return cls(LinkSecret.generate())
+
+    def __repr__(self) -> str:
+        return f"Wallet(<{len(self._credentials)} credentials>)"
+
+    # -- persistence -------------------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        """Everything the wallet knows, as JSON bytes. Secret: store them encrypted."""
+        return json.dumps({
+            "format": _FORMAT,
+            "link_secret": self._link_secret.value,
+            "link_secret_id": self._link_secret_id,
+            "credentials": [{"credential_id": c.credential_id, "issuer": c.issuer,
+                             "credential": c.credential} for c in self._credentials],
+            "pending": self._pending,
+        }, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Wallet:
+        try:
+            state = json.loads(data)
+            if state.get("format") != _FORMAT:
+                raise WalletCorrupt(f"unknown wallet format {state.get('format')!r}")
+            return cls(
+                LinkSecret(str(state["link_secret"])),
+                link_secret_id=str(state["link_secret_id"]),
+                credentials=[HeldCredential(str(c["credential_id"]), dict(c["issuer"]),
+                                            dict(c["credential"]))
+                             for c in state["credentials"]],
+                pending={str(k): dict(v) for k, v in state["pending"].items()},
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise WalletCorrupt(f"wallet bytes cannot be read: {exc}") from exc
+
+    # -- issuance ----------------------------------------------------------------------
+
+    def request_credential(self, offer_bundle: Mapping[str, Any]) -> dict[str, Any]:
+        """Answer an issuer's offer with a credential request (blinded link secret)."""
+        try:
+            offer = dict(offer_bundle["offer"])
+            issuer = TrustedIssuer.from_entry(offer_bundle["issuer"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInput(f"not a credential offer: {exc}") from exc
+        if offer.get("cred_def_id") != issuer.cred_def_id:
+            raise InvalidInput("the offer is for another credential definition")
+        try:
+            request, metadata = anoncreds.CredentialRequest.create(
+                secrets.token_hex(16), None, issuer.cred_def_object, self._link_secret.value,
+                self._link_secret_id, offer)
+        except anoncreds.AnoncredsError as exc:
+            raise InvalidInput(f"cannot answer the offer: {exc}") from exc
+        body = request.to_dict()
+        self._pending[str(body["nonce"])] = {"metadata": metadata.to_dict(),
+                                             "issuer": issuer.to_entry()}
+        return {"offer_nonce": offer["nonce"], "request": body}
+
+    def store_credential(self, message: Mapping[str, Any]) -> HeldCredential:
+        """Check and keep the credential the issuer sent for one of our requests."""
+        try:
+            request_nonce = str(message["request_nonce"])
+            raw = dict(message["credential"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInput(f"not an issued credential: {exc}") from exc
+        pending = self._pending.get(request_nonce)
+        if pending is None:
+            raise InvalidInput("this credential answers no request of ours")
+        issuer = TrustedIssuer.from_entry(pending["issuer"])
+        try:
+            credential = anoncreds.Credential.load(raw).process(
+                pending["metadata"], self._link_secret.value, issuer.cred_def_object,
+                issuer.rev_reg_def_object)
+        except anoncreds.AnoncredsError as exc:
+            raise InvalidInput(f"the issued credential does not check out: {exc}") from exc
+        body = credential.to_dict()
+        if BIRTHDATE_ATTRIBUTE not in body.get("values", {}):
+            raise InvalidInput(f"the credential carries no {BIRTHDATE_ATTRIBUTE}")
+        held = HeldCredential(uuid.uuid4().hex, issuer.to_entry(), body)
+        del self._pending[request_nonce]
+        self._credentials.append(held)
+        return held
+
+    def credentials(self) -> list[HeldCredential]:
+        return list(self._credentials)
+
+    def remove(self, credential_id: str) -> None:
+        self._credentials = [c for c in self._credentials if c.credential_id != credential_id]
+
+    # -- presentation ------------------------------------------------------------------
+
+    def present(self, challenge: AgeChallenge | Mapping[str, Any], *,
+                status_lists: Mapping[str, Mapping[str, Any]] | None = None,
+                tails_dir: Path | None = None) -> dict[str, Any]:
+        """Prove the challenge's predicate with a suitable credential.
+
+        `status_lists` are the current status lists by revocation registry id (the
+        verifier's trust registry publishes them); `tails_dir` holds the issuers' tails
+        files named by their hash. Reveals no attribute: only the predicate holds.
+        """
+        if not isinstance(challenge, AgeChallenge):
+            challenge = AgeChallenge.from_json(challenge)
+        held, status_list = self._choose(challenge, status_lists or {})
+        issuer = TrustedIssuer.from_entry(held.issuer)
+        credential = anoncreds.Credential.load(held.credential)
+        present = anoncreds.PresentCredentials()
+        if status_list is None:
+            present.add_predicates(credential, PREDICATE_REFERENT)
+        else:
+            if tails_dir is None or issuer.revocation is None:
+                raise InvalidInput("a revocable credential needs the issuer's tails file")
+            timestamp = int(status_list["timestamp"])
+            rev_state = self._revocation_state(held, issuer, status_list, tails_dir)
+            present.add_predicates(credential, PREDICATE_REFERENT, timestamp=timestamp,
+                                   rev_state=rev_state)
+        try:
+            presentation = anoncreds.Presentation.create(
+                challenge.presentation_request(), present, {}, self._link_secret.value,
+                {issuer.schema_id: issuer.schema_object},
+                {issuer.cred_def_id: issuer.cred_def_object})
+        except anoncreds.AnoncredsError as exc:
+            raise InvalidInput(f"cannot build the presentation: {exc}") from exc
+        return {"nonce": challenge.nonce, "presentation": presentation.to_dict()}
+
+    def _choose(self, challenge: AgeChallenge, status_lists: Mapping[str, Mapping[str, Any]],
+                ) -> tuple[HeldCredential, Mapping[str, Any] | None]:
+        accepted = [c for c in self._credentials if c.cred_def_id in challenge.cred_def_ids]
+        if not accepted:
+            raise NoMatchingCredential("no credential from an issuer this verifier trusts")
+        satisfying = [c for c in accepted if challenge.predicate.holds_for(c.birthdate_dateint)]
+        if not satisfying:
+            raise PredicateUnsatisfiable(f"cannot prove {challenge.band.value}")
+        revoked = False
+        for held in satisfying:
+            if held.rev_reg_id is None:
+                return held, None
+            status_list = status_lists.get(held.rev_reg_id)
+            if status_list is None:
+                continue
+            index = held.rev_reg_index
+            if index is None or status_list["revocationList"][index]:
+                revoked = True
+                continue
+            return held, status_list
+        if revoked:
+            raise CredentialRevoked("the issuer has revoked this credential")
+        raise NoMatchingCredential("no current status list for the credential's registry")
+
+    def _revocation_state(self, held: HeldCredential, issuer: TrustedIssuer,
+                          status_list: Mapping[str, Any], tails_dir: Path) -> Any:
+        assert issuer.revocation is not None and held.rev_reg_index is not None
+        key = (issuer.revocation.rev_reg_def_id, int(status_list["timestamp"]),
+               held.rev_reg_index)
+        state = self._rev_states.get(key)
+        if state is None:
+            tails = tails_dir / issuer.revocation.tails_hash
+            try:
+                state = anoncreds.CredentialRevocationState.create(
+                    issuer.rev_reg_def_object, dict(status_list), held.rev_reg_index,
+                    str(tails))
+            except anoncreds.AnoncredsError as exc:
+                raise InvalidInput(f"cannot compute the non-revocation witness: {exc}") from exc
+            self._rev_states = {k: v for k, v in self._rev_states.items() if k[0] != key[0]}
+            self._rev_states[key] = state
+        return state
