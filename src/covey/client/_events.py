@@ -1,0 +1,127 @@
+"""What the client hands to the application: received messages (with franking
+evidence for a later report), dropped messages, and send outcomes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from covey.protocol.content import AttachmentRef, MessageContent
+from covey.protocol.franking import FrankingContext
+from covey.protocol.ids import is_group_id
+from covey.protocol.secrets import FrankingCommitment, FrankingTag
+
+
+@dataclass(frozen=True)
+class FrankingEvidence:
+    """Everything a report needs: the plaintext with its franking key, the commitment,
+    the server's tag for this recipient and the context both were computed over."""
+
+    content: MessageContent
+    commitment: FrankingCommitment
+    tag: FrankingTag | None
+    context: FrankingContext
+    recipient_user: str
+    server_ts_ms: int
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "content": self.content.model_dump(mode="json"),
+            "commitment": self.commitment.to_b64(),
+            "tag": None if self.tag is None else self.tag.to_b64(),
+            "context": self.context.to_json(),
+            "recipient_user": self.recipient_user,
+            "server_ts_ms": self.server_ts_ms,
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> FrankingEvidence:
+        context = record["context"]
+        return cls(
+            content=MessageContent.model_validate(record["content"]),
+            commitment=FrankingCommitment.from_b64(record["commitment"]),
+            tag=None if record["tag"] is None else FrankingTag.from_b64(record["tag"]),
+            context=FrankingContext(context["conversation_id"], context["sender_user"],
+                                    context["sender_device"], tuple(context["participants"])),
+            recipient_user=record["recipient_user"],
+            server_ts_ms=int(record["server_ts_ms"]),
+        )
+
+
+@dataclass(frozen=True)
+class IncomingMessage:
+    """A message that decrypted, parsed and opened its franking commitment."""
+
+    message_id: str
+    conversation_id: str
+    sender_user: str
+    sender_device: str
+    server_ts_ms: int
+    text: str
+    attachments: tuple[AttachmentRef, ...]
+    evidence: FrankingEvidence
+
+    @property
+    def is_group(self) -> bool:
+        return is_group_id(self.conversation_id)
+
+    @classmethod
+    def from_evidence(cls, evidence: FrankingEvidence) -> IncomingMessage:
+        content, context = evidence.content, evidence.context
+        return cls(
+            message_id=content.message_id,
+            conversation_id=content.conversation_id,
+            sender_user=context.sender_user,
+            sender_device=context.sender_device,
+            server_ts_ms=evidence.server_ts_ms,
+            text=content.text,
+            attachments=content.attachments,
+            evidence=evidence,
+        )
+
+
+@dataclass(frozen=True)
+class MessageDropped:
+    """A delivery that was not shown: undecryptable, malformed, or not opening its
+    franking commitment. `reason` is a stable code."""
+
+    reason: str
+    detail: str
+    message_id: str
+    conversation_id: str
+    sender_user: str
+    sender_device: str
+    seq: int
+
+
+@dataclass(frozen=True)
+class RoomKeyReceived:
+    """A member device shared its Megolm session for a group with this device."""
+
+    group_id: str
+    session_id: str
+    sender_user: str
+    sender_device: str
+
+
+@dataclass(frozen=True)
+class MessageSent:
+    """The server durably accepted a message (`duplicate` on a resend)."""
+
+    message_id: str
+    conversation_id: str
+    server_ts_ms: int
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class SendFailed:
+    """The server refused a message for good; it was removed from the outbox."""
+
+    message_id: str
+    conversation_id: str
+    code: str
+    detail: str
+
+
+Event = IncomingMessage | MessageDropped | RoomKeyReceived | MessageSent | SendFailed
