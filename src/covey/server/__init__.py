@@ -1,1 +1,5 @@
-"""Placeholder: filled in by its issue."""
+"""The relay server: `create_app(settings)` returns its ASGI application."""
+
+from covey.server.app import create_app
+
+__all__ = ["create_app"]

@@ -1,1 +1,8 @@
-"""Placeholder: filled in by its issue."""
+"""HTTP and WebSocket layer: turns requests into service calls, nothing more."""
+
+from covey.server.api import accounts, blobs, groups, keys, messages, ws
+
+ROUTERS = (accounts.router, keys.router, groups.router, messages.router, blobs.router,
+           ws.router)
+
+__all__ = ["ROUTERS"]

@@ -1,0 +1,37 @@
+"""`covey server`: run the relay (uvicorn) with settings from covey.toml, COVEY_* and flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from covey.cli import app
+from covey.settings import Settings
+
+
+@app.command("server")
+def server(
+    host: Annotated[str | None, typer.Option(help="address to listen on [COVEY_HOST]")] = None,
+    port: Annotated[int | None, typer.Option(help="port to listen on [COVEY_PORT]")] = None,
+    database_url: Annotated[str | None, typer.Option(
+        help="sqlite+aiosqlite:///path or postgresql+asyncpg://... [COVEY_DATABASE_URL]")] = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        help="blobs and the server key [COVEY_DATA_DIR]")] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
+) -> None:
+    """Run the Covey relay server."""
+    import uvicorn
+
+    from covey.server import create_app
+
+    overrides = {k: v for k, v in {"host": host, "port": port, "database_url": database_url,
+                                   "data_dir": data_dir}.items() if v is not None}
+    settings = Settings(**overrides)
+    uvicorn.run(
+        create_app(settings), host=settings.host, port=settings.port, log_level=log_level,
+        # Frames carry whole envelopes; the app answers anything larger with an error frame.
+        ws_max_size=2 * settings.max_envelope_bytes + 4096,
+        ws="websockets-sansio", http="httptools", loop="uvloop",
+    )

@@ -1,0 +1,199 @@
+"""The delivery WebSocket, one per device: drains the mailbox in seq order, then streams
+live deliveries (subscribed before draining, duplicates dropped by seq), and accepts
+`send` and `ack` frames. A bad frame gets an `error` frame; the socket stays open."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from fastapi import APIRouter, WebSocket
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.websockets import WebSocketDisconnect
+
+from covey.errors import CoveyError, TooLarge, Unauthorized
+from covey.protocol.wire import (
+    CLIENT_FRAME,
+    AckFrame,
+    DeliveryFrame,
+    ErrorBody,
+    ErrorFrame,
+    KeysLowFrame,
+    SendFrame,
+    SentFrame,
+)
+from covey.server.api.errors import describe_validation_errors
+from covey.server.fanout import DeviceAddress
+from covey.server.ratelimit import RateLimiter
+from covey.server.services import Principal, Services
+from covey.server.services.messages import AcceptedSend, pending_delivery
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+_DRAIN_PAGE = 500
+_MAX_IN_FLIGHT = 4096
+_FRAME_OVERHEAD = 1024  # the frame wrapper around an envelope
+
+
+def _error_frame(exc: CoveyError, message_id: str | None) -> str:
+    return ErrorFrame(message_id=message_id, error=ErrorBody(
+        code=exc.code, message=exc.message, details=exc.details or None)).model_dump_json()
+
+
+def _guess_message_id(text: str) -> str | None:
+    """The message id of a frame that failed validation, when it can be read."""
+    try:
+        raw = json.loads(text)
+        mid = raw["envelope"]["message_id"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return mid if isinstance(mid, str) and len(mid) <= 64 else None
+
+
+@router.websocket("/v1/ws")
+async def delivery_socket(websocket: WebSocket) -> None:
+    services: Services = websocket.app.state.services
+    header = websocket.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    try:
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("send Authorization: Bearer <token>", code="missing_token")
+        principal = await services.auth.authenticate(token.strip())
+    except CoveyError as exc:
+        await websocket.send_denial_response(
+            JSONResponse(exc.to_json(), status_code=exc.status))
+        return
+    await websocket.accept()
+    ip = websocket.client.host if websocket.client else "unknown"
+    await _Connection(websocket, services, websocket.app.state.limiter, principal, ip).run()
+
+
+class _Connection:
+    def __init__(self, ws: WebSocket, services: Services, limiter: RateLimiter,
+                 principal: Principal, ip: str) -> None:
+        self.ws = ws
+        self.services = services
+        self.limiter = limiter
+        self.principal = principal
+        self.ip = ip
+        self.out: asyncio.Queue[str] = asyncio.Queue()
+        self.in_flight = 0
+        self.max_text = services.settings.max_envelope_bytes + _FRAME_OVERHEAD
+
+    async def run(self) -> None:
+        addr = DeviceAddress(self.principal.user_id, self.principal.device_id)
+        subscription = self.services.fanout.subscribe(addr)  # before draining: no gaps
+        sender = asyncio.create_task(self._send_loop())
+        pump = asyncio.create_task(self._deliver(subscription.queue))
+        try:
+            await self._read_loop()
+        except WebSocketDisconnect:
+            pass
+        finally:
+            subscription.close()
+            pump.cancel()
+            sender.cancel()
+            for task in (pump, sender):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _send_loop(self) -> None:
+        try:
+            while True:
+                await self.ws.send_text(await self.out.get())
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            return
+
+    async def _deliver(self, live: asyncio.Queue[Any]) -> None:
+        messages = self.services.messages
+        count = await self.services.keys.count(self.principal)
+        if count.one_time_key_count < self.services.settings.one_time_keys_low:
+            self.out.put_nowait(KeysLowFrame(
+                one_time_key_count=count.one_time_key_count).model_dump_json())
+        drained: set[int] = set()
+        after = 0
+        while True:
+            rows = await messages.pending_rows(self.principal, after, _DRAIN_PAGE)
+            for row in rows:
+                drained.add(row.seq)
+                self.out.put_nowait(DeliveryFrame.model_construct(
+                    type="delivery", delivery=pending_delivery(row)).model_dump_json())
+            if len(rows) < _DRAIN_PAGE:
+                break
+            after = rows[-1].seq
+        top = max(drained, default=0)
+        while True:
+            frame = await live.get()
+            if drained and isinstance(frame, DeliveryFrame):
+                seq = frame.delivery.seq
+                if seq in drained:
+                    continue
+                if seq > top:
+                    drained.clear()  # past everything drained: nothing more to drop
+            self.out.put_nowait(frame.model_dump_json())
+
+    async def _read_loop(self) -> None:
+        while True:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is None:
+                data = message.get("bytes") or b""
+                try:
+                    text = data.decode("utf-8")
+                except UnicodeDecodeError:
+                    self._reply_error(CoveyError("frames are UTF-8 JSON text",
+                                                 code="invalid_request"), None)
+                    continue
+            if len(text) > self.max_text:
+                self._reply_error(TooLarge(
+                    f"frames are at most {self.max_text} bytes"), _guess_message_id(text))
+                continue
+            try:
+                frame = CLIENT_FRAME.validate_json(text)
+            except ValidationError as exc:
+                msg, errors = describe_validation_errors(exc.errors())
+                self._reply_error(CoveyError(msg, code="invalid_request",
+                                             details={"errors": errors}),
+                                  _guess_message_id(text))
+                continue
+            if isinstance(frame, SendFrame):
+                await self._on_send(frame)
+            elif isinstance(frame, AckFrame):
+                self.services.messages.ack_nowait(self.principal, frame.seqs)
+
+    async def _on_send(self, frame: SendFrame) -> None:
+        envelope = frame.envelope
+        if self.in_flight >= _MAX_IN_FLIGHT:
+            self._reply_error(CoveyError("too many sends in flight", code="rate_limited",
+                                         status=429), envelope.message_id)
+            return
+        try:
+            self.limiter.check("send", f"user:{self.principal.user_id}", f"ip:{self.ip}")
+            accepted = await self.services.messages.accept(self.principal, envelope)
+        except CoveyError as exc:
+            self._reply_error(exc, envelope.message_id)
+            return
+        self.in_flight += 1
+        accepted.future.add_done_callback(lambda _f: self._on_committed(accepted))
+
+    def _on_committed(self, accepted: AcceptedSend) -> None:
+        self.in_flight -= 1
+        if accepted.future.cancelled():
+            return
+        try:
+            receipt = accepted.receipt()
+        except CoveyError as exc:
+            self._reply_error(exc, accepted.message_id)
+            return
+        self.out.put_nowait(SentFrame.model_construct(type="sent",
+                                                      receipt=receipt).model_dump_json())
+
+    def _reply_error(self, exc: CoveyError, message_id: str | None) -> None:
+        self.out.put_nowait(_error_frame(exc, message_id))

@@ -1,0 +1,63 @@
+"""The relay's ASGI application: `create_app(settings)` wires storage, services, fanout,
+rate limits and the HTTP/WebSocket routers, and migrates the database at start-up."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from covey.server.api import ROUTERS
+from covey.server.api.errors import install_error_handlers
+from covey.server.api.limits import BodyLimitMiddleware
+from covey.server.fanout import Fanout, InProcessFanout
+from covey.server.ratelimit import RateLimiter
+from covey.server.services import build_services
+from covey.server.storage import Repository, create_engine, upgrade_to_head
+from covey.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, *, fanout: Fanout | None = None) -> FastAPI:
+    """A relay app for `settings`; pass another `fanout` to deliver across processes."""
+    settings = settings or Settings()
+    chosen_fanout: Fanout = fanout or InProcessFanout()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url)
+        await upgrade_to_head(engine)
+        repo = Repository(engine)
+        repo.start()
+        await chosen_fanout.start()
+        services = build_services(settings, repo, chosen_fanout)
+        services.blobs.prepare_dirs()
+        app.state.services = services
+        app.state.limiter = RateLimiter.from_settings(settings)
+        purge = asyncio.create_task(services.messages.purge_loop(), name="covey-purge")
+        try:
+            yield
+        finally:
+            purge.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purge
+            await chosen_fanout.close()
+            await repo.close()
+
+    app = FastAPI(title="Covey relay", version="1", lifespan=lifespan,
+                  description="End-to-end encrypted relay: see docs/protocol.md")
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_envelope_bytes,
+                       exempt_prefixes=("/v1/blobs",))
+    for router in ROUTERS:
+        app.include_router(router)
+
+    @app.get("/healthz", tags=["meta"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,42 @@
+"""Helpers shared by the services: the authenticated principal, the clock, hashing of
+bearer secrets, and Ed25519 checks through vodozemac."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+
+import vodozemac
+
+from covey.errors import CryptoError
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The device a bearer token belongs to."""
+
+    user_id: str
+    device_id: str
+    device_pk: int
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def secret_hash(secret: str) -> bytes:
+    """Tokens are stored (and compared) only as their SHA-256."""
+    return hashlib.sha256(secret.encode("utf-8")).digest()
+
+
+def verify_ed25519(signing_key_b64: str, message: bytes, signature_b64: str,
+                   *, what: str) -> None:
+    """Raise `CryptoError(bad_signature)` unless the signature is valid."""
+    try:
+        key = vodozemac.Ed25519PublicKey.from_base64(signing_key_b64)
+        sig = vodozemac.Ed25519Signature.from_base64(signature_b64)
+        key.verify_signature(message, sig)
+    except Exception as exc:  # vodozemac raises several unrelated exception types
+        raise CryptoError(f"the {what} signature does not verify", code="bad_signature",
+                          details={"field": what}) from exc

@@ -1,0 +1,104 @@
+"""Accounts and devices: registration with self-signed device keys, link tokens for more
+devices, device lists (cached per user, invalidated when a device is added)."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+from covey.errors import CryptoError, NotFound
+from covey.protocol.wire import (
+    AddDeviceRequest,
+    DeviceKeys,
+    DeviceList,
+    LinkTokenResponse,
+    RegisterRequest,
+    RegisterResponse,
+    device_signing_bytes,
+)
+from covey.server.services._common import Principal, now_ms, secret_hash, verify_ed25519
+from covey.server.storage.repository import DeviceRow, Repository
+from covey.settings import Settings
+
+# Device lists change rarely; the TTL only bounds staleness when several processes share
+# one database (each invalidates its own cache on change).
+_DEVICE_CACHE_TTL_S = 30.0
+
+
+def _check_self_signature(device: DeviceKeys) -> None:
+    verify_ed25519(device.signing_key,
+                   device_signing_bytes(device.user_id, device.device_id,
+                                        device.identity_key, device.signing_key),
+                   device.signature, what="device")
+
+
+def _row(device: DeviceKeys) -> DeviceRow:
+    return DeviceRow(pk=0, user_id=device.user_id, device_id=device.device_id,
+                     identity_key=device.identity_key, signing_key=device.signing_key,
+                     signature=device.signature)
+
+
+def device_keys(row: DeviceRow) -> DeviceKeys:
+    return DeviceKeys.model_construct(user_id=row.user_id, device_id=row.device_id,
+                                      identity_key=row.identity_key,
+                                      signing_key=row.signing_key, signature=row.signature)
+
+
+class DeviceDirectory:
+    """user id -> {device id: device row}, read through from storage."""
+
+    def __init__(self, repo: Repository) -> None:
+        self._repo = repo
+        self._cache: dict[str, tuple[float, dict[str, DeviceRow]]] = {}
+
+    async def devices(self, user_id: str) -> dict[str, DeviceRow]:
+        hit = self._cache.get(user_id)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < _DEVICE_CACHE_TTL_S:
+            return hit[1]
+        rows = {d.device_id: d for d in await self._repo.user_devices(user_id)}
+        if len(self._cache) > 50_000:
+            self._cache.clear()
+        self._cache[user_id] = (now, rows)
+        return rows
+
+    def invalidate(self, user_id: str) -> None:
+        self._cache.pop(user_id, None)
+
+
+class AccountService:
+    def __init__(self, settings: Settings, repo: Repository, directory: DeviceDirectory) -> None:
+        self._settings = settings
+        self._repo = repo
+        self.directory = directory
+
+    async def register(self, request: RegisterRequest) -> RegisterResponse:
+        _check_self_signature(request.device)
+        await self._repo.create_user(_row(request.device), now_ms())
+        self.directory.invalidate(request.device.user_id)
+        return RegisterResponse(user_id=request.device.user_id,
+                                device_id=request.device.device_id)
+
+    async def create_link_token(self, principal: Principal) -> LinkTokenResponse:
+        token = secrets.token_urlsafe(32)
+        expires = now_ms() + self._settings.link_token_ttl_s * 1000
+        await self._repo.create_link_token(principal.user_id, secret_hash(token), expires)
+        return LinkTokenResponse(link_token=token, expires_at_ms=expires)
+
+    async def add_device(self, request: AddDeviceRequest) -> RegisterResponse:
+        _check_self_signature(request.device)
+        await self._repo.add_device_with_link_token(
+            secret_hash(request.link_token), _row(request.device), now_ms())
+        self.directory.invalidate(request.device.user_id)
+        return RegisterResponse(user_id=request.device.user_id,
+                                device_id=request.device.device_id)
+
+    async def device_list(self, user_id: str) -> DeviceList:
+        devices = await self.directory.devices(user_id)
+        if not devices and not await self._repo.user_exists(user_id):
+            raise NotFound(f"no user {user_id!r}", code="unknown_user")
+        return DeviceList(user_id=user_id,
+                          devices=[device_keys(d) for d in devices.values()])
+
+
+__all__ = ["AccountService", "CryptoError", "DeviceDirectory", "device_keys"]

@@ -1,0 +1,77 @@
+"""Login: a single-use challenge signed by the device key buys a short-lived bearer token,
+stored only as its SHA-256. Tokens are cached in memory until they expire."""
+
+from __future__ import annotations
+
+import secrets
+
+from covey.errors import NotFound, Unauthorized
+from covey.protocol._encoding import b64encode
+from covey.protocol.wire import (
+    ChallengeRequest,
+    ChallengeResponse,
+    TokenRequest,
+    TokenResponse,
+    login_signing_bytes,
+)
+from covey.server.services._common import Principal, now_ms, secret_hash, verify_ed25519
+from covey.server.storage.repository import Repository
+from covey.settings import Settings
+
+
+class AuthService:
+    def __init__(self, settings: Settings, repo: Repository) -> None:
+        self._settings = settings
+        self._repo = repo
+        # token hash -> (principal, expiry ms); a hit saves a SELECT per request.
+        self._tokens: dict[bytes, tuple[Principal, int]] = {}
+
+    async def challenge(self, request: ChallengeRequest) -> ChallengeResponse:
+        device = await self._repo.get_device(request.user_id, request.device_id)
+        if device is None:
+            raise NotFound("no such device", code="unknown_device",
+                           details={"user_id": request.user_id,
+                                    "device_id": request.device_id})
+        challenge_id = secrets.token_urlsafe(24)
+        challenge = b64encode(secrets.token_bytes(32))
+        expires = now_ms() + self._settings.challenge_ttl_s * 1000
+        await self._repo.create_challenge(challenge_id, device.pk, challenge, expires)
+        return ChallengeResponse(challenge_id=challenge_id, challenge=challenge,
+                                 expires_at_ms=expires)
+
+    async def token(self, request: TokenRequest) -> TokenResponse:
+        found = await self._repo.use_challenge(request.challenge_id)
+        if found is None:
+            raise Unauthorized("unknown challenge", code="unknown_challenge")
+        if found.was_used:
+            raise Unauthorized("this challenge was already used", code="challenge_used")
+        if found.expires_ms <= now_ms():
+            raise Unauthorized("this challenge has expired", code="challenge_expired")
+        device = found.device
+        verify_ed25519(device.signing_key,
+                       login_signing_bytes(device.user_id, device.device_id, found.challenge),
+                       request.signature, what="login")
+        token = secrets.token_urlsafe(32)
+        expires = now_ms() + self._settings.token_ttl_s * 1000
+        await self._repo.create_token(secret_hash(token), device.pk, expires)
+        count, _ = await self._repo.key_count(device.pk)
+        return TokenResponse(token=token, expires_at_ms=expires, one_time_key_count=count)
+
+    async def authenticate(self, token: str) -> Principal:
+        """The device behind a bearer token; 401 `bad_token` / `token_expired` otherwise."""
+        token_hash = secret_hash(token)
+        cached = self._tokens.get(token_hash)
+        now = now_ms()
+        if cached is None:
+            row = await self._repo.get_token(token_hash)
+            if row is None:
+                raise Unauthorized("unknown bearer token", code="bad_token")
+            cached = (Principal(row.user_id, row.device_id, row.device_pk), row.expires_ms)
+            if len(self._tokens) > 100_000:
+                self._tokens.clear()
+            self._tokens[token_hash] = cached
+        principal, expires = cached
+        if expires <= now:
+            self._tokens.pop(token_hash, None)
+            raise Unauthorized("the bearer token has expired", code="token_expired")
+        return principal

@@ -1,0 +1,129 @@
+"""Groups: create, list, read, add and remove members. Every membership change bumps the
+epoch (optimistically, so concurrent changes never both win) and tells member devices."""
+
+from __future__ import annotations
+
+import time
+
+from covey.errors import Conflict, Forbidden, InvalidInput, NotFound
+from covey.protocol.ids import new_group_id
+from covey.protocol.wire import (
+    MAX_GROUP_MEMBERS,
+    CreateGroupRequest,
+    GroupChangedFrame,
+    GroupInfo,
+    GroupList,
+    GroupMember,
+)
+from covey.server.fanout import DeviceAddress, Fanout, PushFrame
+from covey.server.services._common import Principal, now_ms
+from covey.server.services.accounts import DeviceDirectory
+from covey.server.storage.repository import GroupRow, Repository
+
+_GROUP_CACHE_TTL_S = 30.0
+_RETRIES = 5
+
+
+def group_info(group: GroupRow) -> GroupInfo:
+    return GroupInfo(group_id=group.group_id, name=group.name, epoch=group.epoch,
+                     members=[GroupMember(user_id=u, role="admin" if r == "admin" else "member")
+                              for u, r in group.members.items()])
+
+
+class GroupService:
+    def __init__(self, repo: Repository, directory: DeviceDirectory, fanout: Fanout) -> None:
+        self._repo = repo
+        self._directory = directory
+        self._fanout = fanout
+        self._cache: dict[str, tuple[float, GroupRow]] = {}
+
+    async def current(self, group_id: str) -> GroupRow | None:
+        """The group as the message path sees it (cached; invalidated on change)."""
+        hit = self._cache.get(group_id)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < _GROUP_CACHE_TTL_S:
+            return hit[1]
+        group = await self._repo.get_group(group_id)
+        if group is not None:
+            if len(self._cache) > 50_000:
+                self._cache.clear()
+            self._cache[group_id] = (now, group)
+        return group
+
+    async def create(self, principal: Principal, request: CreateGroupRequest) -> GroupInfo:
+        others = [u for u in dict.fromkeys(request.members) if u != principal.user_id]
+        if len(others) + 1 > MAX_GROUP_MEMBERS:
+            raise InvalidInput(f"a group has at most {MAX_GROUP_MEMBERS} members")
+        known = await self._repo.existing_users(others) if others else set()
+        unknown = [u for u in others if u not in known]
+        if unknown:
+            raise NotFound("unknown users", code="unknown_user", details={"users": unknown})
+        members = {principal.user_id: "admin", **dict.fromkeys(others, "member")}
+        group = await self._repo.create_group(new_group_id(), request.name, members, now_ms())
+        self._cache[group.group_id] = (time.monotonic(), group)
+        return group_info(group)
+
+    async def list_for(self, principal: Principal) -> GroupList:
+        return GroupList(groups=[group_info(g)
+                                 for g in await self._repo.groups_of_user(principal.user_id)])
+
+    async def get(self, principal: Principal, group_id: str) -> GroupInfo:
+        group = await self._member_view(principal, group_id)
+        return group_info(group)
+
+    async def _member_view(self, principal: Principal, group_id: str) -> GroupRow:
+        group = await self._repo.get_group(group_id)
+        if group is None or principal.user_id not in group.members:
+            # Same answer for "no such group" and "not yours": ids are not disclosed.
+            raise NotFound("no such group", code="unknown_group")
+        return group
+
+    async def add_member(self, principal: Principal, group_id: str, user_id: str) -> GroupInfo:
+        if not await self._repo.user_exists(user_id):
+            raise NotFound(f"no user {user_id!r}", code="unknown_user")
+        for _ in range(_RETRIES):
+            group = await self._member_view(principal, group_id)
+            if group.members[principal.user_id] != "admin":
+                raise Forbidden("only an admin can add members", code="not_admin")
+            if user_id in group.members:
+                raise Conflict(f"{user_id!r} is already a member", code="already_member")
+            if len(group.members) >= MAX_GROUP_MEMBERS:
+                raise InvalidInput(f"a group has at most {MAX_GROUP_MEMBERS} members")
+            try:
+                changed = await self._repo.change_membership(
+                    group_id, group.epoch, add=(user_id, "member"))
+            except Conflict as exc:
+                if exc.code == "group_changed":
+                    continue
+                raise
+            await self._changed(changed, notify_also=())
+            return group_info(changed)
+        raise Conflict("the group keeps changing, retry", code="group_changed")
+
+    async def remove_member(self, principal: Principal, group_id: str,
+                            user_id: str) -> GroupInfo:
+        for _ in range(_RETRIES):
+            group = await self._member_view(principal, group_id)
+            if user_id != principal.user_id and group.members[principal.user_id] != "admin":
+                raise Forbidden("only an admin can remove other members", code="not_admin")
+            if user_id not in group.members:
+                raise NotFound(f"{user_id!r} is not a member", code="not_a_member")
+            try:
+                changed = await self._repo.change_membership(group_id, group.epoch,
+                                                             remove=user_id)
+            except Conflict as exc:
+                if exc.code == "group_changed":
+                    continue
+                raise
+            await self._changed(changed, notify_also=(user_id,))
+            return group_info(changed)
+        raise Conflict("the group keeps changing, retry", code="group_changed")
+
+    async def _changed(self, group: GroupRow, notify_also: tuple[str, ...]) -> None:
+        self._cache[group.group_id] = (time.monotonic(), group)
+        frame = GroupChangedFrame(group_id=group.group_id, epoch=group.epoch)
+        items: list[tuple[DeviceAddress, PushFrame]] = []
+        for user in [*group.members, *notify_also]:
+            for device_id in await self._directory.devices(user):
+                items.append((DeviceAddress(user, device_id), frame))
+        self._fanout.publish(items)

@@ -1,0 +1,260 @@
+"""Sending, delivery and acknowledgement. `accept` validates an envelope against the
+exact target device set, computes a franking tag per recipient user and hands the message
+to the group-commit writer; deliveries go to connected devices through the fanout as soon
+as the batch has committed, and stay in the mailbox until acked or expired."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from covey.errors import Conflict, Forbidden, InvalidInput, NotFound, TooLarge
+from covey.protocol.franking import TagContext, server_tag
+from covey.protocol.ids import dm_participants
+from covey.protocol.secrets import FrankingCommitment, ServerFrankingKey
+from covey.protocol.wire import (
+    AckResponse,
+    Delivery,
+    DeliveryFrame,
+    GroupCiphertext,
+    PendingResponse,
+    SendEnvelope,
+    SendReceipt,
+)
+from covey.server.fanout import DeviceAddress, Fanout, PushFrame
+from covey.server.services._common import Principal, now_ms
+from covey.server.services.accounts import DeviceDirectory
+from covey.server.services.groups import GroupService
+from covey.server.storage.repository import (
+    MailboxEntry,
+    NewMessage,
+    PendingRow,
+    Repository,
+    StoreResult,
+)
+from covey.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+
+class AcceptedSend:
+    """A send queued for the group commit; `receipt()` once `future` is done."""
+
+    __slots__ = ("future", "message_id")
+
+    def __init__(self, message_id: str, future: asyncio.Future[Any]) -> None:
+        self.message_id = message_id
+        self.future = future
+
+    def receipt(self) -> SendReceipt:
+        """The receipt, or the error that the commit raised (`CoveyError`)."""
+        result: StoreResult = self.future.result()
+        if result.outcome == "conflict":
+            raise Conflict("this message id was already used with another commitment",
+                           code="message_id_conflict", details={"message_id": self.message_id})
+        return SendReceipt.model_construct(
+            message_id=self.message_id, server_ts_ms=result.server_ts_ms,
+            duplicate=result.outcome == "duplicate")
+
+
+def _delivery(seq: int, m: NewMessage, e: MailboxEntry,
+              group: GroupCiphertext | None) -> Delivery:
+    # Built without re-validation: every field was validated on the way in.
+    return Delivery.model_construct(
+        seq=seq, message_id=m.message_id, conversation_id=m.conversation_id,
+        sender_user=m.sender_user, sender_device=m.sender_device,
+        server_ts_ms=m.server_ts_ms, commitment=m.commitment, franking_tag=e.franking_tag,
+        participants=m.participants, olm_type=e.olm_type, body=e.body, group=group)
+
+
+def pending_delivery(row: PendingRow) -> Delivery:
+    group = None
+    if row.group_session_id is not None and row.group_body is not None:
+        group = GroupCiphertext.model_construct(session_id=row.group_session_id,
+                                                body=row.group_body)
+    return Delivery.model_construct(
+        seq=row.seq, message_id=row.message_id, conversation_id=row.conversation_id,
+        sender_user=row.sender_user, sender_device=row.sender_device,
+        server_ts_ms=row.server_ts_ms, commitment=row.commitment,
+        franking_tag=row.franking_tag, participants=row.participants,
+        olm_type=row.olm_type, body=row.body, group=group)
+
+
+def _log_failure(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("an acknowledgement could not be stored: %s", future.exception())
+
+
+class MessageService:
+    def __init__(self, settings: Settings, repo: Repository, directory: DeviceDirectory,
+                 groups: GroupService, fanout: Fanout, server_key: ServerFrankingKey) -> None:
+        self._settings = settings
+        self._repo = repo
+        self._directory = directory
+        self._groups = groups
+        self._fanout = fanout
+        self._server_key = server_key
+
+    # --- sending ---------------------------------------------------------------------
+
+    async def send(self, principal: Principal, envelope: SendEnvelope) -> SendReceipt:
+        accepted = await self.accept(principal, envelope)
+        await asyncio.shield(accepted.future)
+        return accepted.receipt()
+
+    async def accept(self, principal: Principal, envelope: SendEnvelope) -> AcceptedSend:
+        """Validate and queue the envelope; `future` resolves once the message is durable.
+        Callers that queue in order get seqs in that order."""
+        message = await self._prepare(principal, envelope)
+        future = self._repo.submit_message(message)
+        # Publishing hangs off the commit, not off the sender's waiter, so a sender that
+        # disconnects after sending still gets its message delivered live.
+        future.add_done_callback(lambda f: self._after_commit(message, f))
+        return AcceptedSend(envelope.message_id, future)
+
+    def _after_commit(self, message: NewMessage, future: asyncio.Future[Any]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        result: StoreResult = future.result()
+        if result.outcome != "stored":
+            return
+        group = None
+        if message.group_session_id is not None and message.group_body is not None:
+            group = GroupCiphertext.model_construct(session_id=message.group_session_id,
+                                                    body=message.group_body)
+        items: list[tuple[DeviceAddress, PushFrame]] = [
+            (DeviceAddress(e.user_id, e.device_id),
+             DeliveryFrame.model_construct(type="delivery",
+                                           delivery=_delivery(e.seq, message, e, group)))
+            for e in message.entries]
+        self._fanout.publish(items)
+
+    async def _prepare(self, principal: Principal, env: SendEnvelope) -> NewMessage:
+        if len(env.recipients) > self._settings.max_recipient_devices:
+            raise TooLarge(f"at most {self._settings.max_recipient_devices} recipients",
+                           details={"field": "recipients"})
+        conversation = env.conversation_id
+        dm = dm_participants(conversation)
+        if dm is not None:
+            if dm[0] == dm[1]:
+                raise InvalidInput("a direct conversation needs two different users",
+                                   details={"field": "conversation_id"})
+            if principal.user_id not in dm:
+                raise Forbidden("you are not a participant of this conversation",
+                                code="not_a_participant")
+            if env.group is not None or env.group_epoch is not None:
+                raise InvalidInput("group and group_epoch are only for group conversations",
+                                   details={"field": "group"})
+            participants = list(dm)
+        else:
+            participants = await self._group_participants(principal, env)
+        if env.group is None:
+            for r in env.recipients:
+                if r.olm_type is None or r.body is None:
+                    raise InvalidInput(
+                        "every recipient needs olm_type and body when there is no group "
+                        "ciphertext", details={"field": "recipients",
+                                               "device": f"{r.user_id}/{r.device_id}"})
+        entries = await self._target_entries(principal, env, participants)
+        server_ts = now_ms()
+        commitment = FrankingCommitment.from_b64(env.commitment)
+        tags: dict[str, str] = {}
+        for entry in entries:
+            tag = tags.get(entry.user_id)
+            if tag is None:
+                tag = server_tag(self._server_key, commitment, TagContext(
+                    sender_user=principal.user_id, sender_device=principal.device_id,
+                    recipient_user=entry.user_id, conversation_id=conversation,
+                    server_ts_ms=server_ts, message_id=env.message_id)).to_b64()
+                tags[entry.user_id] = tag
+            entry.franking_tag = tag
+        return NewMessage(
+            sender_device_pk=principal.device_pk, sender_user=principal.user_id,
+            sender_device=principal.device_id, message_id=env.message_id,
+            conversation_id=conversation, commitment=env.commitment, server_ts_ms=server_ts,
+            participants=participants,
+            group_session_id=None if env.group is None else env.group.session_id,
+            group_body=None if env.group is None else env.group.body,
+            expires_ms=server_ts + self._settings.mailbox_ttl_s * 1000, entries=entries)
+
+    async def _group_participants(self, principal: Principal, env: SendEnvelope) -> list[str]:
+        group = await self._groups.current(env.conversation_id)
+        if group is None:
+            raise NotFound("no such group", code="unknown_group")
+        if principal.user_id not in group.members:
+            raise Forbidden("you are not a member of this group", code="not_a_participant")
+        if env.group_epoch is None:
+            raise InvalidInput("group sends need group_epoch", details={"field": "group_epoch"})
+        if env.group_epoch != group.epoch:
+            raise Conflict("the group has changed: rotate the group session and retry",
+                           code="stale_group_epoch",
+                           details={"epoch": group.epoch, "sent_epoch": env.group_epoch})
+        return sorted(group.members)
+
+    async def _target_entries(self, principal: Principal, env: SendEnvelope,
+                              participants: list[str]) -> list[MailboxEntry]:
+        given: dict[tuple[str, str], int] = {}
+        for i, r in enumerate(env.recipients):
+            if (r.user_id, r.device_id) in given:
+                raise InvalidInput("a device is listed twice in recipients",
+                                   details={"field": "recipients",
+                                            "device": f"{r.user_id}/{r.device_id}"})
+            given[(r.user_id, r.device_id)] = i
+        for attempt in (0, 1):
+            expected: dict[tuple[str, str], int] = {}
+            for user in participants:
+                for device_id, row in (await self._directory.devices(user)).items():
+                    if user == principal.user_id and device_id == principal.device_id:
+                        continue
+                    expected[(user, device_id)] = row.pk
+            if expected.keys() == given.keys():
+                break
+            if attempt == 0:
+                # Our cached lists may be behind another process: read them again once.
+                for user in participants:
+                    self._directory.invalidate(user)
+                continue
+            missing = [{"user_id": u, "device_id": d} for (u, d) in expected
+                       if (u, d) not in given]
+            extra = [{"user_id": u, "device_id": d} for (u, d) in given
+                     if (u, d) not in expected]
+            raise Conflict("recipients must be exactly the conversation's other devices",
+                           code="device_list_mismatch",
+                           details={"missing": missing, "extra": extra})
+        return [MailboxEntry(device_pk=expected[(r.user_id, r.device_id)], user_id=r.user_id,
+                             device_id=r.device_id, olm_type=r.olm_type, body=r.body,
+                             franking_tag="") for r in env.recipients]
+
+    # --- mailbox ---------------------------------------------------------------------
+
+    async def pending(self, principal: Principal, after: int, limit: int) -> PendingResponse:
+        rows = await self._repo.pending(principal.device_pk, after, limit, now_ms())
+        return PendingResponse.model_construct(deliveries=[pending_delivery(r) for r in rows])
+
+    async def pending_rows(self, principal: Principal, after: int,
+                           limit: int) -> list[PendingRow]:
+        return await self._repo.pending(principal.device_pk, after, limit, now_ms())
+
+    async def ack(self, principal: Principal, seqs: list[int]) -> AckResponse:
+        removed = await self._repo.ack(principal.device_pk, sorted(set(seqs)))
+        return AckResponse(removed=removed)
+
+    def ack_nowait(self, principal: Principal, seqs: list[int]) -> None:
+        """Queue an ack without waiting for its commit (WebSocket acks need no answer)."""
+        future = self._repo.submit_ack(principal.device_pk, sorted(set(seqs)))
+        future.add_done_callback(_log_failure)
+
+    async def purge_loop(self) -> None:
+        """Drop expired mailbox entries (and stale auth rows) now and then, forever."""
+        interval = max(1.0, min(60.0, self._settings.mailbox_ttl_s / 4))
+        retention_ms = self._settings.mailbox_ttl_s * 1000
+        while True:
+            try:
+                removed = await self._repo.purge_expired(now_ms(), retention_ms)
+                if removed:
+                    log.info("purged %d expired mailbox entries", removed)
+            except Exception:
+                log.exception("mailbox purge failed")
+            await asyncio.sleep(interval)

@@ -1,0 +1,71 @@
+"""Async engines for SQLite (aiosqlite, WAL) and PostgreSQL (asyncpg), and start-up migrations.
+
+SQLite runs with `synchronous=FULL` so that a committed transaction (a message before its
+ack) survives power loss, WAL so that readers never block the single writer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from covey.errors import InvalidInput
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """One async engine for `url`: `sqlite+aiosqlite:///...` or `postgresql+asyncpg://...`."""
+    parsed = make_url(url)
+    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    if backend == "sqlite":
+        if driver != "aiosqlite":
+            raise InvalidInput("SQLite needs the async driver: sqlite+aiosqlite:///path")
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    if backend == "postgresql":
+        if driver != "asyncpg":
+            raise InvalidInput("PostgreSQL needs the async driver: postgresql+asyncpg://...")
+        return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    raise InvalidInput(f"unsupported database backend {backend!r}")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("path_separator", "os")
+    return cfg
+
+
+async def upgrade_to_head(engine: AsyncEngine) -> None:
+    """Apply every alembic migration not yet applied (`alembic upgrade head`)."""
+
+    def _upgrade(connection: Connection) -> None:
+        cfg = alembic_config()
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "head")
+
+    async with engine.begin() as conn:
+        await conn.run_sync(_upgrade)

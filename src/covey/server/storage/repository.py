@@ -1,0 +1,596 @@
+"""The one repository: every SQL statement the services use, on SQLite or PostgreSQL.
+
+Reads use pooled connections; writes go through the `SerialWriter`, which commits
+message sends and acks in batches (group commit) and everything else as single jobs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy import and_, delete, func, insert, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from covey.errors import Conflict, NotFound, Unauthorized
+from covey.server.storage import schema as t
+from covey.server.storage.writer import BatchItem, SerialWriter
+
+# --- rows ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRow:
+    pk: int
+    user_id: str
+    device_id: str
+    identity_key: str
+    signing_key: str
+    signature: str
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRow:
+    device_pk: int
+    user_id: str
+    device_id: str
+    expires_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeRow:
+    device: DeviceRow
+    challenge: str
+    expires_ms: int
+    was_used: bool
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRow:
+    key_id: str
+    key: str
+    signature: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedKey:
+    device_pk: int
+    key: KeyRow
+    fallback: bool
+    remaining: int
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRow:
+    group_id: str
+    name: str
+    epoch: int
+    members: dict[str, str]  # user_id -> role, in insertion order
+
+
+@dataclass(frozen=True, slots=True)
+class BlobRow:
+    blob_id: str
+    owner_user: str
+    sha256: str
+    size: int
+
+
+@dataclass(slots=True)
+class MailboxEntry:
+    """One target device of a new message, with its ciphertext and its user's tag."""
+
+    device_pk: int
+    user_id: str
+    device_id: str
+    olm_type: int | None
+    body: str | None
+    franking_tag: str
+    seq: int = 0  # set on commit
+
+
+@dataclass(slots=True)
+class NewMessage:
+    sender_device_pk: int
+    sender_user: str
+    sender_device: str
+    message_id: str
+    conversation_id: str
+    commitment: str
+    server_ts_ms: int
+    participants: list[str]
+    group_session_id: str | None
+    group_body: str | None
+    expires_ms: int
+    entries: list[MailboxEntry] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreResult:
+    outcome: Literal["stored", "duplicate", "conflict"]
+    server_ts_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRow:
+    seq: int
+    message_id: str
+    conversation_id: str
+    sender_user: str
+    sender_device: str
+    server_ts_ms: int
+    commitment: str
+    franking_tag: str
+    participants: list[str]
+    olm_type: int | None
+    body: str | None
+    group_session_id: str | None
+    group_body: str | None
+
+
+class _StoreItem(BatchItem):
+    __slots__ = ("message",)
+
+    def __init__(self, message: NewMessage) -> None:
+        super().__init__()
+        self.message = message
+
+
+class _AckItem(BatchItem):
+    __slots__ = ("device_pk", "seqs")
+
+    def __init__(self, device_pk: int, seqs: list[int]) -> None:
+        super().__init__()
+        self.device_pk = device_pk
+        self.seqs = seqs
+
+
+# Built once: SQLAlchemy caches the compiled form of each statement object.
+_INSERT_MESSAGE = insert(t.messages).returning(t.messages.c.id, sort_by_parameter_order=True)
+_INSERT_MAILBOX = insert(t.mailbox).returning(t.mailbox.c.seq, sort_by_parameter_order=True)
+_DEVICE_COLUMNS = (t.devices.c.id, t.devices.c.user_id, t.devices.c.device_id,
+                   t.devices.c.identity_key, t.devices.c.signing_key, t.devices.c.signature)
+_PENDING = (
+    select(t.mailbox.c.seq, t.messages.c.message_id, t.messages.c.conversation_id,
+           t.messages.c.sender_user, t.messages.c.sender_device, t.messages.c.server_ts_ms,
+           t.messages.c.commitment, t.mailbox.c.franking_tag, t.messages.c.participants,
+           t.mailbox.c.olm_type, t.mailbox.c.body, t.messages.c.group_session_id,
+           t.messages.c.group_body)
+    .select_from(t.mailbox.join(t.messages, t.mailbox.c.message_pk == t.messages.c.id))
+)
+
+
+def _device(row: Any) -> DeviceRow:
+    return DeviceRow(pk=row[0], user_id=row[1], device_id=row[2], identity_key=row[3],
+                     signing_key=row[4], signature=row[5])
+
+
+class Repository:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.writer = SerialWriter(engine, self._commit_batch)
+
+    def start(self) -> None:
+        self.writer.start()
+
+    async def close(self) -> None:
+        await self.writer.stop()
+        await self.engine.dispose()
+
+    # --- users and devices --------------------------------------------------------
+
+    async def create_user(self, device: DeviceRow, now_ms: int) -> int:
+        async def job(conn: AsyncConnection) -> int:
+            exists = await conn.scalar(
+                select(t.users.c.user_id).where(t.users.c.user_id == device.user_id))
+            if exists is not None:
+                raise Conflict(f"the handle {device.user_id!r} is taken", code="handle_taken")
+            await conn.execute(insert(t.users).values(user_id=device.user_id,
+                                                      created_ms=now_ms))
+            return await _insert_device(conn, device, now_ms)
+
+        return await self.writer.run_job(job)
+
+    async def create_link_token(self, user_id: str, token_hash: bytes, expires_ms: int) -> None:
+        async def job(conn: AsyncConnection) -> None:
+            await conn.execute(insert(t.link_tokens).values(
+                token_hash=token_hash, user_id=user_id, expires_ms=expires_ms, used=0))
+
+        await self.writer.run_job(job)
+
+    async def add_device_with_link_token(self, token_hash: bytes, device: DeviceRow,
+                                         now_ms: int) -> int:
+        """Consume the link token and add the device to its user, in one transaction."""
+
+        async def job(conn: AsyncConnection) -> int:
+            row = (await conn.execute(
+                select(t.link_tokens.c.user_id, t.link_tokens.c.expires_ms,
+                       t.link_tokens.c.used).where(t.link_tokens.c.token_hash == token_hash)
+            )).first()
+            if row is None:
+                raise Unauthorized("unknown link token", code="bad_link_token")
+            if row.used:
+                raise Unauthorized("this link token was already used", code="link_token_used")
+            if row.expires_ms <= now_ms:
+                raise Unauthorized("this link token has expired", code="link_token_expired")
+            if row.user_id != device.user_id:
+                raise Unauthorized("the link token belongs to another user",
+                                   code="bad_link_token")
+            taken = await conn.scalar(select(t.devices.c.id).where(
+                t.devices.c.user_id == device.user_id,
+                t.devices.c.device_id == device.device_id))
+            if taken is not None:
+                raise Conflict("this device id already exists", code="device_exists")
+            await conn.execute(update(t.link_tokens).where(
+                t.link_tokens.c.token_hash == token_hash).values(used=1))
+            return await _insert_device(conn, device, now_ms)
+
+        return await self.writer.run_job(job)
+
+    async def user_exists(self, user_id: str) -> bool:
+        async with self.engine.connect() as conn:
+            found = await conn.scalar(select(t.users.c.user_id).where(
+                t.users.c.user_id == user_id))
+        return found is not None
+
+    async def existing_users(self, user_ids: Sequence[str]) -> set[str]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(t.users.c.user_id).where(
+                t.users.c.user_id.in_(list(user_ids))))
+            return {r[0] for r in rows}
+
+    async def user_devices(self, user_id: str) -> list[DeviceRow]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(*_DEVICE_COLUMNS).where(
+                t.devices.c.user_id == user_id).order_by(t.devices.c.id))
+            return [_device(r) for r in rows]
+
+    async def devices_of_users(self, user_ids: Sequence[str]) -> list[DeviceRow]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(*_DEVICE_COLUMNS).where(
+                t.devices.c.user_id.in_(list(user_ids))).order_by(t.devices.c.id))
+            return [_device(r) for r in rows]
+
+    async def get_device(self, user_id: str, device_id: str) -> DeviceRow | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(*_DEVICE_COLUMNS).where(
+                t.devices.c.user_id == user_id, t.devices.c.device_id == device_id))).first()
+        return None if row is None else _device(row)
+
+    # --- login -----------------------------------------------------------------------
+
+    async def create_challenge(self, challenge_id: str, device_pk: int, challenge: str,
+                               expires_ms: int) -> None:
+        async def job(conn: AsyncConnection) -> None:
+            await conn.execute(insert(t.challenges).values(
+                challenge_id=challenge_id, device_pk=device_pk, challenge=challenge,
+                expires_ms=expires_ms, used=0))
+
+        await self.writer.run_job(job)
+
+    async def use_challenge(self, challenge_id: str) -> ChallengeRow | None:
+        """Mark the challenge used and return it as it was before (None if unknown)."""
+
+        async def job(conn: AsyncConnection) -> ChallengeRow | None:
+            row = (await conn.execute(
+                select(t.challenges.c.challenge, t.challenges.c.expires_ms,
+                       t.challenges.c.used, *_DEVICE_COLUMNS)
+                .select_from(t.challenges.join(
+                    t.devices, t.challenges.c.device_pk == t.devices.c.id))
+                .where(t.challenges.c.challenge_id == challenge_id))).first()
+            if row is None:
+                return None
+            if not row.used:
+                await conn.execute(update(t.challenges).where(
+                    t.challenges.c.challenge_id == challenge_id).values(used=1))
+            return ChallengeRow(device=_device(row[3:]), challenge=row.challenge,
+                                expires_ms=row.expires_ms, was_used=bool(row.used))
+
+        return await self.writer.run_job(job)
+
+    async def create_token(self, token_hash: bytes, device_pk: int, expires_ms: int) -> None:
+        async def job(conn: AsyncConnection) -> None:
+            await conn.execute(insert(t.tokens).values(
+                token_hash=token_hash, device_pk=device_pk, expires_ms=expires_ms))
+
+        await self.writer.run_job(job)
+
+    async def get_token(self, token_hash: bytes) -> TokenRow | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(
+                select(t.tokens.c.device_pk, t.devices.c.user_id, t.devices.c.device_id,
+                       t.tokens.c.expires_ms)
+                .select_from(t.tokens.join(t.devices, t.tokens.c.device_pk == t.devices.c.id))
+                .where(t.tokens.c.token_hash == token_hash))).first()
+        if row is None:
+            return None
+        return TokenRow(device_pk=row[0], user_id=row[1], device_id=row[2], expires_ms=row[3])
+
+    # --- keys ------------------------------------------------------------------------
+
+    async def upload_keys(self, device_pk: int, one_time: Sequence[KeyRow],
+                          fallback: KeyRow | None) -> tuple[int, bool]:
+        """Store new one-time keys (ids already stored are kept as they are) and replace
+        the fallback key; returns the new (one-time count, has fallback)."""
+
+        async def job(conn: AsyncConnection) -> tuple[int, bool]:
+            if one_time:
+                ids = [k.key_id for k in one_time]
+                existing = {r[0] for r in await conn.execute(
+                    select(t.one_time_keys.c.key_id).where(
+                        t.one_time_keys.c.device_pk == device_pk,
+                        t.one_time_keys.c.key_id.in_(ids)))}
+                seen: set[str] = set()
+                fresh = []
+                for k in one_time:
+                    if k.key_id in existing or k.key_id in seen:
+                        continue
+                    seen.add(k.key_id)
+                    fresh.append({"device_pk": device_pk, "key_id": k.key_id, "key": k.key,
+                                  "signature": k.signature})
+                if fresh:
+                    await conn.execute(insert(t.one_time_keys), fresh)
+            if fallback is not None:
+                await conn.execute(delete(t.fallback_keys).where(
+                    t.fallback_keys.c.device_pk == device_pk))
+                await conn.execute(insert(t.fallback_keys).values(
+                    device_pk=device_pk, key_id=fallback.key_id, key=fallback.key,
+                    signature=fallback.signature))
+            return await _key_count(conn, device_pk)
+
+        return await self.writer.run_job(job)
+
+    async def key_count(self, device_pk: int) -> tuple[int, bool]:
+        async with self.engine.connect() as conn:
+            return await _key_count(conn, device_pk)
+
+    async def claim_keys(self, device_pks: Sequence[int]) -> list[ClaimedKey]:
+        """Remove and return one one-time key per device (or its fallback key, kept)."""
+
+        async def job(conn: AsyncConnection) -> list[ClaimedKey]:
+            claimed = []
+            for pk in device_pks:
+                # One statement per device: the delete and the read are one atomic step,
+                # and SKIP LOCKED lets concurrent PostgreSQL claims take different keys.
+                pick = (select(t.one_time_keys.c.id)
+                        .where(t.one_time_keys.c.device_pk == pk)
+                        .order_by(t.one_time_keys.c.id).limit(1)
+                        .with_for_update(skip_locked=True).scalar_subquery())
+                row = (await conn.execute(
+                    delete(t.one_time_keys).where(t.one_time_keys.c.id == pick).returning(
+                        t.one_time_keys.c.key_id, t.one_time_keys.c.key,
+                        t.one_time_keys.c.signature))).first()
+                if row is not None:
+                    remaining, _ = await _key_count(conn, pk)
+                    claimed.append(ClaimedKey(pk, KeyRow(row[0], row[1], row[2]), False,
+                                              remaining))
+                    continue
+                fb = (await conn.execute(
+                    select(t.fallback_keys.c.key_id, t.fallback_keys.c.key,
+                           t.fallback_keys.c.signature).where(
+                        t.fallback_keys.c.device_pk == pk))).first()
+                if fb is not None:
+                    claimed.append(ClaimedKey(pk, KeyRow(fb[0], fb[1], fb[2]), True, 0))
+            return claimed
+
+        return await self.writer.run_job(job)
+
+    # --- groups ----------------------------------------------------------------------
+
+    async def create_group(self, group_id: str, name: str, members: dict[str, str],
+                           now_ms: int) -> GroupRow:
+        async def job(conn: AsyncConnection) -> GroupRow:
+            await conn.execute(insert(t.groups).values(group_id=group_id, name=name, epoch=0,
+                                                       created_ms=now_ms))
+            await conn.execute(insert(t.group_members), [
+                {"group_id": group_id, "user_id": u, "role": r} for u, r in members.items()])
+            return GroupRow(group_id, name, 0, dict(members))
+
+        return await self.writer.run_job(job)
+
+    async def get_group(self, group_id: str) -> GroupRow | None:
+        async with self.engine.connect() as conn:
+            return await _load_group(conn, group_id)
+
+    async def groups_of_user(self, user_id: str) -> list[GroupRow]:
+        async with self.engine.connect() as conn:
+            ids = [r[0] for r in await conn.execute(
+                select(t.group_members.c.group_id).where(t.group_members.c.user_id == user_id)
+                .order_by(t.group_members.c.group_id))]
+            found = [await _load_group(conn, g) for g in ids]
+        return [g for g in found if g is not None]
+
+    async def change_membership(self, group_id: str, expected_epoch: int, *,
+                                add: tuple[str, str] | None = None,
+                                remove: str | None = None) -> GroupRow:
+        """Apply one membership change if the group is still at `expected_epoch`."""
+
+        async def job(conn: AsyncConnection) -> GroupRow:
+            bumped = await conn.execute(
+                update(t.groups).where(t.groups.c.group_id == group_id,
+                                       t.groups.c.epoch == expected_epoch)
+                .values(epoch=t.groups.c.epoch + 1))
+            if bumped.rowcount != 1:
+                raise Conflict("the group changed meanwhile, retry", code="group_changed")
+            if add is not None:
+                await conn.execute(insert(t.group_members).values(
+                    group_id=group_id, user_id=add[0], role=add[1]))
+            if remove is not None:
+                await conn.execute(delete(t.group_members).where(
+                    t.group_members.c.group_id == group_id,
+                    t.group_members.c.user_id == remove))
+            group = await _load_group(conn, group_id)
+            if group is None:
+                raise NotFound("no such group", code="unknown_group")
+            return group
+
+        return await self.writer.run_job(job)
+
+    # --- messages and mailbox --------------------------------------------------------
+
+    async def store_message(self, message: NewMessage) -> StoreResult:
+        """Durably store a message and its mailbox entries (group commit).
+
+        On return the entries' `seq` are set; a resend of a stored (sender device,
+        message id) gives `duplicate` (or `conflict` if the commitment differs)."""
+        result: StoreResult = await self.writer.submit(_StoreItem(message))
+        return result
+
+    def submit_message(self, message: NewMessage) -> Any:
+        """Like `store_message` but returns the future at once (keeps submission order)."""
+        return self.writer.submit(_StoreItem(message))
+
+    def submit_ack(self, device_pk: int, seqs: list[int]) -> Any:
+        return self.writer.submit(_AckItem(device_pk, seqs))
+
+    async def ack(self, device_pk: int, seqs: list[int]) -> int:
+        removed: int = await self.writer.submit(_AckItem(device_pk, seqs))
+        return removed
+
+    async def _commit_batch(self, conn: AsyncConnection, items: Sequence[BatchItem]) -> None:
+        stores = [i for i in items if isinstance(i, _StoreItem)]
+        if stores:
+            await self._store_batch(conn, stores)
+        for item in items:
+            if isinstance(item, _AckItem):
+                res = await conn.execute(delete(t.mailbox).where(
+                    t.mailbox.c.device_pk == item.device_pk, t.mailbox.c.seq.in_(item.seqs)))
+                item.result = res.rowcount
+
+    async def _store_batch(self, conn: AsyncConnection, stores: list[_StoreItem]) -> None:
+        keys = list({(s.message.sender_device_pk, s.message.message_id) for s in stores})
+        known: dict[tuple[int, str], tuple[str, int]] = {}
+        for i in range(0, len(keys), 400):
+            chunk = keys[i:i + 400]
+            rows = await conn.execute(
+                select(t.messages.c.sender_device_pk, t.messages.c.message_id,
+                       t.messages.c.commitment, t.messages.c.server_ts_ms).where(
+                    tuple_(t.messages.c.sender_device_pk, t.messages.c.message_id).in_(chunk)))
+            for r in rows:
+                known[(r[0], r[1])] = (r[2], r[3])
+        fresh: list[_StoreItem] = []
+        for item in stores:
+            m = item.message
+            key = (m.sender_device_pk, m.message_id)
+            prior = known.get(key)
+            if prior is None:
+                known[key] = (m.commitment, m.server_ts_ms)
+                fresh.append(item)
+                item.result = StoreResult("stored", m.server_ts_ms)
+            elif prior[0] == m.commitment:
+                item.result = StoreResult("duplicate", prior[1])
+            else:
+                item.result = StoreResult("conflict", prior[1])
+        if not fresh:
+            return
+        ids = (await conn.execute(_INSERT_MESSAGE, [{
+            "sender_device_pk": i.message.sender_device_pk,
+            "sender_user": i.message.sender_user,
+            "sender_device": i.message.sender_device,
+            "message_id": i.message.message_id,
+            "conversation_id": i.message.conversation_id,
+            "commitment": i.message.commitment,
+            "server_ts_ms": i.message.server_ts_ms,
+            "participants": json.dumps(i.message.participants),
+            "group_session_id": i.message.group_session_id,
+            "group_body": i.message.group_body,
+        } for i in fresh])).scalars().all()
+        entries: list[MailboxEntry] = []
+        params: list[dict[str, Any]] = []
+        for item, message_pk in zip(fresh, ids, strict=True):
+            m = item.message
+            for e in m.entries:
+                entries.append(e)
+                params.append({"device_pk": e.device_pk, "message_pk": message_pk,
+                               "olm_type": e.olm_type, "body": e.body,
+                               "franking_tag": e.franking_tag, "expires_ms": m.expires_ms})
+        if params:
+            seqs = (await conn.execute(_INSERT_MAILBOX, params)).scalars().all()
+            for entry, seq in zip(entries, seqs, strict=True):
+                entry.seq = seq
+
+    async def pending(self, device_pk: int, after: int, limit: int,
+                      now_ms: int) -> list[PendingRow]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                _PENDING.where(t.mailbox.c.device_pk == device_pk, t.mailbox.c.seq > after,
+                               t.mailbox.c.expires_ms > now_ms)
+                .order_by(t.mailbox.c.seq).limit(limit))
+            return [PendingRow(seq=r[0], message_id=r[1], conversation_id=r[2],
+                               sender_user=r[3], sender_device=r[4], server_ts_ms=r[5],
+                               commitment=r[6], franking_tag=r[7],
+                               participants=json.loads(r[8]), olm_type=r[9], body=r[10],
+                               group_session_id=r[11], group_body=r[12]) for r in rows]
+
+    async def purge_expired(self, now_ms: int, message_retention_ms: int) -> int:
+        """Drop expired mailbox entries, challenges, tokens and link tokens, and messages
+        that are older than the retention and have no mailbox entry left."""
+
+        async def job(conn: AsyncConnection) -> int:
+            res = await conn.execute(delete(t.mailbox).where(t.mailbox.c.expires_ms <= now_ms))
+            await conn.execute(delete(t.challenges).where(t.challenges.c.expires_ms <= now_ms))
+            await conn.execute(delete(t.tokens).where(t.tokens.c.expires_ms <= now_ms))
+            await conn.execute(delete(t.link_tokens).where(
+                t.link_tokens.c.expires_ms <= now_ms))
+            orphan = ~select(t.mailbox.c.seq).where(
+                t.mailbox.c.message_pk == t.messages.c.id).exists()
+            await conn.execute(delete(t.messages).where(
+                and_(t.messages.c.server_ts_ms <= now_ms - message_retention_ms, orphan)))
+            return int(res.rowcount)
+
+        return await self.writer.run_job(job)
+
+    # --- blobs -----------------------------------------------------------------------
+
+    async def insert_blob(self, blob: BlobRow, now_ms: int) -> None:
+        async def job(conn: AsyncConnection) -> None:
+            await conn.execute(insert(t.blobs).values(
+                blob_id=blob.blob_id, owner_user=blob.owner_user, sha256=blob.sha256,
+                size=blob.size, created_ms=now_ms))
+
+        await self.writer.run_job(job)
+
+    async def get_blob(self, blob_id: str) -> BlobRow | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(
+                t.blobs.c.blob_id, t.blobs.c.owner_user, t.blobs.c.sha256, t.blobs.c.size)
+                .where(t.blobs.c.blob_id == blob_id))).first()
+        return None if row is None else BlobRow(row[0], row[1], row[2], row[3])
+
+    async def counts(self) -> dict[str, int]:
+        """Row counts per table: lets tests check that a rejected request changed nothing."""
+        out = {}
+        async with self.engine.connect() as conn:
+            for table in t.metadata.sorted_tables:
+                out[table.name] = int(await conn.scalar(
+                    select(func.count()).select_from(table)) or 0)
+        return out
+
+
+async def _insert_device(conn: AsyncConnection, device: DeviceRow, now_ms: int) -> int:
+    res = await conn.execute(insert(t.devices).values(
+        user_id=device.user_id, device_id=device.device_id,
+        identity_key=device.identity_key, signing_key=device.signing_key,
+        signature=device.signature, created_ms=now_ms).returning(t.devices.c.id))
+    return int(res.scalar_one())
+
+
+async def _key_count(conn: AsyncConnection, device_pk: int) -> tuple[int, bool]:
+    count = await conn.scalar(select(func.count()).select_from(t.one_time_keys).where(
+        t.one_time_keys.c.device_pk == device_pk))
+    fb = await conn.scalar(select(t.fallback_keys.c.key_id).where(
+        t.fallback_keys.c.device_pk == device_pk))
+    return int(count or 0), fb is not None
+
+
+async def _load_group(conn: AsyncConnection, group_id: str) -> GroupRow | None:
+    g = (await conn.execute(select(t.groups.c.name, t.groups.c.epoch).where(
+        t.groups.c.group_id == group_id))).first()
+    if g is None:
+        return None
+    members = {r[0]: r[1] for r in await conn.execute(
+        select(t.group_members.c.user_id, t.group_members.c.role).where(
+            t.group_members.c.group_id == group_id).order_by(t.group_members.c.user_id))}
+    return GroupRow(group_id, g[0], int(g[1]), members)
