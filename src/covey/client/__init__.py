@@ -1,1 +1,37 @@
-"""Placeholder: filled in by its issue."""
+"""Covey's client SDK: `Client` (asyncio) over a sans-I/O core and an encrypted store.
+
+    client = await Client.register("http://127.0.0.1:8470", "alice", "alice.db", passphrase)
+    await client.send_text("bob", "hi")
+    async for message in client.messages(): ...
+"""
+
+from covey.client._client import Client
+from covey.client._core import ClientCore, ClientError
+from covey.client._events import (
+    Event,
+    FrankingEvidence,
+    IncomingMessage,
+    MessageDropped,
+    MessageSent,
+    RoomKeyReceived,
+    SendFailed,
+)
+from covey.client._store import StoreError, WrongPassphrase
+from covey.client._transport import Offline, ServerError
+
+__all__ = [
+    "Client",
+    "ClientCore",
+    "ClientError",
+    "Event",
+    "FrankingEvidence",
+    "IncomingMessage",
+    "MessageDropped",
+    "MessageSent",
+    "Offline",
+    "RoomKeyReceived",
+    "SendFailed",
+    "ServerError",
+    "StoreError",
+    "WrongPassphrase",
+]

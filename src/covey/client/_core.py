@@ -148,6 +148,11 @@ class OutboxEntry:
         )
 
 
+def inbox_key(conversation_id: str, sender_user: str, message_id: str) -> str:
+    """The store key of a received message (history and unread inbox)."""
+    return f"{conversation_id}|{sender_user}|{message_id}"
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -721,7 +726,7 @@ class ClientCore:
                                     FrankingTag.from_b64(delivery.franking_tag), context,
                                     self.user_id, delivery.server_ts_ms)
         record = {"direction": "in", **evidence.to_record()}
-        key = f"{delivery.conversation_id}|{delivery.sender_user}|{delivery.message_id}"
+        key = inbox_key(delivery.conversation_id, delivery.sender_user, delivery.message_id)
         self.store.put(_HISTORY, key, record)
         self.store.put(_INBOX, key, {"key": key, **record})
         return [IncomingMessage.from_evidence(evidence)]

@@ -1,0 +1,455 @@
+"""`Client`: the asyncio shell around the sans-I/O core.
+
+It keeps one WebSocket per device open (reconnecting with backoff), feeds deliveries to
+the core and acknowledges them once the core has stored them, sends the outbox over
+REST (verbatim on every retry), and answers the protocol's 409s by refreshing device
+lists or the group and encrypting again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import websockets
+from pydantic import ValidationError
+from websockets.exceptions import InvalidStatus, WebSocketException
+
+from covey.client._core import (
+    DEFAULT_ROTATE_AFTER,
+    ClientCore,
+    ClientError,
+    MissingSessions,
+    NeedDeviceLists,
+    NeedGroup,
+    OutboxEntry,
+    inbox_key,
+)
+from covey.client._events import Event, IncomingMessage
+from covey.client._store import SCRYPT_N, Store
+from covey.client._transport import Api, Offline, ServerError
+from covey.errors import CryptoError
+from covey.protocol.attachments import decrypt_attachment, encrypt_attachment
+from covey.protocol.content import AttachmentRef
+from covey.protocol.ids import is_group_id, new_device_id
+from covey.protocol.wire import (
+    SERVER_FRAME,
+    AckFrame,
+    Delivery,
+    DeliveryFrame,
+    ErrorFrame,
+    GroupChangedFrame,
+    GroupInfo,
+    KeysLowFrame,
+    TokenResponse,
+)
+
+log = logging.getLogger(__name__)
+
+_BACKOFF_START_S = 0.2
+_BACKOFF_MAX_S = 5.0
+_MAX_REBUILDS = 4
+_EVENT_QUEUE = 1000
+
+
+def _remove_store(store_path: str | os.PathLike[str]) -> None:
+    """Remove a store whose device never registered, so the user can try again."""
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            Path(f"{os.fspath(store_path)}{suffix}").unlink()
+
+
+class Client:
+    """One device of one user: `register`, `open` or `link_device`, then send and read."""
+
+    def __init__(self, core: ClientCore, api: Api) -> None:
+        self._core = core
+        self._api = api
+        api.on_login = self._after_login
+        self._messages: asyncio.Queue[tuple[str, IncomingMessage]] = asyncio.Queue()
+        self._events: asyncio.Queue[Event] = asyncio.Queue(_EVENT_QUEUE)
+        self._send_lock = asyncio.Lock()
+        self._connected = asyncio.Event()
+        self._closed = False
+        self._runner: asyncio.Task[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        for key, message in core.inbox():
+            self._messages.put_nowait((key, message))
+
+    # --- construction -----------------------------------------------------------------
+
+    @classmethod
+    async def register(cls, server_url: str, handle: str, store_path: str | os.PathLike[str],
+                       passphrase: str, *, rotate_after: int = DEFAULT_ROTATE_AFTER,
+                       scrypt_n: int = SCRYPT_N, connect: bool = True) -> Client:
+        """Create a user `handle` with this as its first device, stored at `store_path`."""
+        return await cls._new_device(server_url, handle, store_path, passphrase, None,
+                                     rotate_after=rotate_after, scrypt_n=scrypt_n,
+                                     connect=connect)
+
+    @classmethod
+    async def link_device(cls, server_url: str, handle: str, link_token: str,
+                          store_path: str | os.PathLike[str], passphrase: str, *,
+                          rotate_after: int = DEFAULT_ROTATE_AFTER, scrypt_n: int = SCRYPT_N,
+                          connect: bool = True) -> Client:
+        """Add a device to `handle` with a link token made by one of its devices."""
+        return await cls._new_device(server_url, handle, store_path, passphrase, link_token,
+                                     rotate_after=rotate_after, scrypt_n=scrypt_n,
+                                     connect=connect)
+
+    @classmethod
+    async def _new_device(cls, server_url: str, handle: str,
+                          store_path: str | os.PathLike[str], passphrase: str,
+                          link_token: str | None, *, rotate_after: int, scrypt_n: int,
+                          connect: bool) -> Client:
+        store = Store.create(store_path, passphrase, scrypt_n=scrypt_n)
+        api: Api | None = None
+        try:
+            core = ClientCore.create(store, handle, new_device_id(), server_url.rstrip("/"),
+                                     rotate_after=rotate_after)
+            api = Api(server_url, handle, core.device_id, core.sign_login)
+            if link_token is None:
+                await api.register(core.device_keys())
+            else:
+                await api.add_device(link_token, core.device_keys())
+            core.mark_registered()
+        except BaseException:
+            store.close()
+            if api is not None:
+                await api.aclose()
+            _remove_store(store_path)
+            raise
+        client = cls(core, api)
+        await client._start(connect)
+        return client
+
+    @classmethod
+    async def open(cls, store_path: str | os.PathLike[str], passphrase: str, *,
+                   rotate_after: int = DEFAULT_ROTATE_AFTER, connect: bool = True) -> Client:
+        """Resume a device from its store (wrong passphrase: `WrongPassphrase`)."""
+        store = Store.open(store_path, passphrase)
+        try:
+            core = ClientCore.load(store, rotate_after=rotate_after)
+            if not core.registered:
+                raise ClientError("this device never finished registering",
+                                  code="not_registered")
+        except BaseException:
+            store.close()
+            raise
+        client = cls(core, Api(core.server_url, core.user_id, core.device_id, core.sign_login))
+        await client._start(connect)
+        return client
+
+    async def _start(self, connect: bool) -> None:
+        try:
+            await self._api.login()
+        except Offline:
+            log.info("server unreachable at start; will keep trying")
+        if connect:
+            self._runner = asyncio.create_task(self._run(), name=f"covey-{self.device_id}")
+
+    # --- identity -----------------------------------------------------------------------
+
+    @property
+    def user_id(self) -> str:
+        return self._core.user_id
+
+    @property
+    def device_id(self) -> str:
+        return self._core.device_id
+
+    @property
+    def core(self) -> ClientCore:
+        """The sans-I/O core (history, franking evidence, outbox) for advanced use."""
+        return self._core
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def wait_connected(self, within_s: float = 10.0) -> None:
+        await asyncio.wait_for(self._connected.wait(), within_s)
+
+    # --- public API --------------------------------------------------------------------
+
+    async def create_link_token(self) -> str:
+        return (await self._api.create_link_token()).link_token
+
+    async def send_text(self, to: str, text: str) -> str:
+        """Send a text to a user id (1:1) or a group id; returns the message id.
+
+        The message is durably queued before this returns; when the server cannot be
+        reached it stays queued and is resent, unchanged, after reconnecting."""
+        return await self._send(to, text=text)
+
+    async def send_attachment(self, to: str, data: bytes, *, name: str = "",
+                              mime: str = "application/octet-stream", text: str = "") -> str:
+        """Encrypt `data` under a fresh key, upload the blob, and send its franked ref."""
+        blob, key, digest = encrypt_attachment(data)
+        uploaded = await self._api.upload_blob(blob)
+        if uploaded.sha256 != digest:
+            raise CryptoError("the server stored other bytes than were uploaded",
+                              code="attachment_hash_mismatch")
+        ref = AttachmentRef(blob_id=uploaded.blob_id, key=key, sha256=digest, size=len(data),
+                            mime=mime, name=name)
+        return await self._send(to, text=text, attachments=(ref,))
+
+    async def download_attachment(self, ref: AttachmentRef) -> bytes:
+        """Fetch a blob, check it against the franked hash, and decrypt it."""
+        return decrypt_attachment(await self._api.download_blob(ref.blob_id), ref)
+
+    async def messages(self) -> AsyncIterator[IncomingMessage]:
+        """Received messages, oldest first, including those stored while not reading."""
+        while True:
+            key, message = await self._messages.get()
+            self._core.consumed(key)
+            yield message
+
+    async def next_message(self, within_s: float | None = None) -> IncomingMessage:
+        key, message = await asyncio.wait_for(self._messages.get(), within_s)
+        self._core.consumed(key)
+        return message
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Everything else: dropped messages, send receipts and failures, room keys."""
+        while True:
+            yield await self._events.get()
+
+    async def create_group(self, name: str, members: list[str]) -> GroupInfo:
+        info = await self._api.create_group(name, members)
+        self._core.update_group(info)
+        return info
+
+    async def add_member(self, group_id: str, user_id: str) -> GroupInfo:
+        info = await self._api.add_member(group_id, user_id)
+        self._core.update_group(info)
+        return info
+
+    async def remove_member(self, group_id: str, user_id: str) -> GroupInfo:
+        info = await self._api.remove_member(group_id, user_id)
+        if user_id == self.user_id:
+            self._core.forget_group(group_id)
+        else:
+            self._core.update_group(info)
+        return info
+
+    async def groups(self) -> list[GroupInfo]:
+        listed = (await self._api.groups()).groups
+        for info in listed:
+            self._core.update_group(info)
+        return listed
+
+    def pending_sends(self) -> int:
+        return len(self._core.outbox())
+
+    async def flush(self, within_s: float = 30.0) -> None:
+        """Wait until the outbox is empty (every message accepted or refused)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        while self._core.outbox():
+            await self._flush_outbox()
+            if not self._core.outbox():
+                return
+            if loop.time() > deadline:
+                raise TimeoutError(f"{len(self._core.outbox())} messages still unsent")
+            await asyncio.sleep(0.1)
+
+    async def close(self) -> None:
+        self._closed = True
+        for task in (self._runner, self._flusher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        await self._api.aclose()
+        self._core.store.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+    # --- sending ------------------------------------------------------------------------
+
+    async def _send(self, to: str, *, text: str = "",
+                    attachments: tuple[AttachmentRef, ...] = ()) -> str:
+        conversation = self._core.conversation_for(to)
+        entry: OutboxEntry | None = None
+        for _ in range(8):
+            try:
+                entry = self._core.prepare(to, text=text, attachments=attachments)
+                break
+            except NeedDeviceLists as need:
+                await self._fetch_device_lists(need.users)
+            except NeedGroup as need:
+                self._core.update_group(await self._api.group(need.group_id))
+            except MissingSessions:
+                await self._claim(conversation)
+        if entry is None:
+            raise ClientError(f"could not prepare a message for {to}", code="prepare_failed")
+        with contextlib.suppress(Offline):
+            await self._flush_outbox()
+        return entry.entry_id
+
+    async def _fetch_device_lists(self, users: list[str]) -> None:
+        for user in users:
+            problems = self._core.update_device_list(await self._api.device_list(user))
+            for problem in problems:
+                log.warning("device list of %s: %s", user, problem)
+
+    async def _claim(self, conversation_id: str) -> None:
+        needed = self._core.devices_needing_sessions(conversation_id)
+        if not needed:
+            return
+        claimed = await self._api.claim(needed)
+        for refusal in self._core.add_bundles(claimed.bundles):
+            log.warning("refused key bundle: %s", refusal)
+
+    async def _refresh_for(self, conversation_id: str) -> None:
+        if is_group_id(conversation_id):
+            self._core.update_group(await self._api.group(conversation_id))
+        await self._fetch_device_lists(self._core.participants(conversation_id))
+        await self._claim(conversation_id)
+
+    async def _flush_outbox(self) -> None:
+        """Send every queued envelope in order. Stops quietly when offline."""
+        async with self._send_lock:
+            for entry in self._core.outbox():
+                try:
+                    await self._send_entry(entry)
+                except Offline:
+                    return
+                except ServerError as exc:
+                    if exc.status == 429 or exc.status >= 500:
+                        return
+                    raise
+
+    async def _send_entry(self, entry: OutboxEntry) -> None:
+        for _ in range(_MAX_REBUILDS):
+            try:
+                for envelope in entry.pending:
+                    event = self._core.envelope_accepted(entry.entry_id,
+                                                         await self._api.send(envelope))
+                    if event is not None:
+                        self._emit(event)
+                return
+            except ServerError as exc:
+                if exc.status == 429 or exc.status >= 500:
+                    raise
+                if exc.code not in ("device_list_mismatch", "stale_group_epoch"):
+                    self._refuse(entry, exc)
+                    return
+                try:
+                    await self._refresh_for(entry.conversation_id)
+                    entry = self._core.rebuild(entry.entry_id)
+                except (NeedDeviceLists, NeedGroup, MissingSessions) as again:
+                    self._refuse(entry, again)
+                    return
+                except ServerError as refresh_error:
+                    if refresh_error.status in (403, 404):
+                        self._refuse(entry, refresh_error)
+                        return
+                    raise
+        self._refuse(entry, ClientError("recipients kept changing", code="too_many_retries"))
+
+    def _refuse(self, entry: OutboxEntry, exc: ClientError) -> None:
+        log.warning("message %s refused: %s %s", entry.entry_id, exc.code, exc.message)
+        event = self._core.envelope_refused(entry.entry_id, exc.code, exc.message)
+        if event is not None:
+            self._emit(event)
+
+    # --- receiving -------------------------------------------------------------------
+
+    def _emit(self, event: Event) -> None:
+        if isinstance(event, IncomingMessage):
+            key = inbox_key(event.conversation_id, event.sender_user, event.message_id)
+            self._messages.put_nowait((key, event))
+            return
+        if self._events.full():
+            self._events.get_nowait()  # nobody reads events: keep the newest
+        self._events.put_nowait(event)
+
+    async def _handle_delivery(self, delivery: Delivery) -> None:
+        needed = self._core.sender_device_needed(delivery)
+        if needed is not None:
+            await self._fetch_device_lists([needed])
+        for event in self._core.receive(delivery):
+            self._emit(event)
+
+    async def _after_login(self, token: TokenResponse) -> None:
+        await self._replenish_keys(token.one_time_key_count)
+
+    async def _replenish_keys(self, server_count: int) -> None:
+        request = self._core.keys_to_upload(server_count)
+        if request is None:
+            return
+        await self._api.upload_keys(request)
+        self._core.keys_published()
+
+    async def _on_frame(self, raw: str | bytes, ws: websockets.ClientConnection) -> None:
+        try:
+            frame = SERVER_FRAME.validate_json(raw)
+        except ValidationError:
+            log.warning("ignoring a malformed frame from the server")
+            return
+        if isinstance(frame, DeliveryFrame):
+            await self._handle_delivery(frame.delivery)
+            # Acknowledged only now: the core has committed it to the store.
+            await ws.send(AckFrame(seqs=[frame.delivery.seq]).model_dump_json())
+        elif isinstance(frame, KeysLowFrame):
+            await self._replenish_keys(frame.one_time_key_count)
+        elif isinstance(frame, GroupChangedFrame):
+            try:
+                self._core.update_group(await self._api.group(frame.group_id))
+            except ServerError as exc:
+                if exc.status in (403, 404):
+                    self._core.forget_group(frame.group_id)
+        elif isinstance(frame, ErrorFrame):
+            log.warning("server error frame: %s", frame.error.code)
+
+    async def _flush_soon(self) -> None:
+        with contextlib.suppress(Offline, ServerError):
+            await self._flush_outbox()
+
+    async def _run(self) -> None:
+        """Stay connected: log in, open the socket, process frames; back off and retry."""
+        backoff = _BACKOFF_START_S
+        while not self._closed:
+            try:
+                if self._api.token is None:
+                    await self._api.login()
+                async with websockets.connect(
+                        self._api.ws_url, proxy=None, max_size=2**20,
+                        additional_headers={"Authorization": f"Bearer {self._api.token}"},
+                ) as ws:
+                    self._connected.set()
+                    backoff = _BACKOFF_START_S
+                    self._flusher = asyncio.create_task(self._flush_soon())
+                    async for raw in ws:
+                        await self._on_frame(raw, ws)
+            except asyncio.CancelledError:
+                raise
+            except InvalidStatus as exc:
+                if exc.response.status_code == 401:
+                    self._api.token = None
+            except (OSError, WebSocketException, Offline, TimeoutError) as exc:
+                log.info("connection lost: %s", type(exc).__name__)
+            except ServerError as exc:
+                log.warning("server error while connected: %s", exc.code)
+            except Exception:
+                log.exception("unexpected error in the delivery loop")
+            finally:
+                self._connected.clear()
+            if self._closed:
+                return
+            await asyncio.sleep(backoff * (1 + random.random() / 2))
+            backoff = min(backoff * 2, _BACKOFF_MAX_S)

@@ -1,0 +1,203 @@
+"""The REST half of the transport: one method per endpoint, wire models in and out.
+
+It logs in by itself (a challenge signed by the device key) and logs in again once when
+the server answers 401 (`token_expired`). Errors come back as `ServerError` with the
+server's stable code, or `Offline` when the server cannot be reached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel
+
+from covey.client._core import ClientError
+from covey.protocol.wire import (
+    AddDeviceRequest,
+    AddMemberRequest,
+    BlobUploadResponse,
+    ChallengeRequest,
+    ChallengeResponse,
+    ClaimRequest,
+    ClaimResponse,
+    CreateGroupRequest,
+    DeviceKeys,
+    DeviceList,
+    DeviceRef,
+    GroupInfo,
+    GroupList,
+    KeyCountResponse,
+    KeysUploadRequest,
+    LinkTokenResponse,
+    RegisterRequest,
+    RegisterResponse,
+    SendEnvelope,
+    SendReceipt,
+    TokenRequest,
+    TokenResponse,
+)
+
+Model = TypeVar("Model", bound=BaseModel)
+REQUEST_TIMEOUT_S = 30.0
+
+
+class ServerError(ClientError):
+    """The server answered with a 4xx/5xx error body."""
+
+    code = "server_error"
+
+
+class Offline(ClientError):
+    """The server could not be reached (connection refused, reset, timed out)."""
+
+    code = "offline"
+
+
+def ws_url(server_url: str) -> str:
+    base = server_url.rstrip("/")
+    if base.startswith("https://"):
+        return "wss://" + base[len("https://"):] + "/v1/ws"
+    if base.startswith("http://"):
+        return "ws://" + base[len("http://"):] + "/v1/ws"
+    raise ClientError(f"server URL must start with http:// or https://: {server_url}",
+                      code="bad_server_url")
+
+
+def _error_from(response: httpx.Response) -> ServerError:
+    try:
+        body = response.json()["error"]
+        code, message = str(body["code"]), str(body["message"])
+        details = body.get("details") or {}
+    except (ValueError, KeyError, TypeError):
+        code, message, details = f"http_{response.status_code}", response.text[:200], {}
+    return ServerError(message, code=code, status=response.status_code, details=details)
+
+
+class Api:
+    """Typed REST calls for one device; `sign_login` signs a login challenge."""
+
+    def __init__(self, server_url: str, user_id: str, device_id: str,
+                 sign_login: Callable[[str], str],
+                 http: httpx.AsyncClient | None = None) -> None:
+        self.server_url = server_url.rstrip("/")
+        self.ws_url = ws_url(self.server_url)
+        self.user_id = user_id
+        self.device_id = device_id
+        self._sign_login = sign_login
+        self._http = http or httpx.AsyncClient(base_url=self.server_url,
+                                               timeout=REQUEST_TIMEOUT_S, trust_env=False)
+        self.token: str | None = None
+        self.on_login: Callable[[TokenResponse], Awaitable[None]] | None = None
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # --- plumbing ----------------------------------------------------------------------
+
+    async def _raw(self, method: str, path: str, *, body: BaseModel | None = None,
+                   content: bytes | None = None, auth: bool = True) -> httpx.Response:
+        for attempt in range(2):
+            headers: dict[str, str] = {}
+            if auth:
+                if self.token is None:
+                    await self.login()
+                headers["Authorization"] = f"Bearer {self.token}"
+            if content is not None:
+                headers["Content-Type"] = "application/octet-stream"
+            kwargs: dict[str, Any] = {"headers": headers}
+            if body is not None:
+                kwargs["json"] = body.model_dump(mode="json", exclude_none=True)
+            elif content is not None:
+                kwargs["content"] = content
+            try:
+                response = await self._http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                raise Offline(f"cannot reach {self.server_url}: {type(exc).__name__}") from exc
+            if response.status_code == 401 and auth and attempt == 0:
+                self.token = None  # expired or revoked: log in again, once
+                continue
+            if response.status_code >= 400:
+                raise _error_from(response)
+            return response
+        raise ServerError("the server refused a fresh login", code="unauthorized", status=401)
+
+    async def _call(self, method: str, path: str, answer: type[Model], *,
+                    body: BaseModel | None = None, content: bytes | None = None,
+                    auth: bool = True) -> Model:
+        response = await self._raw(method, path, body=body, content=content, auth=auth)
+        return answer.model_validate_json(response.content)
+
+    # --- accounts and login ----------------------------------------------------------
+
+    async def register(self, device: DeviceKeys) -> RegisterResponse:
+        return await self._call("POST", "/v1/accounts", RegisterResponse,
+                                body=RegisterRequest(device=device), auth=False)
+
+    async def add_device(self, link_token: str, device: DeviceKeys) -> RegisterResponse:
+        return await self._call("POST", "/v1/devices", RegisterResponse,
+                                body=AddDeviceRequest(link_token=link_token, device=device),
+                                auth=False)
+
+    async def create_link_token(self) -> LinkTokenResponse:
+        return await self._call("POST", "/v1/devices/link-token", LinkTokenResponse)
+
+    async def login(self) -> TokenResponse:
+        challenge = await self._call(
+            "POST", "/v1/auth/challenge", ChallengeResponse, auth=False,
+            body=ChallengeRequest(user_id=self.user_id, device_id=self.device_id))
+        token = await self._call(
+            "POST", "/v1/auth/token", TokenResponse, auth=False,
+            body=TokenRequest(challenge_id=challenge.challenge_id,
+                              signature=self._sign_login(challenge.challenge)))
+        self.token = token.token
+        if self.on_login is not None:
+            await self.on_login(token)
+        return token
+
+    async def device_list(self, user_id: str) -> DeviceList:
+        return await self._call("GET", f"/v1/users/{user_id}/devices", DeviceList)
+
+    # --- keys ------------------------------------------------------------------------
+
+    async def upload_keys(self, request: KeysUploadRequest) -> KeyCountResponse:
+        return await self._call("POST", "/v1/keys/upload", KeyCountResponse, body=request)
+
+    async def key_count(self) -> KeyCountResponse:
+        return await self._call("GET", "/v1/keys/count", KeyCountResponse)
+
+    async def claim(self, devices: list[DeviceRef]) -> ClaimResponse:
+        return await self._call("POST", "/v1/keys/claim", ClaimResponse,
+                                body=ClaimRequest(devices=devices))
+
+    # --- groups ---------------------------------------------------------------------
+
+    async def create_group(self, name: str, members: list[str]) -> GroupInfo:
+        return await self._call("POST", "/v1/groups", GroupInfo,
+                                body=CreateGroupRequest(name=name, members=members))
+
+    async def groups(self) -> GroupList:
+        return await self._call("GET", "/v1/groups", GroupList)
+
+    async def group(self, group_id: str) -> GroupInfo:
+        return await self._call("GET", f"/v1/groups/{group_id}", GroupInfo)
+
+    async def add_member(self, group_id: str, user_id: str) -> GroupInfo:
+        return await self._call("POST", f"/v1/groups/{group_id}/members", GroupInfo,
+                                body=AddMemberRequest(user_id=user_id))
+
+    async def remove_member(self, group_id: str, user_id: str) -> GroupInfo:
+        return await self._call("DELETE", f"/v1/groups/{group_id}/members/{user_id}",
+                                GroupInfo)
+
+    # --- messages and blobs ---------------------------------------------------------------
+
+    async def send(self, envelope: SendEnvelope) -> SendReceipt:
+        return await self._call("POST", "/v1/messages", SendReceipt, body=envelope)
+
+    async def upload_blob(self, blob: bytes) -> BlobUploadResponse:
+        return await self._call("POST", "/v1/blobs", BlobUploadResponse, content=blob)
+
+    async def download_blob(self, blob_id: str) -> bytes:
+        return (await self._raw("GET", f"/v1/blobs/{blob_id}")).content
