@@ -8,10 +8,13 @@ no birth date once the credential has been collected.
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import fcntl
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -42,9 +45,10 @@ class IssuanceResult:
     `credential_id` stays with the issuer: it is the handle for `revoke`."""
 
     ticket_id: str
-    status: str  # "pending" | "issued"
+    status: str  # "pending" | "issued" | "rejected"
     credential_id: str | None = None
     message: dict[str, Any] | None = None
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,7 @@ class Issuer:
         self._check = check
         self._clock = clock
         self._lock = threading.RLock()
+        self._depth = 0
         public = read_json(directory / "public.json")
         private = read_json(directory / "private.json")
         self._ledger: dict[str, Any] = read_json(directory / "ledger.json")
@@ -157,8 +162,8 @@ class Issuer:
 
     def publish(self) -> dict[str, Any]:
         """The trust-registry entry a verifier needs, with the current status list."""
-        with self._lock:
-            return read_json(self._dir / "public.json")  # type: ignore[no-any-return]
+        with self._state():
+            return copy.deepcopy(self._public)
 
     @property
     def tails_path(self) -> Path:
@@ -172,7 +177,7 @@ class Issuer:
         offer = anoncreds.CredentialOffer.create(self.schema_id, self.cred_def_id,
                                                  self._key_proof)
         body = offer.to_dict()
-        with self._lock:
+        with self._state():
             self._purge_offers()
             self._ledger["offers"][body["nonce"]] = {"offer": body,
                                                      "expires_at": self._clock() + OFFER_TTL_S}
@@ -195,7 +200,7 @@ class Issuer:
             raise InvalidInput(f"not a credential request: {exc}") from exc
         if request.get("cred_def_id") != self.cred_def_id:
             raise OfferUnknown("the request is for another credential definition")
-        with self._lock:
+        with self._state():
             self._purge_offers()
             offer = self._ledger["offers"].pop(offer_nonce, None)
             if offer is None:
@@ -206,24 +211,32 @@ class Issuer:
                 "submitted_at": self._clock(), "status": "pending", "reason": "",
             }
             self._save_ledger()
-            return self._decide(ticket_id, self._check.review(evidence))
+            return self._answer_holder(self._decide(ticket_id, self._check.review(evidence)))
 
     def collect(self, ticket_id: str) -> IssuanceResult:
-        """Ask again about a ticket. An issued credential is handed out once, then dropped."""
-        with self._lock:
+        """The holder asks again about a ticket: still pending, issued (handed out once,
+        then dropped) or rejected (raises `IssuanceRejected`, once)."""
+        with self._state():
             ticket = self._ticket(ticket_id)
             if ticket["status"] == "pending":
-                return self._decide(ticket_id, self._check.review(ticket["evidence"]))
-            if ticket["status"] == "issued":
-                del self._ledger["tickets"][ticket_id]
-                self._save_ledger()
-                return IssuanceResult(ticket_id, "issued", ticket["credential_id"],
-                                      ticket["message"])
-            raise IssuanceRejected(ticket.get("reason") or "rejected")
+                result = self._decide(ticket_id, self._check.review(ticket["evidence"]))
+            else:
+                result = IssuanceResult(ticket_id, ticket["status"], ticket.get("credential_id"),
+                                        ticket.get("message"), ticket.get("reason", ""))
+            return self._answer_holder(result)
+
+    def _answer_holder(self, result: IssuanceResult) -> IssuanceResult:
+        """What the holder gets now; a decided ticket is forgotten once they have it."""
+        if result.status != "pending":
+            del self._ledger["tickets"][result.ticket_id]
+            self._save_ledger()
+        if result.status == "rejected":
+            raise IssuanceRejected(result.reason or "rejected")
+        return result
 
     def pending(self) -> list[PendingTicket]:
         """Tickets waiting for an operator, oldest first."""
-        with self._lock:
+        with self._state():
             tickets = [
                 PendingTicket(tid, t["submitted_at"], dict(t["evidence"]), t["reason"])
                 for tid, t in self._ledger["tickets"].items() if t["status"] == "pending"
@@ -231,13 +244,15 @@ class Issuer:
         return sorted(tickets, key=lambda t: t.submitted_at)
 
     def approve(self, ticket_id: str, birth_date: date) -> IssuanceResult:
-        """An operator vouches for `birth_date` (after seeing the evidence)."""
-        with self._lock:
+        """An operator vouches for `birth_date` (after seeing the evidence).
+
+        The credential waits in the ledger until the holder collects it."""
+        with self._state():
             self._ticket(ticket_id)
             return self._decide(ticket_id, Approved(birth_date))
 
     def reject(self, ticket_id: str, reason: str) -> None:
-        with self._lock:
+        with self._state():
             self._ticket(ticket_id)
             self._decide(ticket_id, Rejected(reason))
 
@@ -259,8 +274,9 @@ class Issuer:
         ticket["evidence"] = {}
         if isinstance(outcome, Rejected):
             ticket.update(status="rejected", reason=outcome.reason)
+            del ticket["offer"], ticket["request"]
             self._save_ledger()
-            raise IssuanceRejected(outcome.reason)
+            return IssuanceResult(ticket_id, "rejected", reason=outcome.reason)
         credential_id, message = self._issue(ticket, outcome.birth_date)
         ticket.update(status="issued", credential_id=credential_id, message=message)
         del ticket["offer"], ticket["request"]
@@ -293,7 +309,7 @@ class Issuer:
 
     def revoke(self, credential_id: str) -> dict[str, Any]:
         """Revoke one credential and return the new status list (publish it)."""
-        with self._lock:
+        with self._state():
             record = self._ledger["credentials"].get(credential_id)
             if record is None:
                 raise CredentialUnknown("no credential with this id")
@@ -312,12 +328,42 @@ class Issuer:
             return self._status_list.to_dict()  # type: ignore[no-any-return]
 
     def is_revoked(self, credential_id: str) -> bool:
-        record = self._ledger["credentials"].get(credential_id)
-        if record is None:
-            raise CredentialUnknown("no credential with this id")
-        return record["revoked_at"] is not None
+        with self._state():
+            record = self._ledger["credentials"].get(credential_id)
+            if record is None:
+                raise CredentialUnknown("no credential with this id")
+            return record["revoked_at"] is not None
 
     # -- persistence -------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _state(self) -> Iterator[None]:
+        """Hold the directory lock and work on the state as it is on disk.
+
+        Another `Issuer` object (or process) on the same directory may have issued or
+        revoked meanwhile; reusing a stale `next_index` would give two holders the same
+        revocation index, so every operation re-reads the ledger under an exclusive lock.
+        """
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            with (self._dir / ".lock").open("a") as lock_file:
+                fcntl.flock(lock_file, fcntl.LOCK_EX)
+                self._depth = 1
+                try:
+                    self._ledger = read_json(self._dir / "ledger.json")
+                    self._public = read_json(self._dir / "public.json")
+                    self._status_list = anoncreds.RevocationStatusList.load(
+                        self._public["revocation"]["status_list"])
+                    yield
+                finally:
+                    self._depth = 0
+                    fcntl.flock(lock_file, fcntl.LOCK_UN)
 
     def _purge_offers(self) -> None:
         now = self._clock()
