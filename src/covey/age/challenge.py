@@ -57,6 +57,9 @@ class AgeChallenge:
             "issued_at": self.issued_at.isoformat(),
             "expires_at": self.expires_at.isoformat(),
             "horizon_days": self.horizon_days,
+            # Verbatim AnonCreds request for wallets that are not Covey's; Covey's wallet
+            # and verifier rebuild it from the fields above.
+            "presentation_request": self.presentation_request(),
         }
 
     @classmethod
