@@ -428,7 +428,7 @@ class Client:
                 if self._api.token is None:
                     await self._api.login()
                 async with websockets.connect(
-                        self._api.ws_url, proxy=None, max_size=2**20,
+                        self._api.ws_url, proxy=None, max_size=2**20, compression=None,
                         additional_headers={"Authorization": f"Bearer {self._api.token}"},
                 ) as ws:
                     self._connected.set()

@@ -751,7 +751,8 @@ class ClientCore:
                 raise _Drop("room_key_mismatch", "this Megolm session belongs to another device")
             return []
         self.store.put(_MEGOLM_IN, session.session_id, {
-            "session_id": session.session_id, "group_id": room_key.group_id, "epoch": room_key.epoch,
+            "session_id": session.session_id, "group_id": room_key.group_id,
+            "epoch": room_key.epoch,
             "sender_user": delivery.sender_user, "sender_device": delivery.sender_device,
             "pickle": session.pickle(self.store.pickle_key)})
         events: list[Event] = [RoomKeyReceived(room_key.group_id, session.session_id,

@@ -1,0 +1,182 @@
+"""`covey chat`: an interactive end-to-end encrypted terminal chat with one user or group.
+
+Lines typed are sent; incoming messages print with sender and time. `/quit` leaves,
+`/help` lists the other commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from covey.cli import app
+from covey.client import Client, IncomingMessage, MessageDropped, SendFailed
+from covey.errors import CoveyError
+
+_HELP = """commands:
+  /quit                      leave
+  /to USER_OR_GROUP          talk to someone else
+  /group NAME USER[,USER..]  create a group with these members and talk to it
+  /attach PATH               send a file as an encrypted attachment
+  /link                      print a link token to add another device
+  /help                      this text"""
+
+
+def _passphrase() -> str:
+    from_env = os.environ.get("COVEY_PASSPHRASE")
+    if from_env:
+        return from_env
+    return str(typer.prompt("store passphrase", hide_input=True))
+
+
+def _read_file(text: str) -> tuple[str, bytes]:
+    path = Path(text).expanduser()
+    return path.name, path.read_bytes()
+
+
+def _time(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000).strftime("%H:%M:%S")
+
+
+class _Chat:
+    def __init__(self, client: Client, to: str, console: Console) -> None:
+        self.client = client
+        self.to = to
+        self.console = console
+
+    def _show(self, message: IncomingMessage) -> None:
+        where = "" if self._is_current(message) else f" [dim]({escape(message.conversation_id)})[/]"
+        who = "you" if message.sender_user == self.client.user_id else message.sender_user
+        line = f"[dim]{_time(message.server_ts_ms)}[/] [bold cyan]{escape(who)}[/]{where}: "
+        line += escape(message.text)
+        for ref in message.attachments:
+            line += f" [magenta][attachment {escape(ref.name or ref.blob_id)}, {ref.size} B][/]"
+        self.console.print(line)
+
+    def _is_current(self, message: IncomingMessage) -> bool:
+        return message.conversation_id == self.client.core.conversation_for(self.to)
+
+    async def incoming(self) -> None:
+        async for message in self.client.messages():
+            self._show(message)
+
+    async def events(self) -> None:
+        async for event in self.client.events():
+            if isinstance(event, MessageDropped):
+                self.console.print(f"[yellow]dropped a message from {escape(event.sender_user)}:"
+                                   f" {escape(event.reason)}[/]")
+            elif isinstance(event, SendFailed):
+                self.console.print(f"[red]not delivered ({escape(event.code)}): "
+                                   f"{escape(event.detail)}[/]")
+
+    async def command(self, line: str) -> bool:
+        """Run a /command; False means quit."""
+        name, _, rest = line.partition(" ")
+        rest = rest.strip()
+        if name == "/quit":
+            return False
+        if name == "/help":
+            self.console.print(escape(_HELP))
+        elif name == "/to" and rest:
+            self.to = rest
+            self.console.print(f"[green]now talking to {escape(rest)}[/]")
+        elif name == "/group" and rest:
+            group_name, _, members = rest.partition(" ")
+            info = await self.client.create_group(
+                group_name, [m for m in members.replace(",", " ").split() if m])
+            self.to = info.group_id
+            self.console.print(f"[green]created {escape(info.group_id)}; now talking to it[/]")
+        elif name == "/attach" and rest:
+            name, data = await asyncio.to_thread(_read_file, rest)
+            await self.client.send_attachment(self.to, data, name=name)
+        elif name == "/link":
+            token = await self.client.create_link_token()
+            self.console.print(f"link token (single use): [bold]{escape(token)}[/]")
+        else:
+            self.console.print(f"[yellow]unknown command; {escape(_HELP)}[/]")
+        return True
+
+    async def typing(self) -> None:
+        while True:
+            line = await asyncio.to_thread(sys.stdin.readline)
+            if not line:
+                return  # end of input
+            text = line.rstrip("\n")
+            if not text.strip():
+                continue
+            try:
+                if text.startswith("/"):
+                    if not await self.command(text):
+                        return
+                    continue
+                await self.client.send_text(self.to, text)
+                if self.client.pending_sends():
+                    self.console.print("[dim](queued: the server is unreachable)[/]")
+            except (CoveyError, OSError) as exc:
+                self.console.print(f"[red]{escape(str(exc))}[/]")
+
+
+async def _run_chat(server: str | None, store: Path, register: str | None,
+                    link_token: str | None, to: str, console: Console) -> None:
+    passphrase = _passphrase()
+    if register is not None:
+        if server is None:
+            raise typer.BadParameter("--server is needed to register", param_hint="--server")
+        if link_token is not None:
+            client = await Client.link_device(server, register, link_token, store, passphrase)
+        else:
+            client = await Client.register(server, register, store, passphrase)
+        console.print(f"[green]registered {escape(register)} (device "
+                      f"{escape(client.device_id)})[/]")
+    else:
+        client = await Client.open(store, passphrase)
+    async with client:
+        chat = _Chat(client, to, console)
+        console.print(f"[bold]{escape(client.user_id)}[/] talking to [bold]{escape(to)}[/]; "
+                      "/help for commands, /quit to leave")
+        background = [asyncio.create_task(chat.incoming()), asyncio.create_task(chat.events())]
+        try:
+            await chat.typing()
+            with contextlib.suppress(TimeoutError, CoveyError):
+                await client.flush(within_s=5)
+        finally:
+            for task in background:
+                task.cancel()
+            for task in background:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+
+@app.command("chat")
+def chat(
+    to: Annotated[str, typer.Option("--to", help="user id (1:1) or group id to talk to")],
+    store: Annotated[Path, typer.Option("--store", help="this device's encrypted store file")],
+    server: Annotated[str | None, typer.Option(
+        "--server", help="relay URL, e.g. http://127.0.0.1:8470 (needed with --register)")
+    ] = None,
+    register: Annotated[str | None, typer.Option(
+        "--register", metavar="HANDLE", help="create this account (and the store) first")
+    ] = None,
+    link_token: Annotated[str | None, typer.Option(
+        "--link-token", help="with --register: add a device to an existing account instead")
+    ] = None,
+) -> None:
+    """Chat end to end encrypted with a user or group. Passphrase: $COVEY_PASSPHRASE or a
+    prompt."""
+    console = Console(highlight=False)
+    try:
+        asyncio.run(_run_chat(server, store, register, link_token, to, console))
+    except CoveyError as exc:
+        console.print(f"[red]error ({escape(exc.code)}): {escape(exc.message)}[/]")
+        raise typer.Exit(1) from exc
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
