@@ -320,3 +320,21 @@ async def test_expired_token_logs_in_again(devices: Devices) -> None:
     alice._api.token = "not-a-valid-token-anymore-000000"
     await alice.send_text("bob", "three")
     assert await texts(bob, 1) == ["three"]
+
+
+async def test_refusals_surface_to_the_caller(devices: Devices) -> None:
+    from covey.client import ServerError
+
+    alice, bob = await devices.register("alice"), await devices.register("bob")
+    taken = devices.tmp / "second-alice.db"
+    with pytest.raises(ServerError) as info:
+        await Client.register(devices.server.url, "alice", taken, PASSPHRASE,
+                              scrypt_n=FAST_SCRYPT)
+    assert info.value.code == "handle_taken"
+    assert not taken.exists()  # a store for a device that never registered is removed
+    group = await alice.create_group("g", ["bob"])
+    await bob.remove_member(group.group_id, "bob")  # bob leaves
+    with pytest.raises(ServerError) as refused:
+        await bob.send_text(group.group_id, "I am not in it any more")
+    assert refused.value.status in (403, 404, 409)
+    assert bob.pending_sends() == 0

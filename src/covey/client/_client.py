@@ -57,6 +57,7 @@ _BACKOFF_START_S = 0.2
 _BACKOFF_MAX_S = 5.0
 _MAX_REBUILDS = 4
 _EVENT_QUEUE = 1000
+_FLUSH_RETRY_S = 2.0
 
 
 def _remove_store(store_path: str | os.PathLike[str]) -> None:
@@ -80,6 +81,7 @@ class Client:
         self._closed = False
         self._runner: asyncio.Task[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
+        self._refused: dict[str, ClientError] = {}
         for key, message in core.inbox():
             self._messages.put_nowait((key, message))
 
@@ -298,6 +300,9 @@ class Client:
             raise ClientError(f"could not prepare a message for {to}", code="prepare_failed")
         with contextlib.suppress(Offline):
             await self._flush_outbox()
+        refused = self._refused.pop(entry.entry_id, None)
+        if refused is not None:
+            raise refused
         return entry.entry_id
 
     async def _fetch_device_lists(self, users: list[str]) -> None:
@@ -363,6 +368,9 @@ class Client:
 
     def _refuse(self, entry: OutboxEntry, exc: ClientError) -> None:
         log.warning("message %s refused: %s %s", entry.entry_id, exc.code, exc.message)
+        self._refused[entry.entry_id] = exc
+        while len(self._refused) > 100:
+            self._refused.pop(next(iter(self._refused)))
         event = self._core.envelope_refused(entry.entry_id, exc.code, exc.message)
         if event is not None:
             self._emit(event)
@@ -416,9 +424,12 @@ class Client:
         elif isinstance(frame, ErrorFrame):
             log.warning("server error frame: %s", frame.error.code)
 
-    async def _flush_soon(self) -> None:
-        with contextlib.suppress(Offline, ServerError):
-            await self._flush_outbox()
+    async def _keep_flushing(self) -> None:
+        """While connected: send the outbox now, then retry whatever is left."""
+        while True:
+            with contextlib.suppress(Offline, ServerError):
+                await self._flush_outbox()
+            await asyncio.sleep(_FLUSH_RETRY_S)
 
     async def _run(self) -> None:
         """Stay connected: log in, open the socket, process frames; back off and retry."""
@@ -433,9 +444,12 @@ class Client:
                 ) as ws:
                     self._connected.set()
                     backoff = _BACKOFF_START_S
-                    self._flusher = asyncio.create_task(self._flush_soon())
-                    async for raw in ws:
-                        await self._on_frame(raw, ws)
+                    self._flusher = asyncio.create_task(self._keep_flushing())
+                    try:
+                        async for raw in ws:
+                            await self._on_frame(raw, ws)
+                    finally:
+                        self._flusher.cancel()
             except asyncio.CancelledError:
                 raise
             except InvalidStatus as exc:

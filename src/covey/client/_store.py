@@ -102,6 +102,7 @@ class Store:
         if not passphrase:
             raise StoreError("the store passphrase must not be empty", code="bad_passphrase")
         conn = cls._connect(target)
+        target.chmod(0o600)
         salt = os.urandom(16)
         keys = _StoreKeys.derive(passphrase, salt, scrypt_n, SCRYPT_R, SCRYPT_P)
         nonce = os.urandom(_NONCE)
