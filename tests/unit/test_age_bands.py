@@ -9,12 +9,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from covey.age import (
+    UNDER_16_HORIZONS,
     AgeBand,
     Predicate,
     band_expires_at,
     band_predicate,
     cutoff_dateint,
     from_dateint,
+    is_band_predicate,
     to_dateint,
     years_before,
 )
@@ -116,3 +118,25 @@ def test_expiry_is_the_start_of_the_last_proven_day_in_the_latest_zone() -> None
     expires = band_expires_at(AgeBand.UNDER_16, now, horizon_days=1)
     assert expires == datetime.combine(date(2026, 11, 24), time(0), tzinfo=UTC) - timedelta(
         hours=14)
+
+
+@given(now=instants, skew_hours=st.integers(-20, 20), band=st.sampled_from(
+    [AgeBand.SIXTEEN_PLUS, AgeBand.UNDER_16]), horizon=st.sampled_from(UNDER_16_HORIZONS))
+def test_wallet_accepts_honest_band_predicates_despite_clock_skew(
+        now: datetime, skew_hours: int, band: AgeBand, horizon: int) -> None:
+    predicate = band_predicate(band, now, horizon_days=horizon)
+    wallet_now = now + timedelta(hours=skew_hours)
+    assert is_band_predicate(band, predicate, wallet_now, horizon_days=horizon)
+
+
+def test_wallet_rejects_other_predicates() -> None:
+    now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    honest = band_predicate(AgeBand.SIXTEEN_PLUS, now)
+    assert not is_band_predicate(AgeBand.SIXTEEN_PLUS, Predicate("<=", honest.p_value - 7), now,
+                                 horizon_days=90)
+    assert not is_band_predicate(AgeBand.SIXTEEN_PLUS, Predicate("<", honest.p_value), now,
+                                 horizon_days=90)
+    assert not is_band_predicate(AgeBand.SIXTEEN_PLUS, honest, now, horizon_days=90,
+                                 threshold_years=18)
+    odd = band_predicate(AgeBand.UNDER_16, now, horizon_days=45)
+    assert not is_band_predicate(AgeBand.UNDER_16, odd, now, horizon_days=45)

@@ -15,6 +15,7 @@ import pytest
 from covey.age import (
     AgeBand,
     AgeChallenge,
+    ChallengeRefused,
     CredentialRevoked,
     Issuer,
     IssuerUntrusted,
@@ -32,6 +33,7 @@ from covey.age import (
     VerifiedAge,
     Verifier,
     Wallet,
+    band_predicate,
     from_dateint,
     to_dateint,
     years_before,
@@ -128,16 +130,52 @@ def test_exactly_sixteen_today_is_sixteen_plus(issuer: Issuer, verifier: Verifie
 def test_child_turning_16_soon_proves_a_shorter_horizon(issuer: Issuer, verifier: Verifier,
                                                         registry: TrustRegistry, tails: Path,
                                                         clock: FakeClock) -> None:
-    birthday = today() + timedelta(days=30)
+    birthday = today() + timedelta(days=40)
     wallet, _ = holder(issuer, birthday.replace(year=birthday.year - 16))
     with pytest.raises(PredicateUnsatisfiable):
         answer(wallet, verifier.challenge(AgeBand.UNDER_16), registry, tails)
     result = verifier.verify(answer(wallet, verifier.challenge(AgeBand.UNDER_16,
-                                                               horizon_days=20),
+                                                               horizon_days=30),
                                     registry, tails))
     assert result.band is AgeBand.UNDER_16
     assert result.expires_at <= datetime.combine(birthday, datetime.min.time(), tzinfo=UTC)
-    assert result.expires_at <= clock.now + timedelta(days=20)
+    assert result.expires_at <= clock.now + timedelta(days=30)
+    with pytest.raises(CoveyError):  # only the fixed ladder of horizons
+        verifier.challenge(AgeBand.UNDER_16, horizon_days=20)
+
+
+@pytest.mark.parametrize("predicate", [
+    Predicate("<=", 20000615),  # "born on or before 15 June 2000?": bisecting a birthday
+    Predicate(">", 20000615),
+    Predicate(">=", 20000615),
+])
+def test_wallet_refuses_questions_that_are_not_a_band(adult: Wallet, verifier: Verifier,
+                                                      registry: TrustRegistry, tails: Path,
+                                                      predicate: Predicate) -> None:
+    challenge = verifier.challenge(AgeBand.SIXTEEN_PLUS)
+    with pytest.raises(ChallengeRefused) as exc:
+        answer(adult, dataclasses.replace(challenge, predicate=predicate), registry, tails)
+    assert_code(exc, "challenge_refused")
+
+
+def test_wallet_refuses_an_odd_horizon_or_threshold(child: Wallet, registry: TrustRegistry,
+                                                    tails: Path) -> None:
+    honest = Verifier(registry).challenge(AgeBand.UNDER_16, horizon_days=7)
+    answer(child, honest, registry, tails)  # a ladder horizon is fine
+    now = datetime.now(UTC)
+    odd = dataclasses.replace(honest, horizon_days=45,
+                              predicate=band_predicate(AgeBand.UNDER_16, now, horizon_days=45))
+    with pytest.raises(ChallengeRefused):
+        answer(child, odd, registry, tails)
+    thirteen = Verifier(registry, threshold_years=13).challenge(AgeBand.UNDER_16)
+    with pytest.raises(ChallengeRefused):  # this wallet only proves the 16-year threshold
+        answer(child, thirteen, registry, tails)
+
+
+@pytest.fixture
+def dishonest_wallet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A modified wallet that answers any question (the verifier must still hold)."""
+    monkeypatch.setattr("covey.age.wallet.is_band_predicate", lambda *a, **k: True)
 
 
 # -- the wrong predicate ---------------------------------------------------------------
@@ -167,6 +205,7 @@ def test_child_cannot_prove_sixteen_plus(child: Wallet, verifier: Verifier,
         answer(child, verifier.challenge(AgeBand.SIXTEEN_PLUS), registry, tails)
 
 
+@pytest.mark.usefixtures("dishonest_wallet")
 def test_proof_of_another_predicate_is_rejected(adult: Wallet, verifier: Verifier,
                                                 registry: TrustRegistry, tails: Path) -> None:
     challenge = verifier.challenge(AgeBand.SIXTEEN_PLUS)
@@ -177,6 +216,7 @@ def test_proof_of_another_predicate_is_rejected(adult: Wallet, verifier: Verifie
     assert_code(exc, "predicate_mismatch")
 
 
+@pytest.mark.usefixtures("dishonest_wallet")
 def test_same_predicate_with_other_operator_is_rejected(child: Wallet, verifier: Verifier,
                                                         registry: TrustRegistry,
                                                         tails: Path) -> None:

@@ -13,6 +13,9 @@ from datetime import UTC, date, datetime, time, timedelta
 BIRTHDATE_ATTRIBUTE = "birthdate_dateint"
 DEFAULT_THRESHOLD_YEARS = 16
 DEFAULT_BAND_VALIDITY = timedelta(days=90)
+# The only horizons an under-16 challenge may use (see `band_predicate`). A fixed, coarse
+# ladder: letting a verifier pick any horizon would let it bisect a birthday to the day.
+UNDER_16_HORIZONS = (90, 30, 7, 1)
 # Local calendars run from UTC-12 to UTC+14. "16 or over" must hold in the earliest
 # calendar on Earth and "under 16" in the latest, so neither band starts early anywhere.
 _EARLIEST_ZONE = timedelta(hours=-12)
@@ -147,3 +150,23 @@ def band_expires_at(band: AgeBand, now: datetime, *,
         starts = datetime.combine(last_day, time(0), tzinfo=UTC) - _LATEST_ZONE
         return min(cap, starts)
     raise ValueError(f"{band} has no expiry")
+
+
+def is_band_predicate(band: AgeBand, predicate: Predicate, now: datetime, *,
+                      threshold_years: int = DEFAULT_THRESHOLD_YEARS, horizon_days: int,
+                      clock_skew: timedelta = timedelta(days=1)) -> bool:
+    """Whether `predicate` is what an honest verifier asks for `band` around `now`.
+
+    The wallet checks this before proving: a dishonest verifier could otherwise ask
+    "born on or before 2010-06-15?", then "...2010-06-08?", and learn the birth date
+    by bisection, one harmless-looking proof at a time.
+    """
+    if band is AgeBand.UNDER_16 and horizon_days not in UNDER_16_HORIZONS:
+        return False
+    if band not in (AgeBand.SIXTEEN_PLUS, AgeBand.UNDER_16):
+        return False
+    return any(
+        predicate == band_predicate(band, now + offset, threshold_years=threshold_years,
+                                    horizon_days=horizon_days)
+        for offset in (-clock_skew, timedelta(0), clock_skew)
+    )

@@ -103,6 +103,13 @@ class PredicateUnsatisfiable(AgeError):
     status = 422
 
 
+class ChallengeRefused(AgeError):
+    """The wallet will not answer: the challenge asks more than an age band."""
+
+    code = "challenge_refused"
+    status = 400
+
+
 class WalletCorrupt(AgeError):
     """Stored wallet bytes cannot be read back."""
 

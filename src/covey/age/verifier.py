@@ -18,6 +18,7 @@ import anoncreds
 from covey.age.bands import (
     DEFAULT_BAND_VALIDITY,
     DEFAULT_THRESHOLD_YEARS,
+    UNDER_16_HORIZONS,
     AgeBand,
     band_expires_at,
     band_predicate,
@@ -126,15 +127,17 @@ class Verifier:
                   horizon_days: int | None = None) -> AgeChallenge:
         """A fresh single-use challenge for `band`, optionally bound to `subject`.
 
-        For under-16, `horizon_days` (default: the band validity) is how long the holder
-        must stay under the threshold; a holder whose birthday is closer cannot answer
-        and the client asks again with a shorter horizon (see docs/age-assurance.md).
+        For under-16, `horizon_days` (one of `UNDER_16_HORIZONS`, default the longest
+        within the band validity) is how long the holder must stay under the threshold;
+        a holder whose birthday is closer cannot answer, and the client asks again with
+        the next shorter horizon (see docs/age-assurance.md).
         """
         if band is AgeBand.UNVERIFIED:
             raise InvalidInput("'unverified' is not something to prove")
-        horizon = self._validity.days if horizon_days is None else horizon_days
-        if not 1 <= horizon <= self._validity.days:
-            raise InvalidInput(f"horizon_days must be between 1 and {self._validity.days}")
+        allowed = [h for h in UNDER_16_HORIZONS if h <= self._validity.days]
+        horizon = max(allowed) if horizon_days is None else horizon_days
+        if horizon not in allowed:
+            raise InvalidInput(f"horizon_days must be one of {allowed}")
         cred_def_ids = tuple(self.registry.cred_def_ids())
         if not cred_def_ids:
             raise InvalidInput("the trust registry is empty")

@@ -10,16 +10,18 @@ from __future__ import annotations
 import json
 import secrets
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import anoncreds
 
-from covey.age.bands import BIRTHDATE_ATTRIBUTE
+from covey.age.bands import BIRTHDATE_ATTRIBUTE, DEFAULT_THRESHOLD_YEARS, is_band_predicate
 from covey.age.challenge import PREDICATE_REFERENT, AgeChallenge
 from covey.age.errors import (
+    ChallengeRefused,
     CredentialRevoked,
     NoMatchingCredential,
     PredicateUnsatisfiable,
@@ -89,8 +91,13 @@ class Wallet:
     def __init__(self, link_secret: LinkSecret, *,
                  link_secret_id: str = "covey",  # noqa: S107 (a label, not a secret)
                  credentials: list[HeldCredential] | None = None,
-                 pending: dict[str, dict[str, Any]] | None = None) -> None:
+                 pending: dict[str, dict[str, Any]] | None = None,
+                 threshold_years: int = DEFAULT_THRESHOLD_YEARS,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        """`threshold_years` is the only age threshold the wallet will prove against."""
         self._link_secret = link_secret
+        self._threshold = threshold_years
+        self._clock = clock
         self._link_secret_id = link_secret_id
         self._credentials = list(credentials or [])
         self._pending = dict(pending or {})
@@ -98,8 +105,8 @@ class Wallet:
         self._rev_states: dict[tuple[str, int, int], Any] = {}
 
     @classmethod
-    def create(cls) -> Wallet:
-        return cls(LinkSecret.generate())
+    def create(cls, *, threshold_years: int = DEFAULT_THRESHOLD_YEARS) -> Wallet:
+        return cls(LinkSecret.generate(), threshold_years=threshold_years)
 
     def __repr__(self) -> str:
         return f"Wallet(<{len(self._credentials)} credentials>)"
@@ -118,7 +125,8 @@ class Wallet:
         }, separators=(",", ":")).encode()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> Wallet:
+    def from_bytes(cls, data: bytes, *,
+                   threshold_years: int = DEFAULT_THRESHOLD_YEARS) -> Wallet:
         try:
             state = json.loads(data)
             if state.get("format") != _FORMAT:
@@ -130,6 +138,7 @@ class Wallet:
                                             dict(c["credential"]))
                              for c in state["credentials"]],
                 pending={str(k): dict(v) for k, v in state["pending"].items()},
+                threshold_years=threshold_years,
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise WalletCorrupt(f"wallet bytes cannot be read: {exc}") from exc
@@ -200,6 +209,11 @@ class Wallet:
         """
         if not isinstance(challenge, AgeChallenge):
             challenge = AgeChallenge.from_json(challenge)
+        if not is_band_predicate(challenge.band, challenge.predicate, self._clock(),
+                                 threshold_years=self._threshold,
+                                 horizon_days=challenge.horizon_days):
+            raise ChallengeRefused(f"the challenge does not ask for the {challenge.band.value} "
+                                   f"band with a {self._threshold}-year threshold")
         held, status_list = self._choose(challenge, status_lists or {})
         issuer = TrustedIssuer.from_entry(held.issuer)
         credential = anoncreds.Credential.load(held.credential)
@@ -238,7 +252,8 @@ class Wallet:
             if status_list is None:
                 continue
             index = held.rev_reg_index
-            if index is None or status_list["revocationList"][index]:
+            bits = status_list.get("revocationList") or []
+            if index is None or index >= len(bits) or bits[index]:
                 revoked = True
                 continue
             return held, status_list
