@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from covey.cli import app
-from covey.settings import Settings
+from covey.settings import load_settings
 
 
 @app.command("server")
@@ -26,12 +26,14 @@ def server(
 
     from covey.server import create_app
 
-    overrides = {k: v for k, v in {"host": host, "port": port, "database_url": database_url,
+    overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port, "database_url": database_url,
                                    "data_dir": data_dir}.items() if v is not None}
-    settings = Settings(**overrides)
+    settings = load_settings(**overrides)
     uvicorn.run(
         create_app(settings), host=settings.host, port=settings.port, log_level=log_level,
         # Frames carry whole envelopes; the app answers anything larger with an error frame.
         ws_max_size=2 * settings.max_envelope_bytes + 4096,
+        # Ciphertext does not compress; deflate would only cost CPU on every frame.
+        ws_per_message_deflate=False,
         ws="websockets-sansio", http="httptools", loop="uvloop",
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Literal
 
 from covey.errors import Conflict, Forbidden, InvalidInput, NotFound, TooLarge
 from covey.protocol.franking import TagContext, server_tag
@@ -59,6 +59,10 @@ class AcceptedSend:
             duplicate=result.outcome == "duplicate")
 
 
+def _olm_type(value: int | None) -> Literal[0, 1] | None:
+    return None if value is None else (0 if value == 0 else 1)
+
+
 def _delivery(seq: int, m: NewMessage, e: MailboxEntry,
               group: GroupCiphertext | None) -> Delivery:
     # Built without re-validation: every field was validated on the way in.
@@ -66,7 +70,7 @@ def _delivery(seq: int, m: NewMessage, e: MailboxEntry,
         seq=seq, message_id=m.message_id, conversation_id=m.conversation_id,
         sender_user=m.sender_user, sender_device=m.sender_device,
         server_ts_ms=m.server_ts_ms, commitment=m.commitment, franking_tag=e.franking_tag,
-        participants=m.participants, olm_type=e.olm_type, body=e.body, group=group)
+        participants=m.participants, olm_type=_olm_type(e.olm_type), body=e.body, group=group)
 
 
 def pending_delivery(row: PendingRow) -> Delivery:
@@ -79,7 +83,7 @@ def pending_delivery(row: PendingRow) -> Delivery:
         sender_user=row.sender_user, sender_device=row.sender_device,
         server_ts_ms=row.server_ts_ms, commitment=row.commitment,
         franking_tag=row.franking_tag, participants=row.participants,
-        olm_type=row.olm_type, body=row.body, group=group)
+        olm_type=_olm_type(row.olm_type), body=row.body, group=group)
 
 
 def _log_failure(future: asyncio.Future[Any]) -> None:

@@ -11,8 +11,9 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from covey.errors import InvalidInput
@@ -41,6 +42,14 @@ def create_engine(url: str) -> AsyncEngine:
             raise InvalidInput("PostgreSQL needs the async driver: postgresql+asyncpg://...")
         return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
     raise InvalidInput(f"unsupported database backend {backend!r}")
+
+
+def sqlite_sync_engine(url: URL) -> Engine:
+    """A synchronous engine on the same SQLite file (for the single writer thread)."""
+    engine = sa_create_engine(url.set(drivername="sqlite"), pool_size=1, max_overflow=0,
+                              connect_args={"timeout": 30, "check_same_thread": False})
+    event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

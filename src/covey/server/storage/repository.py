@@ -6,16 +6,21 @@ message sends and acks in batches (group commit) and everything else as single j
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import and_, delete, func, insert, select, tuple_, update
+from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from covey.errors import Conflict, NotFound, Unauthorized
 from covey.server.storage import schema as t
+from covey.server.storage._batch import IdAllocator, commit_batch
+from covey.server.storage.engine import sqlite_sync_engine
 from covey.server.storage.writer import BatchItem, SerialWriter
 
 # --- rows ------------------------------------------------------------------------------
@@ -147,9 +152,6 @@ class _AckItem(BatchItem):
         self.seqs = seqs
 
 
-# Built once: SQLAlchemy caches the compiled form of each statement object.
-_INSERT_MESSAGE = insert(t.messages).returning(t.messages.c.id, sort_by_parameter_order=True)
-_INSERT_MAILBOX = insert(t.mailbox).returning(t.mailbox.c.seq, sort_by_parameter_order=True)
 _DEVICE_COLUMNS = (t.devices.c.id, t.devices.c.user_id, t.devices.c.device_id,
                    t.devices.c.identity_key, t.devices.c.signing_key, t.devices.c.signature)
 _PENDING = (
@@ -170,14 +172,53 @@ def _device(row: Any) -> DeviceRow:
 class Repository:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self.writer = SerialWriter(engine, self._commit_batch)
+        self.writer = SerialWriter(engine, self._run_batch)
+        self._ids = IdAllocator(engine.dialect.name)
+        self._sync_engine: Engine | None = None
+        self._thread: ThreadPoolExecutor | None = None
+        if engine.dialect.name == "sqlite":
+            # The hot batch runs as plain synchronous SQLite in one dedicated thread: one
+            # thread hop per batch instead of one per statement through aiosqlite.
+            self._sync_engine = sqlite_sync_engine(engine.url)
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="covey-db")
+        import os
+        self._inline = os.environ.get("COVEY_INLINE", "1") == "1"
 
     def start(self) -> None:
         self.writer.start()
 
     async def close(self) -> None:
         await self.writer.stop()
+        if self._thread is not None and self._sync_engine is not None:
+            await asyncio.get_running_loop().run_in_executor(self._thread,
+                                                             self._sync_engine.dispose)
+            self._thread.shutdown(wait=True)
         await self.engine.dispose()
+
+    async def _run_batch(self, items: Sequence[BatchItem]) -> None:
+        if self._sync_engine is not None:
+            if self._inline:
+                self._run_batch_sync(items)
+            else:
+                await asyncio.get_running_loop().run_in_executor(self._thread,
+                                                                 self._run_batch_sync, items)
+            return
+        async with self.engine.begin() as conn:
+            await conn.run_sync(self._commit_batch, items)
+
+    def _run_batch_sync(self, items: Sequence[BatchItem]) -> None:
+        assert self._sync_engine is not None
+        with self._sync_engine.begin() as conn:
+            self._commit_batch(conn, items)
+
+    def _commit_batch(self, conn: Connection, items: Sequence[BatchItem]) -> None:
+        stores = [i for i in items if isinstance(i, _StoreItem)]
+        acks = [i for i in items if isinstance(i, _AckItem)]
+        try:
+            commit_batch(conn, self._ids, stores, acks)
+        except BaseException:
+            self._ids.reset()  # the transaction rolls back: re-read the counters
+            raise
 
     # --- users and devices --------------------------------------------------------
 
@@ -448,68 +489,6 @@ class Repository:
     async def ack(self, device_pk: int, seqs: list[int]) -> int:
         removed: int = await self.writer.submit(_AckItem(device_pk, seqs))
         return removed
-
-    async def _commit_batch(self, conn: AsyncConnection, items: Sequence[BatchItem]) -> None:
-        stores = [i for i in items if isinstance(i, _StoreItem)]
-        if stores:
-            await self._store_batch(conn, stores)
-        for item in items:
-            if isinstance(item, _AckItem):
-                res = await conn.execute(delete(t.mailbox).where(
-                    t.mailbox.c.device_pk == item.device_pk, t.mailbox.c.seq.in_(item.seqs)))
-                item.result = res.rowcount
-
-    async def _store_batch(self, conn: AsyncConnection, stores: list[_StoreItem]) -> None:
-        keys = list({(s.message.sender_device_pk, s.message.message_id) for s in stores})
-        known: dict[tuple[int, str], tuple[str, int]] = {}
-        for i in range(0, len(keys), 400):
-            chunk = keys[i:i + 400]
-            rows = await conn.execute(
-                select(t.messages.c.sender_device_pk, t.messages.c.message_id,
-                       t.messages.c.commitment, t.messages.c.server_ts_ms).where(
-                    tuple_(t.messages.c.sender_device_pk, t.messages.c.message_id).in_(chunk)))
-            for r in rows:
-                known[(r[0], r[1])] = (r[2], r[3])
-        fresh: list[_StoreItem] = []
-        for item in stores:
-            m = item.message
-            key = (m.sender_device_pk, m.message_id)
-            prior = known.get(key)
-            if prior is None:
-                known[key] = (m.commitment, m.server_ts_ms)
-                fresh.append(item)
-                item.result = StoreResult("stored", m.server_ts_ms)
-            elif prior[0] == m.commitment:
-                item.result = StoreResult("duplicate", prior[1])
-            else:
-                item.result = StoreResult("conflict", prior[1])
-        if not fresh:
-            return
-        ids = (await conn.execute(_INSERT_MESSAGE, [{
-            "sender_device_pk": i.message.sender_device_pk,
-            "sender_user": i.message.sender_user,
-            "sender_device": i.message.sender_device,
-            "message_id": i.message.message_id,
-            "conversation_id": i.message.conversation_id,
-            "commitment": i.message.commitment,
-            "server_ts_ms": i.message.server_ts_ms,
-            "participants": json.dumps(i.message.participants),
-            "group_session_id": i.message.group_session_id,
-            "group_body": i.message.group_body,
-        } for i in fresh])).scalars().all()
-        entries: list[MailboxEntry] = []
-        params: list[dict[str, Any]] = []
-        for item, message_pk in zip(fresh, ids, strict=True):
-            m = item.message
-            for e in m.entries:
-                entries.append(e)
-                params.append({"device_pk": e.device_pk, "message_pk": message_pk,
-                               "olm_type": e.olm_type, "body": e.body,
-                               "franking_tag": e.franking_tag, "expires_ms": m.expires_ms})
-        if params:
-            seqs = (await conn.execute(_INSERT_MAILBOX, params)).scalars().all()
-            for entry, seq in zip(entries, seqs, strict=True):
-                entry.seq = seq
 
     async def pending(self, device_pk: int, after: int, limit: int,
                       now_ms: int) -> list[PendingRow]:

@@ -39,7 +39,8 @@ class BatchItem:
 
 
 Job = Callable[[AsyncConnection], Awaitable[Any]]
-BatchHandler = Callable[[AsyncConnection, Sequence[BatchItem]], Awaitable[None]]
+# Runs one batch in one committed transaction and fills in each item's `result`.
+BatchRunner = Callable[[Sequence[BatchItem]], Awaitable[None]]
 
 
 class _JobItem:
@@ -53,9 +54,9 @@ class _JobItem:
 class SerialWriter:
     """Owns all writes to the database from this process."""
 
-    def __init__(self, engine: AsyncEngine, batch_handler: BatchHandler) -> None:
+    def __init__(self, engine: AsyncEngine, run_batch: BatchRunner) -> None:
         self._engine = engine
-        self._handle_batch = batch_handler
+        self._run_batch = run_batch
         self._queue: asyncio.Queue[BatchItem | _JobItem] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
@@ -95,8 +96,7 @@ class SerialWriter:
 
     async def _commit_batch(self, batch: list[BatchItem]) -> None:
         try:
-            async with self._engine.begin() as conn:
-                await self._handle_batch(conn, batch)
+            await self._run_batch(batch)
         except Exception as exc:  # the waiters must hear about it, whatever it was
             log.exception("batch commit failed")
             error = StorageUnavailable("the message store is unavailable, retry later")

@@ -1,0 +1,214 @@
+"""Relay throughput and latency over the WebSocket, against a real `covey server` process.
+
+Starts the server on a temporary SQLite database (durable: WAL + synchronous=FULL),
+registers two devices with real signed keys, then sends N opaque 300-byte envelopes from
+one to the other at several concurrencies (messages in flight between send and receipt
+by the receiver). Prints one JSON line per run.
+
+    python benchmarks/relay.py [--n 3000] [--concurrency 1,16,64] [--database-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import vodozemac
+import websockets
+
+from covey.protocol.ids import dm_conversation_id, new_message_id
+from covey.protocol.wire import device_signing_bytes, login_signing_bytes
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode().rstrip("=")
+
+
+class Device:
+    def __init__(self, base_url: str, user_id: str) -> None:
+        self.base_url = base_url
+        self.user_id = user_id
+        self.device_id = "D" + secrets.token_hex(6)
+        self.account = vodozemac.Account()
+        self.token = ""
+
+    def sign(self, data: bytes) -> str:
+        return str(self.account.sign(data).to_base64())
+
+    def register_and_login(self) -> None:
+        ik = self.account.curve25519_key.to_base64()
+        sk = self.account.ed25519_key.to_base64()
+        keys = {"user_id": self.user_id, "device_id": self.device_id, "identity_key": ik,
+                "signing_key": sk,
+                "signature": self.sign(device_signing_bytes(self.user_id, self.device_id,
+                                                            ik, sk))}
+        with httpx.Client(base_url=self.base_url, timeout=30) as c:
+            c.post("/v1/accounts", json={"device": keys}).raise_for_status()
+            ch = c.post("/v1/auth/challenge", json={"user_id": self.user_id,
+                                                    "device_id": self.device_id})
+            ch.raise_for_status()
+            sig = self.sign(login_signing_bytes(self.user_id, self.device_id,
+                                                ch.json()["challenge"]))
+            tok = c.post("/v1/auth/token", json={"challenge_id": ch.json()["challenge_id"],
+                                                 "signature": sig})
+            tok.raise_for_status()
+            self.token = tok.json()["token"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(database_url: str, data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "COVEY_RATE_SEND_PER_MIN": "100000000",
+           "COVEY_RATE_SEND_BURST": "100000000", "COVEY_ONE_TIME_KEYS_LOW": "0"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "covey.server", "--host", "127.0.0.1", "--port", str(port),
+         "--database-url", database_url, "--data-dir", str(data_dir)], env=env)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("server did not start")
+
+
+async def run(ws_url: str, sender: Device, receiver: Device, n: int,
+              concurrency: int) -> dict[str, Any]:
+    conversation = dm_conversation_id(sender.user_id, receiver.user_id)
+    body = b64(secrets.token_bytes(300))
+    commitment = b64(secrets.token_bytes(32))
+    started: dict[str, float] = {}
+    latencies: list[float] = []
+    slots = asyncio.Semaphore(concurrency)
+    done = asyncio.Event()
+    receipts = 0
+    errors: list[Any] = []
+
+    async with websockets.connect(f"{ws_url}/v1/ws", max_size=2**24,
+                                  additional_headers={"Authorization": f"Bearer {sender.token}"}
+                                  ) as tx, \
+            websockets.connect(f"{ws_url}/v1/ws", max_size=2**24,
+                               additional_headers={"Authorization":
+                                                   f"Bearer {receiver.token}"}) as rx:
+
+        async def receive() -> None:
+            pending_acks: list[int] = []
+            received = 0
+            while received < n:
+                frame = json.loads(await rx.recv())
+                if frame["type"] != "delivery":
+                    continue
+                d = frame["delivery"]
+                t0 = started.pop(d["message_id"], None)
+                if t0 is None:
+                    continue
+                latencies.append(time.perf_counter() - t0)
+                received += 1
+                slots.release()
+                pending_acks.append(d["seq"])
+                if len(pending_acks) >= 64 or received == n:
+                    await rx.send(json.dumps({"type": "ack", "seqs": pending_acks}))
+                    pending_acks = []
+            done.set()
+
+        async def read_receipts() -> None:
+            nonlocal receipts
+            async for raw in tx:
+                frame = json.loads(raw)
+                if frame["type"] == "sent":
+                    receipts += 1
+                elif frame["type"] == "error":
+                    errors.append(frame)
+
+        receiver_task = asyncio.create_task(receive())
+        receipts_task = asyncio.create_task(read_receipts())
+        t_start = time.perf_counter()
+        for _ in range(n):
+            await slots.acquire()
+            mid = new_message_id()
+            frame = json.dumps({"type": "send", "envelope": {
+                "message_id": mid, "conversation_id": conversation, "commitment": commitment,
+                "recipients": [{"user_id": receiver.user_id, "device_id": receiver.device_id,
+                                "olm_type": 1, "body": body}]}})
+            started[mid] = time.perf_counter()
+            await tx.send(frame)
+        await asyncio.wait_for(done.wait(), timeout=120)
+        elapsed = time.perf_counter() - t_start
+        deadline = time.monotonic() + 10
+        while receipts < n and time.monotonic() < deadline and not errors:
+            await asyncio.sleep(0.01)
+        receipts_task.cancel()
+        await receiver_task
+    if errors:
+        raise SystemExit(f"server errors: {errors[:3]}")
+    latencies.sort()
+    return {
+        "benchmark": "relay_ws_dm_300B",
+        "concurrency": concurrency,
+        "n": n,
+        "msgs_per_s": round(n / elapsed, 1),
+        "p50_ms": round(statistics.median(latencies) * 1000, 3),
+        "p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+                        3),
+        "receipts": receipts,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=3000, help="messages per run")
+    parser.add_argument("--concurrency", default="1,16,64")
+    parser.add_argument("--database-url", default=None,
+                        help="default: a temporary SQLite file")
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--server-url", default=None,
+                        help="use this running server (with high send rate limits) instead")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="covey-bench-") as tmp:
+        db = args.database_url or f"sqlite+aiosqlite:///{tmp}/bench.db"
+        port = free_port()
+        proc = None if args.server_url else start_server(db, Path(tmp) / "data", port)
+        try:
+            base = args.server_url or f"http://127.0.0.1:{port}"
+            sender = Device(base, "bench" + secrets.token_hex(3))
+            receiver = Device(base, "bench" + secrets.token_hex(3))
+            sender.register_and_login()
+            receiver.register_and_login()
+            ws_url = "ws" + base[len("http"):]
+            if args.warmup:
+                asyncio.run(run(ws_url, sender, receiver, args.warmup, 16))
+            for c in (int(x) for x in args.concurrency.split(",")):
+                print(json.dumps(asyncio.run(run(ws_url, sender, receiver, args.n, c))),
+                      flush=True)
+        finally:
+            if proc is None:
+                return
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+if __name__ == "__main__":
+    main()

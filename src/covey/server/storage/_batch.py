@@ -1,0 +1,132 @@
+"""The hot path's SQL: one group-commit batch of message stores and acks, as synchronous
+Core on one connection (SQLite: in the writer thread; PostgreSQL: through run_sync).
+
+Row ids are allocated up front so every insert is a plain executemany (no RETURNING, no
+row-at-a-time round trips): on SQLite from in-memory counters, valid because this process
+is the file's only writer; on PostgreSQL from the tables' sequences, one query per batch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import bindparam, delete, func, insert, select, text
+from sqlalchemy.engine import Connection
+
+from covey.server.storage import schema as t
+from covey.server.storage.writer import BatchItem
+
+_INSERT_MESSAGES = insert(t.messages)
+_INSERT_MAILBOX = insert(t.mailbox)
+_FIND_SENT = select(t.messages.c.message_id, t.messages.c.commitment,
+                    t.messages.c.server_ts_ms).where(
+    t.messages.c.sender_device_pk == bindparam("sender"),
+    t.messages.c.message_id.in_(bindparam("ids", expanding=True)))
+_PG_NEXTVAL = text("SELECT nextval(pg_get_serial_sequence(:table, :column)) "
+                   "FROM generate_series(1, :n)")
+
+
+class IdAllocator:
+    """Hands out ids for `messages.id` and `mailbox.seq` ahead of the inserts."""
+
+    def __init__(self, dialect: str) -> None:
+        self._sqlite = dialect == "sqlite"
+        self._next: dict[str, int] | None = None
+
+    def reset(self) -> None:
+        """Forget cached counters (after a rollback they may be ahead of the file)."""
+        self._next = None
+
+    def take(self, conn: Connection, table: str, column: str, n: int) -> list[int]:
+        if n == 0:
+            return []
+        if not self._sqlite:
+            rows = conn.execute(_PG_NEXTVAL, {"table": table, "column": column, "n": n})
+            return sorted(int(r[0]) for r in rows)
+        if self._next is None:
+            self._next = {name: _sqlite_high_water(conn, name, col) + 1
+                          for name, col in (("messages", "id"), ("mailbox", "seq"))}
+        first = self._next[table]
+        self._next[table] = first + n
+        return list(range(first, first + n))
+
+
+def _sqlite_high_water(conn: Connection, table: str, column: str) -> int:
+    # AUTOINCREMENT keeps the largest id ever used in sqlite_sequence, even after deletes.
+    seq = conn.execute(text("SELECT seq FROM sqlite_sequence WHERE name = :n"),
+                       {"n": table}).scalar()
+    top = conn.execute(select(func.max(t.metadata.tables[table].c[column]))).scalar()
+    return max(int(seq or 0), int(top or 0))
+
+
+def commit_batch(conn: Connection, ids: IdAllocator, stores: Sequence[Any],
+                 acks: Sequence[Any]) -> None:
+    """Store new messages (deduplicated by sender device and message id) and delete acked
+    mailbox entries; fills in each item's `result`. Runs inside one transaction."""
+    if stores:
+        _store(conn, ids, stores)
+    for item in acks:
+        res = conn.execute(delete(t.mailbox).where(
+            t.mailbox.c.device_pk == item.device_pk, t.mailbox.c.seq.in_(item.seqs)))
+        item.result = res.rowcount
+
+
+def _store(conn: Connection, ids: IdAllocator, stores: Sequence[Any]) -> None:
+    from covey.server.storage.repository import StoreResult
+
+    # Grouped by sender device so the lookup is an index range on the unique key
+    # (SQLite does not use the index for a row-value IN list).
+    by_sender: dict[int, set[str]] = {}
+    for s in stores:
+        by_sender.setdefault(s.message.sender_device_pk, set()).add(s.message.message_id)
+    known: dict[tuple[int, str], tuple[str, int]] = {}
+    for sender, message_ids in by_sender.items():
+        wanted = sorted(message_ids)
+        for i in range(0, len(wanted), 500):
+            rows = conn.execute(_FIND_SENT, {"sender": sender, "ids": wanted[i:i + 500]})
+            for r in rows:
+                known[(sender, r[0])] = (r[1], r[2])
+    fresh: list[Any] = []
+    for item in stores:
+        m = item.message
+        key = (m.sender_device_pk, m.message_id)
+        prior = known.get(key)
+        if prior is None:
+            known[key] = (m.commitment, m.server_ts_ms)
+            fresh.append(item)
+            item.result = StoreResult("stored", m.server_ts_ms)
+        elif prior[0] == m.commitment:
+            item.result = StoreResult("duplicate", prior[1])
+        else:
+            item.result = StoreResult("conflict", prior[1])
+    if not fresh:
+        return
+    message_ids = ids.take(conn, "messages", "id", len(fresh))
+    n_entries = sum(len(i.message.entries) for i in fresh)
+    seqs = iter(ids.take(conn, "mailbox", "seq", n_entries))
+    message_rows: list[dict[str, Any]] = []
+    mailbox_rows: list[dict[str, Any]] = []
+    for item, message_pk in zip(fresh, message_ids, strict=True):
+        m = item.message
+        message_rows.append({
+            "id": message_pk, "sender_device_pk": m.sender_device_pk,
+            "sender_user": m.sender_user, "sender_device": m.sender_device,
+            "message_id": m.message_id, "conversation_id": m.conversation_id,
+            "commitment": m.commitment, "server_ts_ms": m.server_ts_ms,
+            "participants": json.dumps(m.participants),
+            "group_session_id": m.group_session_id, "group_body": m.group_body,
+        })
+        for e in m.entries:
+            e.seq = next(seqs)
+            mailbox_rows.append({"seq": e.seq, "device_pk": e.device_pk,
+                                 "message_pk": message_pk, "olm_type": e.olm_type,
+                                 "body": e.body, "franking_tag": e.franking_tag,
+                                 "expires_ms": m.expires_ms})
+    conn.execute(_INSERT_MESSAGES, message_rows)
+    if mailbox_rows:
+        conn.execute(_INSERT_MAILBOX, mailbox_rows)
+
+
+__all__ = ["BatchItem", "IdAllocator", "commit_batch"]
