@@ -1,0 +1,25 @@
+"""`covey demo` is the README's first command: it must run to the end on a fresh machine."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COVEY_")}
+    env.update(COLUMNS="200", HOME=str(tmp_path))
+    result = subprocess.run([sys.executable, "-m", "covey", "demo"], capture_output=True,
+                            text=True, timeout=240, env=env, cwd=tmp_path)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert "none of them is there" in out
+    assert "carol received nothing" in out
+    assert out.count("✓ commitment") >= 14
+    assert "plaintext found" not in out and "DIFFERENT" not in out
+    assert "Bob received 2 Megolm session keys" in out
