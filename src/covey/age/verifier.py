@@ -193,7 +193,8 @@ class Verifier:
                 raise MalformedPresentation("presentation is not JSON") from exc
         body = _dict(submission, "submission")
         nonce = body.get("nonce")
-        if not isinstance(nonce, str) or not nonce.isdigit() or len(nonce) > 100:
+        if (not isinstance(nonce, str) or not (nonce.isascii() and nonce.isdigit())
+                or len(nonce) > 100):
             raise MalformedPresentation("nonce must be a decimal string")
         return nonce, _dict(body.get("presentation"), "presentation")
 
