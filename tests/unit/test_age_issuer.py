@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import stat
 from collections.abc import Mapping
 from datetime import date
@@ -20,6 +21,7 @@ from covey.age import (
     ManualApproval,
     OfferUnknown,
     Pending,
+    RegistryFull,
     TicketUnknown,
     Wallet,
 )
@@ -194,3 +196,16 @@ def test_two_issuer_objects_on_one_directory_never_share_an_index(issuer: Issuer
     third, _ = holder(issuer, date(2000, 1, 1))
     indexes = [w.credentials()[0].rev_reg_index for w in (first, second, third)]
     assert len(set(indexes)) == 3
+
+
+def test_full_registry_refuses_to_issue(issuer: Issuer, tmp_path: Path) -> None:
+    copy_dir = tmp_path / "issuer"
+    shutil.copytree(issuer.tails_path.parent.parent, copy_dir)
+    ledger = json.loads((copy_dir / "ledger.json").read_text())
+    ledger["capacity"] = ledger["next_index"] - 1
+    (copy_dir / "ledger.json").write_text(json.dumps(ledger))
+    full = Issuer(copy_dir, DeclaredBirthDate())
+    wallet = Wallet.create()
+    with pytest.raises(RegistryFull) as exc:
+        full.submit_request(wallet.request_credential(full.offer()), {"birth_date": "2000-01-01"})
+    assert exc.value.code == "revocation_registry_full"

@@ -388,6 +388,7 @@ def test_presentation_without_non_revocation_proof_is_rejected(
     b"{not json", "[]", "null", json.dumps({"nonce": 12, "presentation": {}}),
     json.dumps({"nonce": "abc", "presentation": {}}),
     json.dumps({"nonce": "123", "presentation": "text"}),
+    json.dumps({"nonce": "\u0661\u0662\u0663", "presentation": {}}),  # Arabic-Indic digits
     b"x" * (300 * 1024),
 ])
 def test_malformed_submission_is_rejected(verifier: Verifier, submission: bytes | str) -> None:
