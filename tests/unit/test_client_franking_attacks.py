@@ -265,3 +265,15 @@ def test_device_list_with_bad_or_changed_keys_is_refused(server: FakeServer) -> 
     problems = alice.update_device_list(good.model_copy(update={"devices": [swapped]}))
     assert problems and "changed its keys" in problems[0]
     assert all(isinstance(d, VerifiedDevice) for d in alice.known_devices("bob") or [])
+
+
+def test_garbage_ciphertext_is_dropped_and_does_not_wedge(server: FakeServer, pair) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = pair
+    server.send(alice, "bob", "real one")
+    (delivery,) = server.take(bob)
+    for olm_type, body in ((0, "AAAA"), (1, "AAAA"), (0, b64encode(b"\x03" * 90))):
+        garbage = delivery.model_copy(update={"olm_type": olm_type, "body": body,
+                                              "message_id": new_message_id()})
+        assert len(_dropped(server.receive(bob, [garbage]))) == 1
+    assert [e.text for e in server.receive(bob, [delivery])  # type: ignore[union-attr]
+            if isinstance(e, IncomingMessage)] == ["real one"]

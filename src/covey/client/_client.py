@@ -389,7 +389,12 @@ class Client:
     async def _handle_delivery(self, delivery: Delivery) -> None:
         needed = self._core.sender_device_needed(delivery)
         if needed is not None:
-            await self._fetch_device_lists([needed])
+            try:
+                await self._fetch_device_lists([needed])
+            except ServerError as exc:
+                if exc.status >= 500 or exc.status == 429:
+                    raise
+                log.warning("device list of %s unavailable: %s", needed, exc.code)
         for event in self._core.receive(delivery):
             self._emit(event)
 
@@ -400,7 +405,13 @@ class Client:
         request = self._core.keys_to_upload(server_count)
         if request is None:
             return
-        await self._api.upload_keys(request)
+        try:
+            await self._api.upload_keys(request)
+        except ServerError as exc:
+            if exc.status >= 500 or exc.status == 429:
+                raise
+            log.warning("one-time key upload refused: %s %s", exc.code, exc.message)
+            return
         self._core.keys_published()
 
     async def _on_frame(self, raw: str | bytes, ws: websockets.ClientConnection) -> None:

@@ -669,6 +669,10 @@ class ClientCore:
             return self._accept(delivery, plaintext, via_olm=True)
         except _Drop as drop:
             return [self._dropped(delivery, drop)]
+        except (CoveyError, ValueError) as exc:
+            # Anything else malformed is dropped too, so one bad delivery can never wedge
+            # the mailbox by failing again on every redelivery.
+            return [self._dropped(delivery, _Drop("invalid", str(exc)))]
 
     def _receive_megolm(self, delivery: Delivery) -> list[Event]:
         assert delivery.group is not None
