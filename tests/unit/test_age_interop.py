@@ -106,6 +106,7 @@ def non_revocable(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             "key_proof": key_proof}
 
 
+@pytest.mark.slow  # one more credential definition: 1-12 s of safe-prime search
 def test_non_revocable_foreign_credential_verifies(non_revocable: dict[str, Any]) -> None:
     entry = non_revocable["entry"]
     offer = anoncreds.CredentialOffer.create(entry["schema_id"], entry["cred_def_id"],
