@@ -69,6 +69,17 @@ class Device:
             self.token = tok.json()["token"]
 
 
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time of a process (Linux), to see where the time goes."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -197,9 +208,14 @@ def main() -> None:
             ws_url = "ws" + base[len("http"):]
             if args.warmup:
                 asyncio.run(run(ws_url, sender, receiver, args.warmup, 16))
+            pid = None if proc is None else proc.pid
             for c in (int(x) for x in args.concurrency.split(",")):
-                print(json.dumps(asyncio.run(run(ws_url, sender, receiver, args.n, c))),
-                      flush=True)
+                cpu0 = cpu_seconds(pid)
+                result = asyncio.run(run(ws_url, sender, receiver, args.n, c))
+                cpu1 = cpu_seconds(pid)
+                if cpu0 is not None and cpu1 is not None:
+                    result["server_cpu_us_per_msg"] = round((cpu1 - cpu0) / args.n * 1e6, 1)
+                print(json.dumps(result), flush=True)
         finally:
             if proc is None:
                 return

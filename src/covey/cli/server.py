@@ -22,18 +22,25 @@ def server(
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
 ) -> None:
     """Run the Covey relay server."""
+    import os
+    import sys
+
     import uvicorn
 
     from covey.server import create_app
 
-    overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port, "database_url": database_url,
-                                   "data_dir": data_dir}.items() if v is not None}
+    given = {"host": host, "port": port, "database_url": database_url, "data_dir": data_dir}
+    overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     settings = load_settings(**overrides)
+    # The SQLite writer thread hands the GIL back and forth with the event loop around
+    # every fsync; the default 5 ms switch interval would stall each commit that long.
+    sys.setswitchinterval(0.0005)
     uvicorn.run(
         create_app(settings), host=settings.host, port=settings.port, log_level=log_level,
         # Frames carry whole envelopes; the app answers anything larger with an error frame.
         ws_max_size=2 * settings.max_envelope_bytes + 4096,
         # Ciphertext does not compress; deflate would only cost CPU on every frame.
         ws_per_message_deflate=False,
-        ws="websockets-sansio", http="httptools", loop="uvloop",
+        ws=os.environ.get("COVEY_UVICORN_WS", "websockets-sansio"), http="httptools",
+        loop="uvloop",
     )

@@ -103,9 +103,15 @@ class _Connection:
                     await task
 
     async def _send_loop(self) -> None:
+        out = self.out
+        send = self.ws.send
         try:
             while True:
-                await self.ws.send_text(await self.out.get())
+                text = await out.get()
+                await send({"type": "websocket.send", "text": text})
+                # Under load many frames are ready at once: send them without a wake-up each.
+                while not out.empty():
+                    await send({"type": "websocket.send", "text": out.get_nowait()})
         except (WebSocketDisconnect, RuntimeError, OSError):
             return
 
@@ -127,15 +133,21 @@ class _Connection:
                 break
             after = rows[-1].seq
         top = max(drained, default=0)
+        out = self.out
         while True:
             frame = await live.get()
-            if drained and isinstance(frame, DeliveryFrame):
-                seq = frame.delivery.seq
-                if seq in drained:
-                    continue
-                if seq > top:
-                    drained.clear()  # past everything drained: nothing more to drop
-            self.out.put_nowait(frame.model_dump_json())
+            while True:
+                if drained and isinstance(frame, DeliveryFrame):
+                    seq = frame.delivery.seq
+                    if seq in drained:
+                        frame = None
+                    elif seq > top:
+                        drained.clear()  # past everything drained: nothing more to drop
+                if frame is not None:
+                    out.put_nowait(frame.model_dump_json())
+                if live.empty():
+                    break
+                frame = live.get_nowait()
 
     async def _read_loop(self) -> None:
         while True:

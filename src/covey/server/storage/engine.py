@@ -6,6 +6,7 @@ ack) survives power loss, WAL so that readers never block the single writer.
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,23 @@ def sqlite_sync_engine(url: URL) -> Engine:
     engine = sa_create_engine(url.set(drivername="sqlite"), pool_size=1, max_overflow=0,
                               connect_args={"timeout": 30, "check_same_thread": False})
     event.listen(engine, "connect", _sqlite_pragmas)
+    event.listen(engine, "connect", _no_autocheckpoint)
     return engine
+
+
+def _no_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA wal_autocheckpoint=0")
+    cursor.close()
+
+
+def sqlite_checkpoint(path: str) -> None:
+    """A passive WAL checkpoint on a connection of its own (never blocks the writer)."""
+    conn = sqlite3.connect(path, timeout=30)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    finally:
+        conn.close()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -58,6 +75,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_size_limit=67108864")
     cursor.close()
 
 

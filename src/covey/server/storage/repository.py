@@ -7,6 +7,7 @@ message sends and acks in batches (group commit) and everything else as single j
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from covey.errors import Conflict, NotFound, Unauthorized
 from covey.server.storage import schema as t
 from covey.server.storage._batch import IdAllocator, commit_batch
-from covey.server.storage.engine import sqlite_sync_engine
+from covey.server.storage.engine import sqlite_checkpoint, sqlite_sync_engine
 from covey.server.storage.writer import BatchItem, SerialWriter
 
 # --- rows ------------------------------------------------------------------------------
@@ -181,13 +182,28 @@ class Repository:
             # thread hop per batch instead of one per statement through aiosqlite.
             self._sync_engine = sqlite_sync_engine(engine.url)
             self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="covey-db")
-        import os
-        self._inline = os.environ.get("COVEY_INLINE", "1") == "1"
+        self._checkpointer: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self.writer.start()
+        if self._sync_engine is not None:
+            self._checkpointer = asyncio.create_task(self._checkpoint_loop(),
+                                                     name="covey-checkpoint")
+
+    async def _checkpoint_loop(self) -> None:
+        """Fold the WAL into the database file off the writer's path (the writer has
+        auto-checkpoints turned off so no commit pays for one)."""
+        path = self.engine.url.database
+        while True:
+            await asyncio.sleep(1.0)
+            if path:
+                await asyncio.to_thread(sqlite_checkpoint, path)
 
     async def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpointer
         await self.writer.stop()
         if self._thread is not None and self._sync_engine is not None:
             await asyncio.get_running_loop().run_in_executor(self._thread,
@@ -197,11 +213,10 @@ class Repository:
 
     async def _run_batch(self, items: Sequence[BatchItem]) -> None:
         if self._sync_engine is not None:
-            if self._inline:
-                self._run_batch_sync(items)
-            else:
-                await asyncio.get_running_loop().run_in_executor(self._thread,
-                                                                 self._run_batch_sync, items)
+            # In the thread the event loop keeps reading frames during the fsync, so the
+            # next batch is already filling while this one commits.
+            await asyncio.get_running_loop().run_in_executor(self._thread,
+                                                             self._run_batch_sync, items)
             return
         async with self.engine.begin() as conn:
             await conn.run_sync(self._commit_batch, items)
