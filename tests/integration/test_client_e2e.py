@@ -338,3 +338,26 @@ async def test_refusals_surface_to_the_caller(devices: Devices) -> None:
         await bob.send_text(group.group_id, "I am not in it any more")
     assert refused.value.status in (403, 404, 409)
     assert bob.pending_sends() == 0
+
+
+async def test_outbox_survives_a_client_restart_while_the_server_is_down(
+        devices: Devices) -> None:
+    server = devices.server
+    alice, bob = await devices.register("alice"), await devices.register("bob")
+    await alice.send_text("bob", "hello")
+    assert await texts(bob, 1) == ["hello"]
+    await asyncio.to_thread(server.kill)
+    await alice.send_text("bob", "queued before restart 1")
+    await alice.send_text("bob", "queued before restart 2")
+    queued = [e.envelopes for e in alice.core.outbox()]
+    path = alice.core.store._conn.execute("PRAGMA database_list").fetchone()[2]
+    await devices.close(alice)
+    alice = await Client.open(path, PASSPHRASE, connect=False)  # still offline: no error
+    assert [e.envelopes for e in alice.core.outbox()] == queued  # nothing re-encrypted
+    await alice.close()
+    await asyncio.to_thread(server.start)
+    alice = await devices._ready(await Client.open(path, PASSPHRASE))
+    await alice.flush(30)
+    assert await texts(bob, 2, within_s=30) == ["queued before restart 1",
+                                                "queued before restart 2"]
+    await nothing_more(bob, 1.0)
