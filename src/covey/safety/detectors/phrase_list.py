@@ -1,0 +1,159 @@
+"""Operator-managed phrase list: a text file of phrases, each hit a `Signal`.
+
+File format, one entry per line (UTF-8); blank lines and lines starting with `#` are
+ignored; optional options in leading brackets, comma-separated:
+
+    [high] don't tell your parents
+    [medium, category=off-platform] let's move this to another app
+    [low, exact] SecretCode42
+
+Severity is `low`, `medium` (default) or `high`. An entry matches the literal text, or
+its normalised form (see `_text.normalise`) unless marked `exact`; normalised entries
+of 10 or more letters also match across inserted spaces.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+from covey.errors import InvalidInput
+from covey.protocol.content import MessageContent
+from covey.safety.detectors._base import Detector, ScanContext, Severity, Signal
+from covey.safety.detectors._text import compact, normalise
+
+COMPACT_MIN_LETTERS = 10  # shorter phrases would match inside unrelated words
+MAX_PHRASE_CHARS = 500
+_CATEGORY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")
+
+
+class PhraseListError(InvalidInput):
+    code = "phrase_list_invalid"
+
+
+@dataclass(frozen=True)
+class PhraseEntry:
+    line: int
+    phrase: str
+    severity: Severity = Severity.MEDIUM
+    exact: bool = False
+    category: str = "phrase"
+
+    @property
+    def normalised(self) -> str:
+        return normalise(self.phrase)
+
+    def literal_pattern(self) -> re.Pattern[str]:
+        # Word edges only where the phrase itself starts or ends with a word character.
+        start = r"(?<!\w)" if re.match(r"\w", self.phrase) else ""
+        end = r"(?!\w)" if re.search(r"\w$", self.phrase) else ""
+        return re.compile(start + re.escape(self.phrase) + end)
+
+
+def parse_phrase_list(text: str) -> tuple[PhraseEntry, ...]:
+    """Parse the operator's file. Raises `PhraseListError` naming the bad line."""
+    entries = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        severity, exact, category = Severity.MEDIUM, False, "phrase"
+        if line.startswith("["):
+            close = line.find("]")
+            if close < 0:
+                raise PhraseListError(f"line {number}: unclosed '['")
+            for option in (part.strip() for part in line[1:close].split(",")):
+                if option == "exact":
+                    exact = True
+                elif option.startswith("category="):
+                    category = option.removeprefix("category=")
+                    if not _CATEGORY.match(category):
+                        raise PhraseListError(f"line {number}: bad category {category!r}")
+                else:
+                    try:
+                        severity = Severity.parse(option)
+                    except ValueError as exc:
+                        raise PhraseListError(f"line {number}: {exc}") from exc
+            line = line[close + 1:].strip()
+        if not line:
+            raise PhraseListError(f"line {number}: no phrase")
+        if len(line) > MAX_PHRASE_CHARS:
+            raise PhraseListError(f"line {number}: phrase longer than {MAX_PHRASE_CHARS}")
+        entry = PhraseEntry(number, line, severity, exact, category)
+        if not exact and not entry.normalised:
+            raise PhraseListError(f"line {number}: phrase has no letters or digits")
+        entries.append(entry)
+    return tuple(entries)
+
+
+class PhraseListDetector(Detector):
+    """Matches the operator's phrases in message text and attachment names."""
+
+    name = "phrase_list"
+
+    def __init__(self, entries: tuple[PhraseEntry, ...]) -> None:
+        self._entries = entries
+        self._literal = [entry.literal_pattern() for entry in entries]
+
+    @classmethod
+    def from_text(cls, text: str) -> Self:
+        return cls(parse_phrase_list(text))
+
+    @classmethod
+    def from_file(cls, path: Path) -> Self:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PhraseListError(f"cannot read phrase list {path}: {exc}") from exc
+        return cls.from_text(text)
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> Self:
+        if "path" not in options:
+            raise PhraseListError("the phrase_list detector needs a 'path' option")
+        return cls.from_file(Path(options["path"]))
+
+    @property
+    def entries(self) -> tuple[PhraseEntry, ...]:
+        return self._entries
+
+    def scan(self, content: MessageContent, context: ScanContext) -> list[Signal]:
+        texts = [content.text, *(ref.name for ref in content.attachments)]
+        texts = [text for text in texts if text]
+        if not texts or not self._entries:
+            return []
+        normalised = [f" {normalise(text)} " for text in texts]
+        compacted = [compact(text) for text in normalised]
+        signals = []
+        for entry, literal in zip(self._entries, self._literal, strict=True):
+            how = self._match(entry, literal, texts, normalised, compacted)
+            if how is None:
+                continue
+            signals.append(Signal(
+                detector=self.name,
+                code=f"{self.name}.{entry.category}",
+                severity=entry.severity,
+                message_id=context.message_id,
+                conversation_id=context.conversation_id,
+                sender_user=context.sender_user,
+                detail={"line": entry.line, "phrase": entry.phrase, "match": how},
+            ))
+        return signals
+
+    @staticmethod
+    def _match(entry: PhraseEntry, literal: re.Pattern[str], texts: list[str],
+               normalised: list[str], compacted: list[str]) -> str | None:
+        if any(literal.search(text) for text in texts):
+            return "exact"
+        if entry.exact:
+            return None
+        phrase = entry.normalised
+        if any(f" {phrase} " in text for text in normalised):
+            return "normalised"
+        squeezed = compact(phrase)
+        if len(squeezed) >= COMPACT_MIN_LETTERS and any(squeezed in t for t in compacted):
+            return "normalised"
+        return None
