@@ -26,12 +26,10 @@ from covey.client._events import (
 from covey.client._store import Record, Store
 from covey.crypto import (
     DeviceAccount,
-    IdentityKey,
     InboundGroupSession,
     OlmMessage,
     OlmSession,
     OutboundGroupSession,
-    SigningKey,
     VerifiedDevice,
     verify_bundle,
     verify_device_keys,
@@ -800,7 +798,3 @@ class ClientCore:
         if conversation_id is None:
             return records
         return [r for r in records if r["content"]["conversation_id"] == conversation_id]
-
-    def identity_of(self, user_id: str, device_id: str) -> tuple[IdentityKey, SigningKey] | None:
-        device = self._device(user_id, device_id)
-        return None if device is None else (device.identity_key, device.signing_key)
