@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hpke
@@ -199,7 +200,7 @@ def test_content_naming_another_conversation_is_a_mismatch() -> None:
     ("sender_user", "mallory"),
     ("participants", ("adult", "child", "mallory")),
 ])
-def test_copy_bound_to_another_context_does_not_open(field: str, value: object) -> None:
+def test_copy_bound_to_another_context_does_not_open(field: str, value: Any) -> None:
     content = _content()
     context = _context(content)
     copy = seal_safety_copy(content, context, PUBLIC)

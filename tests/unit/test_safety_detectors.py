@@ -32,6 +32,13 @@ PHRASES = """\
 [low, exact] SecretCode42
 what school do you go to
 """
+
+
+def fullwidth(text: str) -> str:
+    """ASCII to full-width forms (U+FF01..U+FF5E), a common filter evasion."""
+    return "".join(chr(ord(ch) + 0xFEE0) if "!" <= ch <= "~" else ch for ch in text)
+
+
 CONTEXT = ScanContext("MSGID0000000000000001", "dm:adult:child", "adult")
 
 
@@ -53,9 +60,9 @@ def detector() -> PhraseListDetector:
 
 @pytest.mark.parametrize("raw,expected", [
     ("Don't  Tell\tYour\nParents!", "dont teii your parents"),
-    ("D0n’t t3ll y0ur p4r3nts", "dont teii your parents"),
+    ("D0n\u2019t t3ll y0ur p4r3nts", "dont teii your parents"),
     ("don\u200bt te\u200dll your\u2060 pa\u00adrents", "dont teii your parents"),
-    ("ＤＯＮ'Ｔ ＴＥＬＬ", "dont teii"),
+    (fullwidth("DON'T TELL"), "dont teii"),
     ("dón't tèll yöur pårents", "dont teii your parents"),
     ("\u202elet's\u202c move", "iets move"),
     ("Straße", "strasse"),
@@ -66,7 +73,7 @@ def test_normalise(raw: str, expected: str) -> None:
 
 
 def test_normalise_is_idempotent() -> None:
-    for text in ["D0n’t t3ll y0ur p4r3nts!", "ＤＯＮ'Ｔ", "Let's move this"]:
+    for text in ["D0n\u2019t t3ll y0ur p4r3nts!", fullwidth("DON'T"), "Let's move this"]:
         assert normalise(normalise(text)) == normalise(text)
 
 
@@ -85,7 +92,7 @@ def test_parse_options(detector: PhraseListDetector) -> None:
     ("don\u200bt tell your parents", 2, "normalised"),
     ("d o n t  t e l l  y o u r  p a r e n t s", 2, "normalised"),
     ("dont.tell.your.parents", 2, "normalised"),
-    ("ＬＥＴ'Ｓ ＭＯＶＥ ＴＨＩＳ ＴＯ ＡＮＯＴＨＥＲ ＡＰＰ", 3, "normalised"),
+    (fullwidth("LET'S MOVE THIS TO ANOTHER APP"), 3, "normalised"),
     ("lets move this to another app!!", 3, "normalised"),
     ("my code is SecretCode42.", 4, "exact"),
     ("What school do you go to?", 5, "normalised"),
