@@ -361,3 +361,20 @@ async def test_outbox_survives_a_client_restart_while_the_server_is_down(
     assert await texts(bob, 2, within_s=30) == ["queued before restart 1",
                                                 "queued before restart 2"]
     await nothing_more(bob, 1.0)
+
+
+async def test_group_changed_frames_refresh_members_and_removal(devices: Devices) -> None:
+    alice, bob, carol = [await devices.register(h) for h in ("alice", "bob", "carol")]
+    group = await alice.create_group("g", ["bob"])
+    gid = group.group_id
+    await alice.send_text(gid, "hi")
+    assert await texts(bob, 1) == ["hi"]
+    await alice.add_member(gid, "carol")
+    await eventually(lambda: (bob.core.group(gid) or group).epoch == group.epoch + 1)
+    await bob.send_text(gid, "welcome carol")  # no stale-epoch round trip needed
+    assert await texts(carol, 1) == ["welcome carol"]
+    await alice.remove_member(gid, "bob")
+    await eventually(lambda: bob.core.group(gid) is None)  # bob learns he was removed
+    await alice.send_text(gid, "bob is gone")
+    assert await texts(carol, 1) == ["bob is gone"]
+    await nothing_more(bob, 0.5)
