@@ -8,9 +8,15 @@ from pathlib import Path
 import pytest
 
 from covey.client._core import ClientCore
-from covey.client._events import IncomingMessage, MessageDropped, MessageSent, RoomKeyReceived
+from covey.client._events import (
+    FrankingEvidence,
+    IncomingMessage,
+    MessageDropped,
+    MessageSent,
+    RoomKeyReceived,
+)
 from covey.client._store import Store
-from covey.protocol.franking import TagContext, tag_is_valid
+from covey.protocol.franking import TagContext, opens, tag_is_valid
 from covey.protocol.ids import dm_conversation_id
 from tests.unit.test_client_harness import PASSPHRASE, FakeServer
 
@@ -52,6 +58,14 @@ def test_one_to_one_both_directions(server: FakeServer) -> None:
         server.server_key, evidence.tag, evidence.commitment,
         TagContext("alice", alice.device_id, "bob", message.conversation_id,
                    message.server_ts_ms, message.message_id))
+    assert evidence.tag_context() == TagContext("alice", alice.device_id, "bob",
+                                                message.conversation_id, message.server_ts_ms,
+                                                message.message_id)
+    # The stored evidence opens its commitment again (what a report will check).
+    assert opens(evidence.commitment, evidence.content.fk(), evidence.content.committed_part(),
+                 evidence.context)
+    (stored,) = [r for r in bob.history() if r["direction"] == "in"]
+    assert FrankingEvidence.from_record(stored) == evidence
     server.send(bob, "alice", "hi alice")
     server.send(bob, "alice", "how are you")
     assert texts(server.deliver(alice)) == ["hi alice", "how are you"]

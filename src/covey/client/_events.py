@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from covey.protocol.content import AttachmentRef, MessageContent
-from covey.protocol.franking import FrankingContext
+from covey.protocol.franking import FrankingContext, TagContext
 from covey.protocol.ids import is_group_id
 from covey.protocol.secrets import FrankingCommitment, FrankingTag
 
@@ -23,6 +23,12 @@ class FrankingEvidence:
     context: FrankingContext
     recipient_user: str
     server_ts_ms: int
+
+    def tag_context(self) -> TagContext:
+        """What the server's tag was computed over, for checking it in a report."""
+        return TagContext(self.context.sender_user, self.context.sender_device,
+                          self.recipient_user, self.context.conversation_id,
+                          self.server_ts_ms, self.content.message_id)
 
     def to_record(self) -> dict[str, Any]:
         return {
