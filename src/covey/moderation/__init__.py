@@ -1,6 +1,14 @@
 """Verifiable reporting: report evidence, verification, evidence bundles and
 CyberTipline-style reports. Pure functions, no I/O beyond reading and writing bundles."""
 
+from covey.moderation.attestation import attestation_key_id, load_public_key, public_key_pem
+from covey.moderation.bundle import (
+    BundleDifference,
+    BundleVerification,
+    EvidenceBundle,
+    build_bundle,
+    verify_bundle,
+)
 from covey.moderation.evidence import (
     MAX_PRECEDING,
     EvidenceContext,
@@ -22,6 +30,9 @@ from covey.moderation.verify import (
 __all__ = [
     "MAX_PRECEDING",
     "AttachmentCheck",
+    "BundleDifference",
+    "BundleVerification",
+    "EvidenceBundle",
     "EvidenceContext",
     "EvidenceItem",
     "Finding",
@@ -31,6 +42,11 @@ __all__ = [
     "ReportCategory",
     "ReportUnverifiable",
     "ReportVerification",
+    "attestation_key_id",
+    "build_bundle",
+    "load_public_key",
+    "public_key_pem",
     "report_fingerprint",
+    "verify_bundle",
     "verify_report",
 ]
