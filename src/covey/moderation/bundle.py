@@ -14,7 +14,6 @@ import json
 import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from covey.errors import InvalidInput
+from covey.moderation._time import iso_utc
 from covey.moderation.attestation import attestation_key_id
 from covey.moderation.verify import ItemVerification, ReportVerification
 from covey.protocol import b64decode, b64encode, canonical_json, labelled
@@ -119,7 +119,7 @@ def build_bundle(verification: ReportVerification, attestation_key: Ed25519Priva
             "fingerprint": verification.fingerprint, "created_at_ms": created_at_ms,
             "key_id": key_id})).hexdigest()[:32],
         "created_at_ms": created_at_ms,
-        "created_at": _iso(created_at_ms),
+        "created_at": iso_utc(created_at_ms),
         "platform": platform,
         "attestation_key_id": key_id,
         "escalated_by": escalated_by,
@@ -210,7 +210,7 @@ def _message_record(item: ItemVerification) -> tuple[dict[str, Any], dict[str, b
         "recipient_user": ctx.recipient_user,
         "participants": sorted(set(ctx.participants)),
         "server_ts_ms": ctx.server_ts_ms,
-        "server_time": _iso(ctx.server_ts_ms),
+        "server_time": iso_utc(ctx.server_ts_ms),
         "kind": content.kind,
         "text": content.text,
         "attachments": attachments,
@@ -220,10 +220,6 @@ def _message_record(item: ItemVerification) -> tuple[dict[str, Any], dict[str, b
     }
     return record, files
 
-
-def _iso(ms: int) -> str:
-    moment = datetime.fromtimestamp(ms / 1000, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _json_bytes(value: Any) -> bytes:
