@@ -86,6 +86,11 @@ def pending_delivery(row: PendingRow) -> Delivery:
         olm_type=_olm_type(row.olm_type), body=row.body, group=group)
 
 
+def _valid_seqs(seqs: list[int]) -> list[int]:
+    # Seqs outside a signed 64-bit range match nothing and would not bind in SQL.
+    return sorted({s for s in seqs if 0 < s < 2**63})
+
+
 def _log_failure(future: asyncio.Future[Any]) -> None:
     if not future.cancelled() and future.exception() is not None:
         log.warning("an acknowledgement could not be stored: %s", future.exception())
@@ -242,13 +247,16 @@ class MessageService:
         return await self._repo.pending(principal.device_pk, after, limit, now_ms())
 
     async def ack(self, principal: Principal, seqs: list[int]) -> AckResponse:
-        removed = await self._repo.ack(principal.device_pk, sorted(set(seqs)))
+        valid = _valid_seqs(seqs)
+        removed = await self._repo.ack(principal.device_pk, valid) if valid else 0
         return AckResponse(removed=removed)
 
     def ack_nowait(self, principal: Principal, seqs: list[int]) -> None:
         """Queue an ack without waiting for its commit (WebSocket acks need no answer)."""
-        future = self._repo.submit_ack(principal.device_pk, sorted(set(seqs)))
-        future.add_done_callback(_log_failure)
+        valid = _valid_seqs(seqs)
+        if valid:
+            future = self._repo.submit_ack(principal.device_pk, valid)
+            future.add_done_callback(_log_failure)
 
     async def purge_loop(self) -> None:
         """Drop expired mailbox entries (and stale auth rows) now and then, forever."""
