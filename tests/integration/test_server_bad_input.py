@@ -95,6 +95,17 @@ def test_bad_input_table(covey_server):
                 json={"link_token": "z" * 32, "device": RawDevice(
                     covey_server.url, alice.user_id).device_keys()}),
              401, "bad_link_token", "link token"),
+            ("NUL in a stored name", dict(method="POST", url="/v1/groups", headers=h,
+                                          json={"name": "a\u0000b"}),
+             400, "invalid_request", "name"),
+            ("NUL in a challenge id", dict(method="POST", url="/v1/auth/token",
+                                           json=used_body | {"challenge_id": "abc\u0000defgh"}),
+             400, "invalid_request", "challenge_id"),
+            ("NUL in a group session id", dict(
+                method="POST", url="/v1/messages", headers=h,
+                json={**good, "conversation_id": "grp_abcdefghijkl", "group_epoch": 0,
+                      "group": {"session_id": "s\u0000", "body": ""}}),
+             400, "invalid_request", "session_id"),
             ("not json at all", dict(method="POST", url="/v1/messages/ack",
                                      headers=h | {"content-type": "application/json"},
                                      content=b"\xff\xfe"),

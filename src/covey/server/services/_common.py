@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import vodozemac
 
-from covey.errors import CryptoError
+from covey.errors import CryptoError, InvalidInput
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +28,12 @@ def now_ms() -> int:
 def secret_hash(secret: str) -> bytes:
     """Tokens are stored (and compared) only as their SHA-256."""
     return hashlib.sha256(secret.encode("utf-8")).digest()
+
+
+def reject_nul(value: str, *, field: str) -> None:
+    """PostgreSQL text cannot hold NUL; refuse it up front rather than fail in storage."""
+    if "\x00" in value:
+        raise InvalidInput(f"{field} must not contain NUL characters", details={"field": field})
 
 
 def verify_ed25519(signing_key_b64: str, message: bytes, signature_b64: str,

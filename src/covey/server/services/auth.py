@@ -14,7 +14,13 @@ from covey.protocol.wire import (
     TokenResponse,
     login_signing_bytes,
 )
-from covey.server.services._common import Principal, now_ms, secret_hash, verify_ed25519
+from covey.server.services._common import (
+    Principal,
+    now_ms,
+    reject_nul,
+    secret_hash,
+    verify_ed25519,
+)
 from covey.server.storage.repository import Repository
 from covey.settings import Settings
 
@@ -40,6 +46,7 @@ class AuthService:
                                  expires_at_ms=expires)
 
     async def token(self, request: TokenRequest) -> TokenResponse:
+        reject_nul(request.challenge_id, field="challenge_id")
         found = await self._repo.use_challenge(request.challenge_id)
         if found is None:
             raise Unauthorized("unknown challenge", code="unknown_challenge")

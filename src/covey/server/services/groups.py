@@ -16,7 +16,7 @@ from covey.protocol.wire import (
     GroupMember,
 )
 from covey.server.fanout import DeviceAddress, Fanout, PushFrame
-from covey.server.services._common import Principal, now_ms
+from covey.server.services._common import Principal, now_ms, reject_nul
 from covey.server.services.accounts import DeviceDirectory
 from covey.server.storage.repository import GroupRow, Repository
 
@@ -51,6 +51,7 @@ class GroupService:
         return group
 
     async def create(self, principal: Principal, request: CreateGroupRequest) -> GroupInfo:
+        reject_nul(request.name, field="name")
         others = [u for u in dict.fromkeys(request.members) if u != principal.user_id]
         if len(others) + 1 > MAX_GROUP_MEMBERS:
             raise InvalidInput(f"a group has at most {MAX_GROUP_MEMBERS} members")

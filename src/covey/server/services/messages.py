@@ -23,7 +23,7 @@ from covey.protocol.wire import (
     SendReceipt,
 )
 from covey.server.fanout import DeviceAddress, Fanout, PushFrame
-from covey.server.services._common import Principal, now_ms
+from covey.server.services._common import Principal, now_ms, reject_nul
 from covey.server.services.accounts import DeviceDirectory
 from covey.server.services.groups import GroupService
 from covey.server.storage.repository import (
@@ -144,6 +144,8 @@ class MessageService:
         if len(env.recipients) > self._settings.max_recipient_devices:
             raise TooLarge(f"at most {self._settings.max_recipient_devices} recipients",
                            details={"field": "recipients"})
+        if env.group is not None:
+            reject_nul(env.group.session_id, field="group.session_id")
         conversation = env.conversation_id
         dm = dm_participants(conversation)
         if dm is not None:

@@ -82,8 +82,8 @@ def _store(conn: Connection, ids: IdAllocator, stores: Sequence[Any]) -> None:
     for s in stores:
         by_sender.setdefault(s.message.sender_device_pk, set()).add(s.message.message_id)
     known: dict[tuple[int, str], tuple[str, int]] = {}
-    for sender, message_ids in by_sender.items():
-        wanted = sorted(message_ids)
+    for sender, id_set in by_sender.items():
+        wanted = sorted(id_set)
         for i in range(0, len(wanted), 500):
             rows = conn.execute(_FIND_SENT, {"sender": sender, "ids": wanted[i:i + 500]})
             for r in rows:

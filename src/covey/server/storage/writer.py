@@ -13,9 +13,10 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from covey.errors import CoveyError
+from covey.errors import Conflict, CoveyError
 
 log = logging.getLogger(__name__)
 
@@ -97,17 +98,26 @@ class SerialWriter:
     async def _commit_batch(self, batch: list[BatchItem]) -> None:
         try:
             await self._run_batch(batch)
-        except Exception as exc:  # the waiters must hear about it, whatever it was
-            log.exception("batch commit failed")
-            error = StorageUnavailable("the message store is unavailable, retry later")
-            error.__cause__ = exc
+        except Exception:
+            if len(batch) == 1:
+                self._fail(batch, "the message store is unavailable, retry later")
+                return
+            # One bad item must not fail its neighbours: retry each on its own.
+            log.warning("batch of %d failed; committing its items one by one", len(batch))
             for item in batch:
-                if not item.future.done():
-                    item.future.set_exception(error)
+                await self._commit_batch([item])
             return
         for item in batch:
             if not item.future.done():
                 item.future.set_result(item.result)
+
+    @staticmethod
+    def _fail(batch: list[BatchItem], message: str) -> None:
+        log.exception("commit failed")
+        error = StorageUnavailable(message)
+        for item in batch:
+            if not item.future.done():
+                item.future.set_exception(error)
 
     async def _commit_job(self, job: _JobItem) -> None:
         try:
@@ -116,6 +126,13 @@ class SerialWriter:
         except CoveyError as exc:
             if not job.future.done():
                 job.future.set_exception(exc)
+            return
+        except IntegrityError as exc:
+            # Only reachable when another process wrote the same key meanwhile.
+            if not job.future.done():
+                job.future.set_exception(Conflict("a conflicting write won; retry",
+                                                  code="conflict"))
+            log.info("write job lost a race: %s", type(exc.orig).__name__)
             return
         except Exception as exc:
             log.exception("write job failed")
