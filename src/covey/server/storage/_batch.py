@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, delete, func, insert, select, text
@@ -18,14 +19,46 @@ from sqlalchemy.engine import Connection
 from covey.server.storage import schema as t
 from covey.server.storage.writer import BatchItem
 
-_INSERT_MESSAGES = insert(t.messages)
-_INSERT_MAILBOX = insert(t.mailbox)
 _FIND_SENT = select(t.messages.c.message_id, t.messages.c.commitment,
                     t.messages.c.server_ts_ms).where(
     t.messages.c.sender_device_pk == bindparam("sender"),
     t.messages.c.message_id.in_(bindparam("ids", expanding=True)))
 _PG_NEXTVAL = text("SELECT nextval(pg_get_serial_sequence(:table, :column)) "
                    "FROM generate_series(1, :n)")
+
+
+_MESSAGE_COLUMNS = ("id", "sender_device_pk", "sender_user", "sender_device", "message_id",
+                    "conversation_id", "commitment", "server_ts_ms", "participants",
+                    "group_session_id", "group_body")
+_MAILBOX_COLUMNS = ("seq", "device_pk", "message_pk", "olm_type", "body", "franking_tag",
+                    "expires_ms")
+
+
+@dataclass(frozen=True)
+class _CompiledInserts:
+    insert_messages: str
+    insert_mailbox: str
+
+
+_COMPILED: dict[str, _CompiledInserts] = {}
+
+
+def _positional_insert(conn: Connection, table: str, columns: tuple[str, ...]) -> str:
+    stmt = insert(t.metadata.tables[table]).values({c: bindparam(c) for c in columns})
+    compiled = stmt.compile(dialect=conn.dialect)
+    order = compiled.positiontup
+    if order is None or tuple(order) != columns:  # named paramstyle (asyncpg adapts)
+        raise RuntimeError(f"unexpected parameter order for {table}: {order}")
+    return str(compiled)
+
+
+def _compiled(conn: Connection) -> _CompiledInserts:
+    found = _COMPILED.get(conn.dialect.name)
+    if found is None:
+        found = _CompiledInserts(_positional_insert(conn, "messages", _MESSAGE_COLUMNS),
+                                 _positional_insert(conn, "mailbox", _MAILBOX_COLUMNS))
+        _COMPILED[conn.dialect.name] = found
+    return found
 
 
 class IdAllocator:
@@ -106,27 +139,24 @@ def _store(conn: Connection, ids: IdAllocator, stores: Sequence[Any]) -> None:
     message_ids = ids.take(conn, "messages", "id", len(fresh))
     n_entries = sum(len(i.message.entries) for i in fresh)
     seqs = iter(ids.take(conn, "mailbox", "seq", n_entries))
-    message_rows: list[dict[str, Any]] = []
-    mailbox_rows: list[dict[str, Any]] = []
+    message_rows: list[tuple[Any, ...]] = []
+    mailbox_rows: list[tuple[Any, ...]] = []
     for item, message_pk in zip(fresh, message_ids, strict=True):
         m = item.message
-        message_rows.append({
-            "id": message_pk, "sender_device_pk": m.sender_device_pk,
-            "sender_user": m.sender_user, "sender_device": m.sender_device,
-            "message_id": m.message_id, "conversation_id": m.conversation_id,
-            "commitment": m.commitment, "server_ts_ms": m.server_ts_ms,
-            "participants": json.dumps(m.participants),
-            "group_session_id": m.group_session_id, "group_body": m.group_body,
-        })
+        message_rows.append((
+            message_pk, m.sender_device_pk, m.sender_user, m.sender_device, m.message_id,
+            m.conversation_id, m.commitment, m.server_ts_ms, json.dumps(m.participants),
+            m.group_session_id, m.group_body))
         for e in m.entries:
             e.seq = next(seqs)
-            mailbox_rows.append({"seq": e.seq, "device_pk": e.device_pk,
-                                 "message_pk": message_pk, "olm_type": e.olm_type,
-                                 "body": e.body, "franking_tag": e.franking_tag,
-                                 "expires_ms": m.expires_ms})
-    conn.execute(_INSERT_MESSAGES, message_rows)
+            mailbox_rows.append((e.seq, e.device_pk, message_pk, e.olm_type, e.body,
+                                 e.franking_tag, m.expires_ms))
+    # The Core statements compiled once per dialect, then run as plain DBAPI
+    # executemany: the hot path skips per-row parameter processing.
+    sql = _compiled(conn)
+    conn.exec_driver_sql(sql.insert_messages, message_rows)
     if mailbox_rows:
-        conn.execute(_INSERT_MAILBOX, mailbox_rows)
+        conn.exec_driver_sql(sql.insert_mailbox, mailbox_rows)
 
 
 __all__ = ["BatchItem", "IdAllocator", "commit_batch"]

@@ -177,6 +177,7 @@ class Repository:
         self._ids = IdAllocator(engine.dialect.name)
         self._sync_engine: Engine | None = None
         self._thread: ThreadPoolExecutor | None = None
+        self._sync_conn: Connection | None = None
         if engine.dialect.name == "sqlite":
             # The hot batch runs as plain synchronous SQLite in one dedicated thread: one
             # thread hop per batch instead of one per statement through aiosqlite.
@@ -207,7 +208,7 @@ class Repository:
         await self.writer.stop()
         if self._thread is not None and self._sync_engine is not None:
             await asyncio.get_running_loop().run_in_executor(self._thread,
-                                                             self._sync_engine.dispose)
+                                                             self._close_sync)
             self._thread.shutdown(wait=True)
         await self.engine.dispose()
 
@@ -223,8 +224,24 @@ class Repository:
 
     def _run_batch_sync(self, items: Sequence[BatchItem]) -> None:
         assert self._sync_engine is not None
-        with self._sync_engine.begin() as conn:
-            self._commit_batch(conn, items)
+        # One connection for the writer's lifetime: no pool checkout per batch.
+        if self._sync_conn is None:
+            self._sync_conn = self._sync_engine.connect()
+        conn = self._sync_conn
+        try:
+            with conn.begin():
+                self._commit_batch(conn, items)
+        except BaseException:
+            self._sync_conn = None
+            conn.invalidate()
+            raise
+
+    def _close_sync(self) -> None:
+        if self._sync_conn is not None:
+            self._sync_conn.close()
+            self._sync_conn = None
+        if self._sync_engine is not None:
+            self._sync_engine.dispose()
 
     def _commit_batch(self, conn: Connection, items: Sequence[BatchItem]) -> None:
         stores = [i for i in items if isinstance(i, _StoreItem)]
