@@ -8,17 +8,25 @@ from typing import Annotated, Any
 import typer
 
 from covey.cli import app
-from covey.settings import load_settings
+from covey.settings import Settings, load_settings
+
+
+def _default(field: str) -> str:
+    """The built-in default, shown in --help (env vars and covey.toml still apply)."""
+    return f"{Settings.model_fields[field].default} or COVEY_{field.upper()}"
 
 
 @app.command("server")
 def server(
-    host: Annotated[str | None, typer.Option(help="address to listen on [COVEY_HOST]")] = None,
-    port: Annotated[int | None, typer.Option(help="port to listen on [COVEY_PORT]")] = None,
+    host: Annotated[str | None, typer.Option(
+        help="address to listen on", show_default=_default("host"))] = None,
+    port: Annotated[int | None, typer.Option(
+        help="port to listen on", show_default=_default("port"))] = None,
     database_url: Annotated[str | None, typer.Option(
-        help="sqlite+aiosqlite:///path or postgresql+asyncpg://... [COVEY_DATABASE_URL]")] = None,
+        help="sqlite+aiosqlite:///path or postgresql+asyncpg://...",
+        show_default=_default("database_url"))] = None,
     data_dir: Annotated[Path | None, typer.Option(
-        help="blobs and the server key [COVEY_DATA_DIR]")] = None,
+        help="blobs and the server key", show_default=_default("data_dir"))] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
 ) -> None:
     """Run the Covey relay server."""
