@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 import time
 
-from covey.errors import CryptoError, NotFound
+from covey.errors import NotFound
 from covey.protocol.wire import (
     AddDeviceRequest,
     DeviceKeys,
@@ -100,5 +100,3 @@ class AccountService:
         return DeviceList(user_id=user_id,
                           devices=[device_keys(d) for d in devices.values()])
 
-
-__all__ = ["AccountService", "CryptoError", "DeviceDirectory", "device_keys"]

@@ -320,12 +320,6 @@ class Repository:
                 t.devices.c.user_id == user_id).order_by(t.devices.c.id))
             return [_device(r) for r in rows]
 
-    async def devices_of_users(self, user_ids: Sequence[str]) -> list[DeviceRow]:
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(select(*_DEVICE_COLUMNS).where(
-                t.devices.c.user_id.in_(list(user_ids))).order_by(t.devices.c.id))
-            return [_device(r) for r in rows]
-
     async def get_device(self, user_id: str, device_id: str) -> DeviceRow | None:
         async with self.engine.connect() as conn:
             row = (await conn.execute(select(*_DEVICE_COLUMNS).where(
@@ -503,16 +497,11 @@ class Repository:
 
     # --- messages and mailbox --------------------------------------------------------
 
-    async def store_message(self, message: NewMessage) -> StoreResult:
-        """Durably store a message and its mailbox entries (group commit).
-
-        On return the entries' `seq` are set; a resend of a stored (sender device,
-        message id) gives `duplicate` (or `conflict` if the commitment differs)."""
-        result: StoreResult = await self.writer.submit(_StoreItem(message))
-        return result
-
     def submit_message(self, message: NewMessage) -> Any:
-        """Like `store_message` but returns the future at once (keeps submission order)."""
+        """Queue a message and its mailbox entries for the next group commit; the future
+        gives a `StoreResult` once durable (entries' `seq` set). Submission order is seq
+        order; a resend of a stored (sender device, message id) is `duplicate`, or
+        `conflict` if its commitment differs."""
         return self.writer.submit(_StoreItem(message))
 
     def submit_ack(self, device_pk: int, seqs: list[int]) -> Any:
@@ -569,15 +558,6 @@ class Repository:
                 t.blobs.c.blob_id, t.blobs.c.owner_user, t.blobs.c.sha256, t.blobs.c.size)
                 .where(t.blobs.c.blob_id == blob_id))).first()
         return None if row is None else BlobRow(row[0], row[1], row[2], row[3])
-
-    async def counts(self) -> dict[str, int]:
-        """Row counts per table: lets tests check that a rejected request changed nothing."""
-        out = {}
-        async with self.engine.connect() as conn:
-            for table in t.metadata.sorted_tables:
-                out[table.name] = int(await conn.scalar(
-                    select(func.count()).select_from(table)) or 0)
-        return out
 
 
 async def _insert_device(conn: AsyncConnection, device: DeviceRow, now_ms: int) -> int:
