@@ -7,8 +7,9 @@ import time
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
 
-from tests.integration._raw import RawDevice, new_handle, register
+from tests.integration._raw import RawDevice, frames_until, new_handle, register
 
 
 def test_register_login_and_device_list(covey_server):
@@ -76,9 +77,15 @@ def test_tokens_and_challenges_expire(covey_server):
     covey_server.restart(env={"COVEY_TOKEN_TTL_S": "1", "COVEY_CHALLENGE_TTL_S": "1"})
     alice = RawDevice(covey_server.url, new_handle()).register().login()
     challenge = alice.challenge()
-    with alice.http() as c:
+    with alice.http() as c, alice.ws(covey_server.ws_url) as sock:
         assert c.get("/v1/keys/count", headers=alice.headers).status_code == 200
-        time.sleep(1.3)
+        # The socket closes when its token expires, after saying why.
+        frames = frames_until(sock, lambda fs: any(f["type"] == "error" for f in fs))
+        assert next(f for f in frames if f["type"] == "error")["error"]["code"] == (
+            "token_expired")
+        with pytest.raises(ConnectionClosed):
+            sock.recv(timeout=3)
+        time.sleep(0.3)
         expired = c.get("/v1/keys/count", headers=alice.headers)
         assert expired.status_code == 401
         assert expired.json()["error"]["code"] == "token_expired"

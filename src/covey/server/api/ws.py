@@ -30,6 +30,7 @@ from covey.server.api.errors import describe_validation_errors
 from covey.server.fanout import DeviceAddress
 from covey.server.ratelimit import RateLimiter
 from covey.server.services import Principal, Services
+from covey.server.services._common import now_ms
 from covey.server.services.messages import AcceptedSend, pending_delivery
 
 log = logging.getLogger(__name__)
@@ -90,15 +91,32 @@ class _Connection:
         subscription = self.services.fanout.subscribe(addr)  # before draining: no gaps
         sender = asyncio.create_task(self._send_loop())
         pump = asyncio.create_task(self._deliver(subscription.queue))
+        reader = asyncio.create_task(self._read_loop())
         try:
-            await self._read_loop()
-        except WebSocketDisconnect:
-            pass
+            # The socket lives as long as the token that opened it.
+            remaining = (self.principal.token_expires_ms - now_ms()) / 1000
+            done, _ = await asyncio.wait({reader, pump}, timeout=max(0.0, remaining),
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if reader in done:
+                with contextlib.suppress(WebSocketDisconnect):
+                    reader.result()
+            elif pump in done:
+                # Delivery broke (e.g. the database went away): make the client reconnect
+                # rather than leave it connected and deaf.
+                log.warning("delivery stopped: %r", pump.exception())
+                with contextlib.suppress(RuntimeError, OSError):
+                    await self.ws.close(code=1011)
+            else:
+                self._reply_error(Unauthorized("the bearer token has expired",
+                                               code="token_expired"), None)
+                await asyncio.sleep(0.05)  # let the sender flush the error frame
+                with contextlib.suppress(RuntimeError, OSError):
+                    await self.ws.close(code=4401)
         finally:
             subscription.close()
-            pump.cancel()
-            sender.cancel()
-            for task in (pump, sender):
+            for task in (reader, pump, sender):
+                task.cancel()
+            for task in (reader, pump, sender):
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
 

@@ -19,6 +19,7 @@ class Principal:
     user_id: str
     device_id: str
     device_pk: int
+    token_expires_ms: int = 0
 
 
 def now_ms() -> int:

@@ -73,7 +73,8 @@ class AuthService:
             row = await self._repo.get_token(token_hash)
             if row is None:
                 raise Unauthorized("unknown bearer token", code="bad_token")
-            cached = (Principal(row.user_id, row.device_id, row.device_pk), row.expires_ms)
+            cached = (Principal(row.user_id, row.device_id, row.device_pk, row.expires_ms),
+                      row.expires_ms)
             if len(self._tokens) > 100_000:
                 self._tokens.clear()
             self._tokens[token_hash] = cached
