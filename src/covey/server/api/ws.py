@@ -193,10 +193,17 @@ class _Connection:
                                              details={"errors": errors}),
                                   _guess_message_id(text))
                 continue
-            if isinstance(frame, SendFrame):
-                await self._on_send(frame)
-            elif isinstance(frame, AckFrame):
-                self.services.messages.ack_nowait(self.principal, frame.seqs)
+            try:
+                if isinstance(frame, SendFrame):
+                    await self._on_send(frame)
+                elif isinstance(frame, AckFrame):
+                    self.services.messages.ack_nowait(self.principal, frame.seqs)
+            except Exception:  # a bug must cost one frame, not the connection
+                log.exception("unexpected error handling a %s frame", frame.type)
+                self._reply_error(CoveyError("internal error", code="internal_error",
+                                             status=500),
+                                  frame.envelope.message_id
+                                  if isinstance(frame, SendFrame) else None)
 
     async def _on_send(self, frame: SendFrame) -> None:
         envelope = frame.envelope
