@@ -188,3 +188,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     report = outcome.get_result()
     setattr(item, f"rep_{report.when}", report)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "server: starts a real `covey server` process")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Everything that uses the fixture starts a server: `-m server` selects exactly those.
+    for item in items:
+        if "covey_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.server)
