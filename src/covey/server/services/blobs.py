@@ -3,10 +3,12 @@ hashing, then moved into place; an oversized or broken upload leaves nothing beh
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import BinaryIO
 
 from covey.errors import NotFound, TooLarge
 from covey.protocol.ids import new_blob_id
@@ -14,6 +16,11 @@ from covey.protocol.wire import BlobUploadResponse
 from covey.server.services._common import Principal, now_ms
 from covey.server.storage.repository import BlobRow, Repository
 from covey.settings import Settings
+
+
+def _flush_to_disk(out: BinaryIO) -> None:
+    out.flush()
+    os.fsync(out.fileno())
 
 
 class BlobService:
@@ -50,8 +57,8 @@ class BlobService:
                                        details={"limit": limit})
                     digest.update(chunk)
                     out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
+                # Flushing up to 100 MiB to disk must not stall the event loop.
+                await asyncio.to_thread(_flush_to_disk, out)
             os.replace(tmp, self.path(blob_id))
         finally:
             tmp.unlink(missing_ok=True)
