@@ -1,7 +1,7 @@
 """Async engines for SQLite (aiosqlite, WAL) and PostgreSQL (asyncpg), and start-up migrations.
 
-SQLite runs with `synchronous=FULL` so that a committed transaction (a message before its
-ack) survives power loss, WAL so that readers never block the single writer.
+SQLite runs WAL with `synchronous=FULL`: a committed message survives power loss before its
+ack. Engines hide bound parameters from errors, so logs never carry tokens' hashes or bodies.
 """
 
 from __future__ import annotations
@@ -35,20 +35,22 @@ def create_engine(url: str) -> AsyncEngine:
             raise InvalidInput("SQLite needs the async driver: sqlite+aiosqlite:///path")
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     if backend == "postgresql":
         if driver != "asyncpg":
             raise InvalidInput("PostgreSQL needs the async driver: postgresql+asyncpg://...")
-        return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+        return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True,
+                                   hide_parameters=True)
     raise InvalidInput(f"unsupported database backend {backend!r}")
 
 
 def sqlite_sync_engine(url: URL) -> Engine:
     """A synchronous engine on the same SQLite file (for the single writer thread)."""
     engine = sa_create_engine(url.set(drivername="sqlite"), pool_size=1, max_overflow=0,
-                              connect_args={"timeout": 30, "check_same_thread": False})
+                              connect_args={"timeout": 30, "check_same_thread": False},
+                              hide_parameters=True)
     event.listen(engine, "connect", _sqlite_pragmas)
     event.listen(engine, "connect", _no_autocheckpoint)
     return engine
