@@ -33,8 +33,10 @@ def create_engine(url: str) -> AsyncEngine:
     if backend == "sqlite":
         if driver != "aiosqlite":
             raise InvalidInput("SQLite needs the async driver: sqlite+aiosqlite:///path")
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        if not parsed.database or parsed.database == ":memory:":
+            # The writer thread and the readers open the file separately: it must exist.
+            raise InvalidInput("the relay's SQLite database must be a file path")
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
