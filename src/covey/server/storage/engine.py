@@ -91,12 +91,14 @@ def alembic_config() -> Config:
 
 
 async def upgrade_to_head(engine: AsyncEngine) -> None:
-    """Apply every alembic migration not yet applied (`alembic upgrade head`)."""
+    """Apply every alembic migration not yet applied (`alembic upgrade heads`).
+
+    Feature migrations may branch from a common parent; `heads` applies every branch."""
 
     def _upgrade(connection: Connection) -> None:
         cfg = alembic_config()
         cfg.attributes["connection"] = connection
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, "heads")
 
     async with engine.begin() as conn:
         await conn.run_sync(_upgrade)
