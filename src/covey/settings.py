@@ -53,6 +53,27 @@ class Settings(BaseSettings):
     rate_login_burst: int = 30
     rate_send_per_min: float = 3000
     rate_send_burst: int = 600
+    # Reporting and moderation.
+    evidence_retention_s: int = Field(
+        default=365 * 24 * 3600, description="how long report evidence is preserved")
+    evidence_purge_interval_s: float = 3600
+    console_session_ttl_s: int = 8 * 3600
+    esp_contact_name: str = "Covey Trust and Safety"
+    esp_contact_email: str = "safety@covey.invalid"
+    # Age assurance (docs/age-assurance.md, docs/operations.md).
+    trust_registry: str | None = Field(
+        default=None, description="trusted age-credential issuers: a JSON file path or an "
+        "http(s) URL ({\"issuers\": [...]}, see `covey issuer publish`); reloaded on change")
+    trust_registry_refresh_s: float = Field(
+        default=60.0, description="how often a trust registry URL is fetched again")
+    age_threshold_years: int = 16
+    age_band_validity_days: int = 90
+    age_challenge_ttl_s: int = 300
+    age_reproof_before_s: int = Field(
+        default=24 * 3600, description="ask devices for a fresh proof this long before expiry")
+    age_clock_offset_s: int = Field(
+        default=0, description="testing only: shift the age verifier's clock (e.g. to reach "
+        "a band's expiry or a 16th birthday without waiting)")
 
     @classmethod
     def settings_customise_sources(

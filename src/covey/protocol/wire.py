@@ -319,10 +319,46 @@ class GroupChangedFrame(WireModel):
     epoch: int
 
 
+class AgeProofNeededFrame(WireModel):
+    """The account's age band is unverified, expired or about to expire: prove it again
+    (POST /v1/age/challenge, then /v1/age/presentation). Older clients ignore it."""
+
+    type: Literal["age_proof_needed"] = "age_proof_needed"
+    band: str
+    expires_at_ms: int | None = None
+    reason: Literal["unverified", "expired", "expiring"]
+
+
 ServerFrame = Annotated[
-    DeliveryFrame | SentFrame | ErrorFrame | KeysLowFrame | GroupChangedFrame,
+    DeliveryFrame | SentFrame | ErrorFrame | KeysLowFrame | GroupChangedFrame
+    | AgeProofNeededFrame,
     Field(discriminator="type"),
 ]
 SERVER_FRAME = TypeAdapter[
     DeliveryFrame | SentFrame | ErrorFrame | KeysLowFrame | GroupChangedFrame
+    | AgeProofNeededFrame
 ](ServerFrame)
+
+
+# --- age assurance (docs/age-assurance.md) -----------------------------------------
+
+
+class AgeChallengeRequest(WireModel):
+    band: Literal["16+", "under-16"]
+    horizon_days: int | None = Field(default=None, description="under-16 only: 90, 30, 7 or 1")
+
+
+class AgeStatus(WireModel):
+    """What the server keeps about an account's age: nothing more."""
+
+    band: Literal["16+", "under-16", "unverified"]
+    expires_at_ms: int | None = None
+    issuer_id: str | None = None
+    verified_at_ms: int | None = None
+
+
+class MeResponse(WireModel):
+    user_id: UserId
+    device_id: DeviceId
+    devices: list[DeviceId]
+    age: AgeStatus

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -15,11 +16,18 @@ from covey.server.api.errors import install_error_handlers
 from covey.server.api.limits import BodyLimitMiddleware
 from covey.server.fanout import Fanout, InProcessFanout
 from covey.server.ratelimit import RateLimiter
-from covey.server.services import build_services
+from covey.server.services import Services, build_services
 from covey.server.storage import Repository, create_engine, upgrade_to_head
 from covey.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def _reload_trust_registry_on_sighup(services: Services) -> None:
+    """SIGHUP makes the next age request re-read the trust registry (file or URL)."""
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP,
+                                                      services.age.source.reload_now)
 
 
 def create_app(settings: Settings | None = None, *, fanout: Fanout | None = None) -> FastAPI:
@@ -36,6 +44,8 @@ def create_app(settings: Settings | None = None, *, fanout: Fanout | None = None
         await chosen_fanout.start()
         services = build_services(settings, repo, chosen_fanout)
         services.blobs.prepare_dirs()
+        await services.age.start()
+        _reload_trust_registry_on_sighup(services)
         app.state.services = services
         app.state.limiter = RateLimiter.from_settings(settings)
         purge = asyncio.create_task(services.messages.purge_loop(), name="covey-purge")
@@ -43,6 +53,7 @@ def create_app(settings: Settings | None = None, *, fanout: Fanout | None = None
             yield
         finally:
             purge.cancel()
+            await services.age.close()
             with contextlib.suppress(asyncio.CancelledError):
                 await purge
             await chosen_fanout.close()

@@ -13,9 +13,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from covey.protocol.wire import DeliveryFrame, GroupChangedFrame, KeysLowFrame
+from covey.protocol.wire import (
+    AgeProofNeededFrame,
+    DeliveryFrame,
+    GroupChangedFrame,
+    KeysLowFrame,
+)
 
-PushFrame = DeliveryFrame | GroupChangedFrame | KeysLowFrame
+PushFrame = DeliveryFrame | GroupChangedFrame | KeysLowFrame | AgeProofNeededFrame
 
 
 @dataclass(frozen=True, slots=True)

@@ -139,6 +139,9 @@ class _Connection:
         if count.one_time_key_count < self.services.settings.one_time_keys_low:
             self.out.put_nowait(KeysLowFrame(
                 one_time_key_count=count.one_time_key_count).model_dump_json())
+        age_frame = await self.services.age.proof_needed(self.principal.user_id)
+        if age_frame is not None:
+            self.out.put_nowait(age_frame.model_dump_json())
         drained: set[int] = set()
         after = 0
         while True:

@@ -10,11 +10,13 @@ from covey.protocol.secrets import ServerFrankingKey
 from covey.server.fanout import Fanout
 from covey.server.services._common import Principal
 from covey.server.services.accounts import AccountService, DeviceDirectory
+from covey.server.services.age import AgeService
 from covey.server.services.auth import AuthService
 from covey.server.services.blobs import BlobService
 from covey.server.services.groups import GroupService
 from covey.server.services.keys import KeyService
 from covey.server.services.messages import MessageService
+from covey.server.storage.age import AgeStorage
 from covey.server.storage.repository import Repository
 from covey.settings import Settings
 
@@ -30,6 +32,7 @@ class Services:
     groups: GroupService
     messages: MessageService
     blobs: BlobService
+    age: AgeService
 
 
 def load_or_create_server_key(path: Path) -> ServerFrankingKey:
@@ -61,6 +64,7 @@ def build_services(settings: Settings, repo: Repository, fanout: Fanout) -> Serv
         groups=groups,
         messages=MessageService(settings, repo, directory, groups, fanout, server_key),
         blobs=BlobService(settings, repo),
+        age=AgeService(settings, AgeStorage(repo), directory, fanout),
     )
 
 

@@ -1,0 +1,38 @@
+"""HTTP routes for age assurance: a challenge, a presentation answering it, and `/v1/me`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from covey.protocol.wire import AgeChallengeRequest, AgeStatus, MeResponse
+from covey.server.api._deps import ERRORS, PrincipalDep, ServicesDep
+
+router = APIRouter(responses=ERRORS)
+
+
+@router.post("/v1/age/challenge", tags=["age"])
+async def age_challenge(body: AgeChallengeRequest, principal: PrincipalDep,
+                        services: ServicesDep) -> dict[str, Any]:
+    """A single-use presentation request for `band`, bound to this account (5 min)."""
+    return await services.age.challenge(principal, body)
+
+
+@router.post("/v1/age/presentation", response_model=AgeStatus, tags=["age"],
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/json": {"schema": {
+                     "type": "object", "required": ["nonce", "presentation"],
+                     "properties": {"nonce": {"type": "string"},
+                                    "presentation": {"type": "object"}}}}}}})
+async def age_presentation(request: Request, principal: PrincipalDep,
+                           services: ServicesDep) -> AgeStatus:
+    """Verify `{"nonce", "presentation"}`; the account's band changes only on success."""
+    return await services.age.present(principal, await request.body())
+
+
+@router.get("/v1/me", response_model=MeResponse, tags=["accounts"])
+async def me(principal: PrincipalDep, services: ServicesDep) -> MeResponse:
+    devices = await services.accounts.directory.devices(principal.user_id)
+    return MeResponse(user_id=principal.user_id, device_id=principal.device_id,
+                      devices=list(devices), age=await services.age.status(principal.user_id))

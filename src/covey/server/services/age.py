@@ -1,0 +1,230 @@
+"""Age assurance on the relay: trust registry, single-use challenges, verification, bands.
+
+`AgeService.band_of(user_id)` is the one question the rest of the server (the safety
+policy) asks; it answers `unverified` when no band was proven, when it expired, or when
+the issuer that vouched for it is no longer trusted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from covey.age import AgeBand, MemoryChallengeStore, TrustRegistry, Verifier
+from covey.errors import CoveyError
+from covey.protocol.wire import AgeChallengeRequest, AgeProofNeededFrame, AgeStatus
+from covey.server.fanout import DeviceAddress, Fanout, PushFrame
+from covey.server.services._common import Principal
+from covey.server.services.accounts import DeviceDirectory
+from covey.server.storage.age import AgeBandRow, AgeStorage
+from covey.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_NOTIFY_INTERVAL_S = 30.0
+_FILE_CHECK_INTERVAL_S = 0.5
+
+
+class AgeVerificationUnavailable(CoveyError):
+    """No trust registry is configured (or it is empty): nobody can prove an age band."""
+
+    code = "age_verification_unavailable"
+    status = 503
+
+
+class RegistrySource:
+    """The configured trust registry, reloaded when its file changes or, for a URL, every
+    `refresh_s`. A registry that fails to load leaves the last good one in place."""
+
+    def __init__(self, spec: str | None, refresh_s: float) -> None:
+        self.spec = spec
+        self._refresh_s = refresh_s
+        self._is_url = bool(spec) and spec.startswith(("http://", "https://"))  # type: ignore[union-attr]
+        self.registry = TrustRegistry()
+        self._stamp: tuple[int, int] | None = None
+        self._checked = 0.0
+
+    async def current(self) -> TrustRegistry:
+        if self.spec is None:
+            return self.registry
+        now = time.monotonic()
+        interval = self._refresh_s if self._is_url else _FILE_CHECK_INTERVAL_S
+        if self._checked and now - self._checked < interval:
+            return self.registry
+        self._checked = now
+        try:
+            if self._is_url:
+                await self._fetch()
+            else:
+                await asyncio.to_thread(self._reload_file)
+        except (CoveyError, OSError, ValueError, httpx.HTTPError) as exc:
+            log.warning("trust registry %s not reloaded: %s", self.spec, exc)
+        return self.registry
+
+    def reload_now(self) -> None:
+        """Forget when we last looked: the next `current()` reloads (SIGHUP)."""
+        self._checked = 0.0
+        self._stamp = None
+
+    def _reload_file(self) -> None:
+        assert self.spec is not None
+        path = Path(self.spec)
+        stat = path.stat()
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        if stamp == self._stamp:
+            return
+        self.registry = TrustRegistry.load(path)
+        self._stamp = stamp
+        log.info("trust registry %s loaded: %d issuers", path, len(self.registry.issuers()))
+
+    async def _fetch(self) -> None:
+        assert self.spec is not None
+        async with httpx.AsyncClient(timeout=10, trust_env=False) as http:
+            response = await http.get(self.spec)
+            response.raise_for_status()
+        document = json.loads(response.content)
+        if not isinstance(document, dict) or not isinstance(document.get("issuers"), list):
+            raise ValueError('trust registry must be {"issuers": [...]}')
+        self.registry = TrustRegistry.from_entries(document["issuers"])
+
+
+@dataclass(frozen=True)
+class _Status:
+    status: AgeStatus
+    row: AgeBandRow | None
+
+
+class AgeService:
+    def __init__(self, settings: Settings, storage: AgeStorage, directory: DeviceDirectory,
+                 fanout: Fanout) -> None:
+        self._settings = settings
+        self._storage = storage
+        self._directory = directory
+        self._fanout = fanout
+        self._offset = timedelta(seconds=settings.age_clock_offset_s)
+        self.source = RegistrySource(settings.trust_registry, settings.trust_registry_refresh_s)
+        self._verifier = Verifier(
+            self.source.registry, store=MemoryChallengeStore(),
+            threshold_years=settings.age_threshold_years,
+            challenge_ttl=timedelta(seconds=settings.age_challenge_ttl_s),
+            band_validity=timedelta(days=settings.age_band_validity_days),
+            clock=self.now)
+        self._task: asyncio.Task[None] | None = None
+
+    def now(self) -> datetime:
+        """The verifier's clock (shifted by `age_clock_offset_s` in tests)."""
+        return datetime.now(UTC) + self._offset
+
+    def _now_ms(self) -> int:
+        return int(self.now().timestamp() * 1000)
+
+    async def start(self) -> None:
+        await self._registry()
+        self._task = asyncio.create_task(self._notify_loop(), name="covey-age-notify")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _registry(self) -> TrustRegistry:
+        registry = await self.source.current()
+        self._verifier.registry = registry
+        return registry
+
+    # --- the policy layer's question ---------------------------------------------------
+
+    async def band_of(self, user_id: str) -> AgeBand:
+        """The account's current age band: what the safety policy decides on."""
+        return AgeBand((await self.status(user_id)).band)
+
+    async def status(self, user_id: str) -> AgeStatus:
+        return (await self._status(user_id)).status
+
+    async def _status(self, user_id: str) -> _Status:
+        row = await self._storage.get(user_id)
+        if row is None or row.expires_ms <= self._now_ms():
+            return _Status(AgeStatus(band="unverified"), row)
+        trusted = {i.issuer_id for i in (await self._registry()).issuers()}
+        if row.issuer_id not in trusted:
+            return _Status(AgeStatus(band="unverified"), row)
+        return _Status(AgeStatus(band=row.band,
+                                 expires_at_ms=row.expires_ms, issuer_id=row.issuer_id,
+                                 verified_at_ms=row.verified_ms), row)
+
+    # --- challenge and presentation ------------------------------------------------------
+
+    async def challenge(self, principal: Principal, request: AgeChallengeRequest,
+                        ) -> dict[str, Any]:
+        """A fresh single-use challenge bound to the account, plus the status lists the
+        wallet must prove non-revocation against."""
+        registry = await self._registry()
+        if not registry.cred_def_ids():
+            raise AgeVerificationUnavailable("this server trusts no age-credential issuer")
+        challenge = self._verifier.challenge(AgeBand(request.band), subject=principal.user_id,
+                                             horizon_days=request.horizon_days)
+        body = challenge.to_json()
+        body["status_lists"] = registry.status_lists()
+        body["threshold_years"] = self._settings.age_threshold_years
+        return body
+
+    async def present(self, principal: Principal, submission: bytes) -> AgeStatus:
+        """Verify a presentation; on success keep band, expiry, issuer and time only."""
+        await self._registry()
+        # CL verification is ~80 ms of CPU in native code that releases the GIL.
+        verified = await asyncio.to_thread(self._verifier.verify, submission,
+                                           subject=principal.user_id)
+        row = AgeBandRow(user_id=principal.user_id, band=verified.band.value,
+                         expires_ms=int(verified.expires_at.timestamp() * 1000),
+                         issuer_id=verified.issuer_id,
+                         verified_ms=int(verified.verified_at.timestamp() * 1000))
+        await self._storage.put(row)
+        log.info("age band %s proven for an account", row.band)
+        return AgeStatus(band=row.band,
+                         expires_at_ms=row.expires_ms, issuer_id=row.issuer_id,
+                         verified_at_ms=row.verified_ms)
+
+    # --- telling devices to prove again ----------------------------------------------------
+
+    async def proof_needed(self, user_id: str) -> AgeProofNeededFrame | None:
+        """The frame a connecting device gets when its account needs a (fresh) proof."""
+        if not (await self._registry()).cred_def_ids():
+            return None
+        found = await self._status(user_id)
+        if found.status.band == "unverified":
+            reason = "expired" if found.row is not None else "unverified"
+            return AgeProofNeededFrame(band="unverified", reason=reason)
+        expires = found.status.expires_at_ms or 0
+        if expires - self._now_ms() <= self._settings.age_reproof_before_s * 1000:
+            return AgeProofNeededFrame(band=found.status.band, expires_at_ms=expires,
+                                       reason="expiring")
+        return None
+
+    async def _notify_loop(self) -> None:
+        """Tell connected devices whose band is about to expire (or just has)."""
+        last = self._now_ms()
+        while True:
+            await asyncio.sleep(_NOTIFY_INTERVAL_S)
+            try:
+                until = self._now_ms() + self._settings.age_reproof_before_s * 1000
+                for user_id in await self._storage.expiring(last, until):
+                    frame = await self.proof_needed(user_id)
+                    if frame is None:
+                        continue
+                    devices = await self._directory.devices(user_id)
+                    items: list[tuple[DeviceAddress, PushFrame]] = [
+                        (DeviceAddress(user_id, d), frame) for d in devices]
+                    self._fanout.publish(items)
+                last = until
+            except Exception:  # keep notifying after a transient database error
+                log.exception("age expiry notification failed")
