@@ -126,7 +126,8 @@ class Wallet:
 
     @classmethod
     def from_bytes(cls, data: bytes, *,
-                   threshold_years: int = DEFAULT_THRESHOLD_YEARS) -> Wallet:
+                   threshold_years: int = DEFAULT_THRESHOLD_YEARS,
+                   clock: Callable[[], datetime] | None = None) -> Wallet:
         try:
             state = json.loads(data)
             if state.get("format") != _FORMAT:
@@ -139,6 +140,7 @@ class Wallet:
                              for c in state["credentials"]],
                 pending={str(k): dict(v) for k, v in state["pending"].items()},
                 threshold_years=threshold_years,
+                **({} if clock is None else {"clock": clock}),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise WalletCorrupt(f"wallet bytes cannot be read: {exc}") from exc

@@ -14,7 +14,7 @@ app = typer.Typer(
 )
 
 # Modules that add commands to `app` when imported.
-_COMMAND_MODULES = ("server", "demo", "chat", "evidence")
+_COMMAND_MODULES = ("server", "demo", "chat", "evidence", "issuer", "whoami")
 
 
 def _load_commands() -> None:

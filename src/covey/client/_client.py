@@ -13,15 +13,18 @@ import contextlib
 import logging
 import os
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import websockets
 from pydantic import ValidationError
 from websockets.exceptions import InvalidStatus, WebSocketException
 
+from covey.age import HeldCredential, Wallet
+from covey.client._age import AgeWallet
 from covey.client._core import (
     DEFAULT_ROTATE_AFTER,
     ClientCore,
@@ -42,12 +45,15 @@ from covey.protocol.ids import is_group_id, new_device_id
 from covey.protocol.wire import (
     SERVER_FRAME,
     AckFrame,
+    AgeProofNeededFrame,
+    AgeStatus,
     Delivery,
     DeliveryFrame,
     ErrorFrame,
     GroupChangedFrame,
     GroupInfo,
     KeysLowFrame,
+    MeResponse,
     TokenResponse,
 )
 
@@ -60,6 +66,11 @@ _EVENT_QUEUE = 1000
 _FLUSH_RETRY_S = 2.0
 
 
+def _tails_dir(store_path: str | os.PathLike[str]) -> Path:
+    """Public revocation tails files for the age wallet, next to the store."""
+    return Path(f"{os.fspath(store_path)}.tails")
+
+
 def _remove_store(store_path: str | os.PathLike[str]) -> None:
     """Remove a store whose device never registered, so the user can try again."""
     for suffix in ("", "-wal", "-shm"):
@@ -70,9 +81,12 @@ def _remove_store(store_path: str | os.PathLike[str]) -> None:
 class Client:
     """One device of one user: `register`, `open` or `link_device`, then send and read."""
 
-    def __init__(self, core: ClientCore, api: Api) -> None:
+    def __init__(self, core: ClientCore, api: Api, *, tails_dir: Path | None = None,
+                 age_clock: Callable[[], datetime] | None = None) -> None:
         self._core = core
         self._api = api
+        self._age = AgeWallet(core.store, api, tails_dir, age_clock)
+        self._age_task: asyncio.Task[None] | None = None
         api.on_login = self._after_login
         self._messages: asyncio.Queue[tuple[str, IncomingMessage]] = asyncio.Queue()
         self._events: asyncio.Queue[Event] = asyncio.Queue(_EVENT_QUEUE)
@@ -90,11 +104,17 @@ class Client:
     @classmethod
     async def register(cls, server_url: str, handle: str, store_path: str | os.PathLike[str],
                        passphrase: str, *, rotate_after: int = DEFAULT_ROTATE_AFTER,
-                       scrypt_n: int = SCRYPT_N, connect: bool = True) -> Client:
-        """Create a user `handle` with this as its first device, stored at `store_path`."""
+                       scrypt_n: int = SCRYPT_N, connect: bool = True,
+                       wallet: Wallet | bytes | None = None,
+                       age_clock: Callable[[], datetime] | None = None) -> Client:
+        """Create a user `handle` with this as its first device, stored at `store_path`.
+
+        `wallet` (an age wallet filled before registering) moves into the device's
+        encrypted store; if it holds a credential, the age band is proven before this
+        returns."""
         return await cls._new_device(server_url, handle, store_path, passphrase, None,
                                      rotate_after=rotate_after, scrypt_n=scrypt_n,
-                                     connect=connect)
+                                     connect=connect, wallet=wallet, age_clock=age_clock)
 
     @classmethod
     async def link_device(cls, server_url: str, handle: str, link_token: str,
@@ -110,7 +130,8 @@ class Client:
     async def _new_device(cls, server_url: str, handle: str,
                           store_path: str | os.PathLike[str], passphrase: str,
                           link_token: str | None, *, rotate_after: int, scrypt_n: int,
-                          connect: bool) -> Client:
+                          connect: bool, wallet: Wallet | bytes | None = None,
+                          age_clock: Callable[[], datetime] | None = None) -> Client:
         store = Store.create(store_path, passphrase, scrypt_n=scrypt_n)
         api: Api | None = None
         try:
@@ -128,13 +149,21 @@ class Client:
                 await api.aclose()
             _remove_store(store_path)
             raise
-        client = cls(core, api)
+        client = cls(core, api, tails_dir=_tails_dir(store_path), age_clock=age_clock)
+        if wallet is not None:
+            client._age.adopt(wallet)
         await client._start(connect)
+        if client._age.credentials():
+            try:
+                await client.prove_age()
+            except (ClientError, Offline) as exc:
+                log.warning("age proof at registration failed: %s", exc.code)
         return client
 
     @classmethod
     async def open(cls, store_path: str | os.PathLike[str], passphrase: str, *,
-                   rotate_after: int = DEFAULT_ROTATE_AFTER, connect: bool = True) -> Client:
+                   rotate_after: int = DEFAULT_ROTATE_AFTER, connect: bool = True,
+                   age_clock: Callable[[], datetime] | None = None) -> Client:
         """Resume a device from its store (wrong passphrase: `WrongPassphrase`)."""
         store = Store.open(store_path, passphrase)
         try:
@@ -145,7 +174,8 @@ class Client:
         except BaseException:
             store.close()
             raise
-        client = cls(core, Api(core.server_url, core.user_id, core.device_id, core.sign_login))
+        client = cls(core, Api(core.server_url, core.user_id, core.device_id, core.sign_login),
+                     tails_dir=_tails_dir(store_path), age_clock=age_clock)
         await client._start(connect)
         return client
 
@@ -248,6 +278,28 @@ class Client:
             self._core.update_group(info)
         return listed
 
+    # --- age assurance (docs/age-assurance.md) --------------------------------------------
+
+    async def request_age_credential(self, issuer_url: str, evidence: Mapping[str, Any], *,
+                                     within_s: float = 600.0,
+                                     on_pending: Callable[[str], None] | None = None,
+                                     ) -> HeldCredential:
+        """Ask an issuer for an age credential (waiting while its operator checks the
+        evidence) and keep it in this device's encrypted store."""
+        return await self._age.request_credential(issuer_url, evidence, within_s=within_s,
+                                                  on_pending=on_pending)
+
+    def age_credentials(self) -> list[HeldCredential]:
+        return self._age.credentials()
+
+    async def prove_age(self) -> AgeStatus:
+        """Prove this account's age band to the server with a fresh zero-knowledge proof."""
+        return await self._age.prove()
+
+    async def whoami(self) -> MeResponse:
+        """The account as the server sees it: user, devices, age band and its expiry."""
+        return await self._api.me()
+
     def pending_sends(self) -> int:
         return len(self._core.outbox())
 
@@ -265,7 +317,7 @@ class Client:
 
     async def close(self) -> None:
         self._closed = True
-        for task in (self._runner, self._flusher):
+        for task in (self._runner, self._flusher, self._age_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -432,6 +484,9 @@ class Client:
             except ServerError as exc:
                 if exc.status in (403, 404):
                     self._core.forget_group(frame.group_id)
+        elif isinstance(frame, AgeProofNeededFrame):
+            if self._age_task is None or self._age_task.done():
+                self._age_task = asyncio.create_task(self._age.answer_server())
         elif isinstance(frame, ErrorFrame):
             log.warning("server error frame: %s", frame.error.code)
 

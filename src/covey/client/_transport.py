@@ -7,6 +7,7 @@ server's stable code, or `Offline` when the server cannot be reached.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -17,6 +18,8 @@ from covey.client._core import ClientError
 from covey.protocol.wire import (
     AddDeviceRequest,
     AddMemberRequest,
+    AgeChallengeRequest,
+    AgeStatus,
     BlobUploadResponse,
     ChallengeRequest,
     ChallengeResponse,
@@ -31,6 +34,7 @@ from covey.protocol.wire import (
     KeyCountResponse,
     KeysUploadRequest,
     LinkTokenResponse,
+    MeResponse,
     RegisterRequest,
     RegisterResponse,
     SendEnvelope,
@@ -97,7 +101,8 @@ class Api:
     # --- plumbing ----------------------------------------------------------------------
 
     async def _raw(self, method: str, path: str, *, body: BaseModel | None = None,
-                   content: bytes | None = None, auth: bool = True) -> httpx.Response:
+                   content: bytes | None = None, auth: bool = True,
+                   content_type: str = "application/octet-stream") -> httpx.Response:
         for attempt in range(2):
             headers: dict[str, str] = {}
             if auth:
@@ -105,7 +110,7 @@ class Api:
                     await self.login()
                 headers["Authorization"] = f"Bearer {self.token}"
             if content is not None:
-                headers["Content-Type"] = "application/octet-stream"
+                headers["Content-Type"] = content_type
             kwargs: dict[str, Any] = {"headers": headers}
             if body is not None:
                 kwargs["json"] = body.model_dump(mode="json", exclude_none=True)
@@ -201,3 +206,20 @@ class Api:
 
     async def download_blob(self, blob_id: str) -> bytes:
         return (await self._raw("GET", f"/v1/blobs/{blob_id}")).content
+
+    # --- age assurance -------------------------------------------------------------------
+
+    async def age_challenge(self, band: str, horizon_days: int | None) -> dict[str, Any]:
+        response = await self._raw("POST", "/v1/age/challenge", body=AgeChallengeRequest(
+            band=band, horizon_days=horizon_days))
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def age_presentation(self, submission: dict[str, Any]) -> AgeStatus:
+        content = json.dumps(submission, separators=(",", ":")).encode()
+        response = await self._raw("POST", "/v1/age/presentation", content=content,
+                                   content_type="application/json")
+        return AgeStatus.model_validate_json(response.content)
+
+    async def me(self) -> MeResponse:
+        return await self._call("GET", "/v1/me", MeResponse)

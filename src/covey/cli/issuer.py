@@ -1,0 +1,194 @@
+"""`covey issuer`: run an age-credential issuer (a bank, an eID scheme, a school).
+
+`init` creates the schema and a revocable credential definition in a directory, `serve`
+issues over HTTP, `pending` / `approve` / `reject` are the operator's check, `revoke`
+revokes by credential id, and `publish` writes the trust-registry entry a server needs.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from covey.cli import app
+
+issuer_app = typer.Typer(name="issuer", no_args_is_help=True,
+                         help="Issue, approve and revoke age credentials (AnonCreds).")
+app.add_typer(issuer_app)
+
+DirOption = Annotated[Path, typer.Option(
+    "--dir", envvar="COVEY_ISSUER_DIR", help="the issuer's state directory")]
+_DEFAULT_DIR = Path("covey-issuer")
+console = Console()
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[red]{message}[/]")
+    return typer.Exit(1)
+
+
+def _open(directory: Path) -> Any:
+    from covey.age import Issuer, ManualApproval
+
+    if not (directory / "public.json").exists():
+        raise _fail(f"no issuer in {directory}: run `covey issuer init --dir {directory}`")
+    return Issuer(directory, ManualApproval())
+
+
+@issuer_app.command("init")
+def init(
+    issuer_id: Annotated[str, typer.Option(
+        "--id", help="the issuer's URI (did:web:school.example or https://...)")],
+    directory: DirOption = _DEFAULT_DIR,
+    url: Annotated[str | None, typer.Option(
+        help="public base URL of `covey issuer serve` (tails files are published there)")
+    ] = None,
+    capacity: Annotated[int, typer.Option(help="credentials the revocation registry holds")
+                        ] = 1000,
+) -> None:
+    """Create the schema, a revocable credential definition and a revocation registry."""
+    from covey.age import Issuer, ManualApproval
+    from covey.errors import CoveyError
+
+    tails_url = f"{url.rstrip('/')}/v1/tails" if url else None
+    with console.status(f"Creating issuer {issuer_id} (keys and a revocation registry for "
+                        f"{capacity} credentials: a few seconds)…"):
+        try:
+            issuer = Issuer.create(directory, issuer_id, ManualApproval(), capacity=capacity,
+                                   tails_base_url=tails_url)
+        except CoveyError as exc:
+            raise _fail(exc.message) from exc
+    console.print(f"[green]✓[/] issuer [bold]{issuer.issuer_id}[/] in {directory}\n"
+                  f"  credential definition {issuer.cred_def_id}\n"
+                  f"  next: `covey issuer serve --dir {directory}` and "
+                  f"`covey issuer publish --dir {directory} --out registry.json`")
+
+
+@issuer_app.command("serve")
+def serve(
+    directory: DirOption = _DEFAULT_DIR,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8480,
+    check: Annotated[str | None, typer.Option(
+        help="module:attribute of a BirthDateCheck; default: an operator approves each "
+             "request (`covey issuer pending` / `approve`)")] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
+) -> None:
+    """Issue credentials over HTTP: offer → request → credential."""
+    import uvicorn
+
+    from covey.age.service import create_issuer_app, load_check
+
+    _open(directory)
+    application = create_issuer_app(directory, load_check(check))
+    console.print(f"issuer service for {directory} on [bold]http://{host}:{port}[/]")
+    uvicorn.run(application, host=host, port=port, log_level=log_level)
+
+
+@issuer_app.command("pending")
+def pending(directory: DirOption = _DEFAULT_DIR,
+            as_json: Annotated[bool, typer.Option("--json", help="print JSON lines")] = False,
+            ) -> None:
+    """List requests waiting for an operator's decision, oldest first."""
+    tickets = _open(directory).pending()
+    if as_json:
+        for ticket in tickets:
+            print(json.dumps({"ticket_id": ticket.ticket_id, "evidence": ticket.evidence,
+                              "submitted_at": ticket.submitted_at}))
+        return
+    if not tickets:
+        console.print("no pending requests")
+        return
+    table = Table("ticket", "evidence (check it against your records)", "waiting since",
+                  title="Pending credential requests")
+    from datetime import datetime
+
+    for ticket in tickets:
+        table.add_row(ticket.ticket_id, json.dumps(ticket.evidence),
+                      datetime.fromtimestamp(ticket.submitted_at).strftime("%H:%M:%S"))
+    console.print(table)
+
+
+@issuer_app.command("approve")
+def approve(
+    ticket_id: Annotated[str, typer.Argument(help="the ticket from `covey issuer pending`")],
+    birth_date: Annotated[str, typer.Option(
+        help="the birth date your records show (YYYY-MM-DD)")],
+    directory: DirOption = _DEFAULT_DIR,
+) -> None:
+    """Vouch for a birth date after checking the holder's records; signs the credential."""
+    from covey.errors import CoveyError
+
+    try:
+        day = date.fromisoformat(birth_date)
+    except ValueError as exc:
+        raise _fail(f"not a date: {birth_date!r} (YYYY-MM-DD)") from exc
+    try:
+        result = _open(directory).approve(ticket_id, day)
+    except CoveyError as exc:
+        raise _fail(f"{exc.code}: {exc.message}") from exc
+    console.print(f"[green]✓[/] approved {ticket_id}: credential [bold]{result.credential_id}"
+                  f"[/] (keep this id to revoke it; the birth date is not kept)")
+
+
+@issuer_app.command("reject")
+def reject(
+    ticket_id: Annotated[str, typer.Argument(help="the ticket from `covey issuer pending`")],
+    reason: Annotated[str, typer.Option(help="told to the holder")] = "not confirmed",
+    directory: DirOption = _DEFAULT_DIR,
+) -> None:
+    """Refuse a pending request."""
+    from covey.errors import CoveyError
+
+    try:
+        _open(directory).reject(ticket_id, reason)
+    except CoveyError as exc:
+        raise _fail(f"{exc.code}: {exc.message}") from exc
+    console.print(f"rejected {ticket_id}")
+
+
+@issuer_app.command("revoke")
+def revoke(
+    credential_id: Annotated[str, typer.Argument(help="the id `approve` printed")],
+    directory: DirOption = _DEFAULT_DIR,
+) -> None:
+    """Revoke a credential; run `publish` afterwards so servers get the new status list."""
+    from covey.errors import CoveyError
+
+    try:
+        status_list = _open(directory).revoke(credential_id)
+    except CoveyError as exc:
+        raise _fail(f"{exc.code}: {exc.message}") from exc
+    console.print(f"[green]✓[/] revoked {credential_id} (status list {status_list['timestamp']}"
+                  f"); publish it to your servers")
+
+
+@issuer_app.command("publish")
+def publish(
+    directory: DirOption = _DEFAULT_DIR,
+    out: Annotated[Path | None, typer.Option(
+        help="trust-registry file to add this issuer to (or update); default: print")
+    ] = None,
+) -> None:
+    """Write the trust-registry entry (public material and current status list)."""
+    from covey.age import TrustedIssuer, TrustRegistry
+    from covey.errors import CoveyError
+
+    entry = _open(directory).publish()
+    if out is None:
+        print(json.dumps(entry))
+        return
+    try:
+        registry = TrustRegistry.load(out) if out.exists() else TrustRegistry(path=out)
+        registry.trust(TrustedIssuer.from_entry(entry))
+        registry.save(out)
+    except CoveyError as exc:
+        raise _fail(exc.message) from exc
+    console.print(f"[green]✓[/] {entry['issuer_id']} written to {out} "
+                  f"({len(registry.issuers())} trusted issuers); servers reload it on change")

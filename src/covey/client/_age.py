@@ -1,0 +1,196 @@
+"""The client's age wallet: link secret and credentials in the encrypted store, credential
+requests to an issuer, and proofs answering the server's single-use challenges.
+
+The wallet bytes (link secret included) only ever live in the store's encrypted records;
+tails files are public and sit next to the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from covey.age import (
+    UNDER_16_HORIZONS,
+    AgeBand,
+    AgeError,
+    HeldCredential,
+    LinkSecret,
+    TrustedIssuer,
+    Wallet,
+    band_predicate,
+)
+from covey.client._core import ClientError
+from covey.client._store import Store
+from covey.client._transport import Api
+from covey.protocol.wire import AgeStatus
+
+log = logging.getLogger(__name__)
+
+WALLET_KIND = "age"
+WALLET_KEY = "wallet"
+ISSUER_TIMEOUT_S = 30.0
+_FRESH_MARGIN_MS = 60_000
+
+
+class IssuerError(ClientError):
+    """The issuer refused or failed a credential request."""
+
+    code = "issuer_error"
+
+
+def _issuer_error(response: httpx.Response) -> IssuerError:
+    try:
+        body = response.json()["error"]
+        code, message = str(body["code"]), str(body["message"])
+    except (ValueError, KeyError, TypeError):
+        code, message = f"http_{response.status_code}", response.text[:200]
+    return IssuerError(message, code=code, status=response.status_code)
+
+
+class AgeWallet:
+    """One device's age wallet, persisted in its encrypted store."""
+
+    def __init__(self, store: Store, api: Api, tails_dir: Path | None,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        self._store = store
+        self._api = api
+        self._tails_dir = tails_dir
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self.lock = asyncio.Lock()
+        record = store.get(WALLET_KIND, WALLET_KEY)
+        if record is None:
+            self.wallet = Wallet(LinkSecret.generate(), clock=self._clock)
+            self.save()
+        else:
+            self.wallet = Wallet.from_bytes(str(record["wallet"]).encode(), clock=self._clock)
+
+    def save(self) -> None:
+        self._store.put(WALLET_KIND, WALLET_KEY, {"wallet": self.wallet.to_bytes().decode()})
+
+    def adopt(self, wallet: Wallet | bytes) -> None:
+        """Replace this device's wallet (e.g. one filled before registering)."""
+        data = wallet.to_bytes() if isinstance(wallet, Wallet) else wallet
+        self.wallet = Wallet.from_bytes(data, clock=self._clock)
+        self.save()
+
+    def credentials(self) -> list[HeldCredential]:
+        return self.wallet.credentials()
+
+    # --- issuance -------------------------------------------------------------------------
+
+    async def request_credential(self, issuer_url: str, evidence: Mapping[str, Any], *,
+                                 within_s: float = 600.0, poll_s: float = 0.25,
+                                 on_pending: Callable[[str], None] | None = None,
+                                 ) -> HeldCredential:
+        """Offer → request → (pending until the issuer decides) → credential, stored."""
+        async with httpx.AsyncClient(base_url=issuer_url.rstrip("/"), trust_env=False,
+                                     timeout=ISSUER_TIMEOUT_S) as http:
+            offer = await self._issuer(http, "POST", "/v1/offers")
+            request = self.wallet.request_credential(offer)
+            self.save()  # the request's secret metadata must survive a restart
+            answer = await self._issuer(http, "POST", "/v1/requests",
+                                        json={"request": request, "evidence": dict(evidence)})
+            ticket = str(answer["ticket_id"])
+            if answer["status"] == "pending" and on_pending is not None:
+                on_pending(ticket)
+            deadline = asyncio.get_running_loop().time() + within_s
+            while answer["status"] == "pending":
+                if asyncio.get_running_loop().time() > deadline:
+                    raise IssuerError(f"ticket {ticket} still pending after {within_s:.0f} s",
+                                      code="issuance_pending")
+                await asyncio.sleep(poll_s)
+                answer = await self._issuer(http, "GET", f"/v1/requests/{ticket}")
+            held = self.wallet.store_credential(answer["message"])
+            self.save()
+            await self._fetch_tails(http, held)
+        return held
+
+    async def _fetch_tails(self, http: httpx.AsyncClient, held: HeldCredential) -> None:
+        revocation = TrustedIssuer.from_entry(held.issuer).revocation
+        if revocation is None or self._tails_dir is None:
+            return
+        path = self._tails_dir / revocation.tails_hash
+        if path.exists():
+            return
+        response = await http.get(f"/v1/tails/{revocation.tails_hash}")
+        if response.status_code >= 400:
+            raise _issuer_error(response)
+        self._tails_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".part")
+        tmp.write_bytes(response.content)
+        tmp.replace(path)
+
+    @staticmethod
+    async def _issuer(http: httpx.AsyncClient, method: str, path: str,
+                      json: Any = None) -> dict[str, Any]:
+        try:
+            response = await http.request(method, path, json=json)
+        except httpx.TransportError as exc:
+            raise IssuerError(f"cannot reach the issuer: {type(exc).__name__}",
+                              code="issuer_offline") from exc
+        if response.status_code >= 400:
+            raise _issuer_error(response)
+        body: dict[str, Any] = response.json()
+        return body
+
+    # --- proving --------------------------------------------------------------------------
+
+    def provable_band(self) -> tuple[AgeBand, int | None] | None:
+        """The band this wallet can prove now (and the under-16 horizon), if any."""
+        now = self._clock()
+        births = [c.birthdate_dateint for c in self.wallet.credentials()]
+        if not births:
+            return None
+        adult = band_predicate(AgeBand.SIXTEEN_PLUS, now)
+        if any(adult.holds_for(b) for b in births):
+            return AgeBand.SIXTEEN_PLUS, None
+        for horizon in UNDER_16_HORIZONS:
+            predicate = band_predicate(AgeBand.UNDER_16, now, horizon_days=horizon)
+            if any(predicate.holds_for(b) for b in births):
+                return AgeBand.UNDER_16, horizon
+        return None  # within a day of the 16th birthday: wait and prove 16+
+
+    async def prove(self) -> AgeStatus:
+        """Ask the server for a challenge for our band and answer it."""
+        async with self.lock:
+            return await self._prove()
+
+    async def _prove(self) -> AgeStatus:
+        chosen = self.provable_band()
+        if chosen is None:
+            raise ClientError("the wallet holds no credential that can prove a band now",
+                              code="no_age_credential")
+        band, horizon = chosen
+        challenge = await self._api.age_challenge(band.value, horizon)
+        try:
+            submission = await asyncio.to_thread(
+                self.wallet.present, challenge, status_lists=challenge.get("status_lists"),
+                tails_dir=self._tails_dir)
+        except AgeError as exc:  # revoked, no trusted credential, refused challenge
+            raise ClientError(exc.message, code=exc.code, status=exc.status) from exc
+        return await self._api.age_presentation(submission)
+
+    async def answer_server(self) -> None:
+        """The server asked for a fresh proof: give one unless it is already fresh."""
+        if not self.wallet.credentials():
+            return
+        async with self.lock:
+            status = (await self._api.me()).age
+            now_ms = int(self._clock().timestamp() * 1000)
+            if (status.band != "unverified" and status.expires_at_ms is not None
+                    and status.expires_at_ms - now_ms > _FRESH_MARGIN_MS
+                    and (status.verified_at_ms or 0) > now_ms - _FRESH_MARGIN_MS):
+                return
+            try:
+                result = await self._prove()
+            except ClientError as exc:
+                log.warning("could not answer the server's age challenge: %s", exc.code)
+                return
+            log.info("age band %s proven", result.band)
