@@ -17,11 +17,7 @@ import contextlib
 import json
 import os
 import secrets
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,8 +27,10 @@ import httpx
 import vodozemac
 import websockets
 
+from covey.client import Client
 from covey.protocol.ids import dm_conversation_id, new_message_id
 from covey.protocol.wire import device_signing_bytes, login_signing_bytes
+from covey.server.process import ServerProcess
 
 try:
     from orjson import loads
@@ -84,29 +82,6 @@ def cpu_seconds(pid: int | None) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(database_url: str, data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "COVEY_RATE_SEND_PER_MIN": "100000000",
-           "COVEY_RATE_SEND_BURST": "100000000", "COVEY_ONE_TIME_KEYS_LOW": "0"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "covey.server", "--host", "127.0.0.1", "--port", str(port),
-         "--database-url", database_url, "--data-dir", str(data_dir)], env=env)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("server did not start")
 
 
 async def run(ws_url: str, sender: Device, receiver: Device, n: int,
@@ -197,6 +172,53 @@ async def run(ws_url: str, sender: Device, receiver: Device, n: int,
     }
 
 
+async def run_e2e(base_url: str, root: Path, n: int, concurrency: int) -> dict[str, Any]:
+    """Real clients, real sessions: encrypt (Olm) -> relay -> decrypt and open the franking
+    commitment, `concurrency` messages in flight."""
+    alice = await Client.register(base_url, "e2ea" + secrets.token_hex(3), root / "a.db", "pw",
+                                  scrypt_n=2**10)
+    bob = await Client.register(base_url, "e2eb" + secrets.token_hex(3), root / "b.db", "pw",
+                                scrypt_n=2**10)
+    try:
+        await alice.send_text(bob.user_id, "warm-up")
+        await bob.next_message(30)
+        sent_at: dict[str, float] = {}
+        latencies: list[float] = []
+        slots = asyncio.Semaphore(concurrency)
+        done = asyncio.Event()
+
+        async def receive() -> None:
+            async for message in bob.messages():
+                latencies.append(time.perf_counter() - sent_at[message.text])
+                slots.release()
+                if len(latencies) == n:
+                    done.set()
+                    return
+
+        receiver = asyncio.create_task(receive())
+        start = time.perf_counter()
+        for i in range(n):
+            await slots.acquire()
+            text = f"message {i} " + "x" * 200
+            sent_at[text] = time.perf_counter()
+            await alice.send_text(bob.user_id, text)
+        await asyncio.wait_for(done.wait(), 120)
+        elapsed = time.perf_counter() - start
+        receiver.cancel()
+        latencies.sort()
+        return {
+            "benchmark": "e2e",
+            "concurrency": concurrency,
+            "n": n,
+            "msgs_per_s": round(n / elapsed, 1),
+            "p50_ms": round(statistics.median(latencies) * 1000, 3),
+            "p99_ms": round(latencies[int(0.99 * (len(latencies) - 1))] * 1000, 3),
+        }
+    finally:
+        await alice.close()
+        await bob.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=3000, help="messages per run")
@@ -206,13 +228,18 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--server-url", default=None,
                         help="use this running server (with high send rate limits) instead")
+    parser.add_argument("--e2e-n", type=int, default=500,
+                        help="messages for the end-to-end run with real clients (0: skip)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="covey-bench-") as tmp:
         db = args.database_url or f"sqlite+aiosqlite:///{tmp}/bench.db"
-        port = free_port()
-        proc = None if args.server_url else start_server(db, Path(tmp) / "data", port)
+        server = None
+        if not args.server_url:
+            server = ServerProcess(db, Path(tmp) / "data", env={
+                "COVEY_RATE_SEND_PER_MIN": "100000000", "COVEY_RATE_SEND_BURST": "100000000",
+                "COVEY_ONE_TIME_KEYS_LOW": "0"}).start()
         try:
-            base = args.server_url or f"http://127.0.0.1:{port}"
+            base = args.server_url or server.url  # type: ignore[union-attr]
             sender = Device(base, "bench" + secrets.token_hex(3))
             receiver = Device(base, "bench" + secrets.token_hex(3))
             sender.register_and_login()
@@ -220,7 +247,7 @@ def main() -> None:
             ws_url = "ws" + base[len("http"):]
             if args.warmup:
                 asyncio.run(run(ws_url, sender, receiver, args.warmup, 16))
-            pid = None if proc is None else proc.pid
+            pid = None if server is None or server.proc is None else server.proc.pid
             for c in (int(x) for x in args.concurrency.split(",")):
                 cpu0 = cpu_seconds(pid)
                 result = asyncio.run(run(ws_url, sender, receiver, args.n, c))
@@ -228,13 +255,14 @@ def main() -> None:
                 if cpu0 is not None and cpu1 is not None:
                     result["server_cpu_us_per_msg"] = round((cpu1 - cpu0) / args.n * 1e6, 1)
                 print(json.dumps(result), flush=True)
+            if args.e2e_n:
+                for c in (1, 16):
+                    with tempfile.TemporaryDirectory(prefix="covey-e2e-") as stores:
+                        result = asyncio.run(run_e2e(base, Path(stores), args.e2e_n, c))
+                    print(json.dumps(result), flush=True)
         finally:
-            if proc is not None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            if server is not None:
+                server.stop()
 
 
 if __name__ == "__main__":

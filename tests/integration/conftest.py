@@ -8,103 +8,22 @@ PostgreSQL comes from COVEY_TEST_POSTGRES_URL and must be reachable: no silent s
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import secrets
-import signal
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
+
+from covey.server.process import ServerProcess
 
 POSTGRES_URL = os.environ.get("COVEY_TEST_POSTGRES_URL",
                               "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _server_command() -> list[str]:
-    # `python -m covey server` loads every sub-command module; until they all exist,
-    # start the same command through `python -m covey.server`.
-    if all(importlib.util.find_spec(f"covey.cli.{m}") for m in ("server", "demo", "chat")):
-        return [sys.executable, "-m", "covey", "server"]
-    return [sys.executable, "-m", "covey.server"]
-
-
-class CoveyServer:
+class CoveyServer(ServerProcess):
     """A `covey server` subprocess bound to one database, data dir and port."""
-
-    def __init__(self, database_url: str, data_dir: Path, env: dict[str, str] | None = None,
-                 port: int | None = None) -> None:
-        self.database_url = database_url
-        self.data_dir = data_dir
-        self.port = port or _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.ws_url = f"ws://127.0.0.1:{self.port}"
-        self.env = dict(env or {})
-        self.log_path = data_dir.parent / f"server-{self.port}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, env: dict[str, str] | None = None, timeout: float = 30) -> CoveyServer:
-        """Start (or restart) on the same db, data dir and port; `env` adds COVEY_* vars."""
-        if self.proc is not None and self.proc.poll() is None:
-            raise RuntimeError("the server is already running")
-        if env is not None:
-            self.env.update(env)
-        full_env = {**os.environ, **self.env}
-        full_env.pop("COVEY_CONFIG", None)
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [*_server_command(), "--host", "127.0.0.1", "--port", str(self.port),
-             "--database-url", self.database_url, "--data-dir", str(self.data_dir)],
-            env=full_env, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"covey server exited with {self.proc.returncode}:\n"
-                                   f"{self.log()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        self.kill()
-        raise RuntimeError(f"covey server did not become healthy:\n{self.log()}")
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown hooks, no flush; what was committed must survive."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def restart(self, env: dict[str, str] | None = None) -> CoveyServer:
-        self.stop()
-        return self.start(env)
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-5000:]
-        except OSError:
-            return ""
 
     def counts(self) -> dict[str, int]:
         """Rows per table, read straight from the database (for "nothing changed")."""
