@@ -109,17 +109,34 @@ class AgeWallet:
                 answer = await self._issuer(http, "GET", f"/v1/requests/{ticket}")
             held = self.wallet.store_credential(answer["message"])
             self.save()
-            await self._fetch_tails(http, held)
+            await self._fetch_tails(held, http, "/v1/tails/")
         return held
 
-    async def _fetch_tails(self, http: httpx.AsyncClient, held: HeldCredential) -> None:
+    async def _fetch_tails(self, held: HeldCredential, http: httpx.AsyncClient | None = None,
+                           base: str | None = None) -> None:
+        """Download the issuer's (public) tails file once, from the issuer we talked to or
+        from the published `tails_location`."""
         revocation = TrustedIssuer.from_entry(held.issuer).revocation
         if revocation is None or self._tails_dir is None:
             return
         path = self._tails_dir / revocation.tails_hash
         if path.exists():
             return
-        response = await http.get(f"/v1/tails/{revocation.tails_hash}")
+        if http is not None and base is not None:
+            url = f"{base}{revocation.tails_hash}"
+        elif revocation.tails_location.startswith(("http://", "https://")):
+            url = revocation.tails_location
+        else:
+            return  # the wallet's present() names the missing file
+        try:
+            if http is not None:
+                response = await http.get(url)
+            else:
+                async with httpx.AsyncClient(trust_env=False, timeout=ISSUER_TIMEOUT_S) as h:
+                    response = await h.get(url)
+        except httpx.TransportError as exc:
+            raise IssuerError(f"cannot fetch the tails file: {type(exc).__name__}",
+                              code="issuer_offline") from exc
         if response.status_code >= 400:
             raise _issuer_error(response)
         self._tails_dir.mkdir(parents=True, exist_ok=True)
@@ -168,6 +185,8 @@ class AgeWallet:
             raise ClientError("the wallet holds no credential that can prove a band now",
                               code="no_age_credential")
         band, horizon = chosen
+        for held in self.wallet.credentials():
+            await self._fetch_tails(held)
         challenge = await self._api.age_challenge(band.value, horizon)
         try:
             submission = await asyncio.to_thread(
