@@ -14,7 +14,8 @@ app = typer.Typer(
 )
 
 # Modules that add commands to `app` when imported.
-_COMMAND_MODULES = ("server", "demo", "chat", "evidence", "issuer", "whoami")
+_COMMAND_MODULES = ("server", "demo", "chat", "evidence", "issuer", "whoami",
+                    "report", "admin", "transparency")
 
 
 def _load_commands() -> None:

@@ -36,9 +36,12 @@ from covey.client._core import (
     inbox_key,
 )
 from covey.client._events import Event, IncomingMessage
+from covey.client._reporting import build_report
 from covey.client._store import SCRYPT_N, Store
 from covey.client._transport import Api, Offline, ServerError
 from covey.errors import CryptoError
+from covey.moderation import ReportCategory
+from covey.moderation.wire import ReportReceiptOut, ReportSubmission
 from covey.protocol.attachments import decrypt_attachment, encrypt_attachment
 from covey.protocol.content import AttachmentRef
 from covey.protocol.ids import is_group_id, new_device_id
@@ -236,6 +239,19 @@ class Client:
     async def download_attachment(self, ref: AttachmentRef) -> bytes:
         """Fetch a blob, check it against the franked hash, and decrypt it."""
         return decrypt_attachment(await self._api.download_blob(ref.blob_id), ref)
+
+    async def report(self, message_id: str, category: ReportCategory | str,
+                     comment: str | None = None, block: bool = False) -> ReportReceiptOut:
+        """Report a received message with up to ten preceding messages of its
+        conversation as franked evidence; `block=True` also blocks its sender. The
+        sender is not told."""
+        report = build_report(self._core.history(), self.user_id, message_id, category,
+                              comment)
+        return await self._api.report(ReportSubmission(report=report, block=block))
+
+    async def block(self, user_id: str) -> None:
+        """Block a user: they can no longer send to you in a direct conversation."""
+        await self._api.block(user_id)
 
     async def messages(self) -> AsyncIterator[IncomingMessage]:
         """Received messages, oldest first, including those stored while not reading."""

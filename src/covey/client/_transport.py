@@ -15,6 +15,7 @@ import httpx
 from pydantic import BaseModel
 
 from covey.client._core import ClientError
+from covey.moderation.wire import BlockRequest, BlockResponse, ReportReceiptOut, ReportSubmission
 from covey.protocol.wire import (
     AddDeviceRequest,
     AddMemberRequest,
@@ -206,6 +207,19 @@ class Api:
 
     async def download_blob(self, blob_id: str) -> bytes:
         return (await self._raw("GET", f"/v1/blobs/{blob_id}")).content
+
+    # --- reports and blocks --------------------------------------------------------------
+
+    async def report(self, submission: ReportSubmission) -> ReportReceiptOut:
+        # Sent with its nulls: evidence keeps `tag: null` / `recipient_user: null`.
+        response = await self._raw("POST", "/v1/reports",
+                                   content=submission.model_dump_json().encode("utf-8"),
+                                   content_type="application/json")
+        return ReportReceiptOut.model_validate_json(response.content)
+
+    async def block(self, user_id: str) -> BlockResponse:
+        return await self._call("POST", "/v1/blocks", BlockResponse,
+                                body=BlockRequest(user_id=user_id))
 
     # --- age assurance -------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from covey.server.api.errors import install_error_handlers
 from covey.server.api.limits import BodyLimitMiddleware
 from covey.server.fanout import Fanout, InProcessFanout
 from covey.server.ratelimit import RateLimiter
+from covey.server.reporting import include_reporting, start_reporting
 from covey.server.services import Services, build_services
 from covey.server.storage import Repository, create_engine, upgrade_to_head
 from covey.settings import Settings
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None, *, fanout: Fanout | None = None
         _reload_trust_registry_on_sighup(services)
         app.state.services = services
         app.state.limiter = RateLimiter.from_settings(settings)
+        reporting = await start_reporting(app, settings, services)
         purge = asyncio.create_task(services.messages.purge_loop(), name="covey-purge")
         try:
             yield
@@ -56,6 +58,7 @@ def create_app(settings: Settings | None = None, *, fanout: Fanout | None = None
             await services.age.close()
             with contextlib.suppress(asyncio.CancelledError):
                 await purge
+            await reporting.stop()
             await chosen_fanout.close()
             await repo.close()
 
@@ -66,6 +69,7 @@ def create_app(settings: Settings | None = None, *, fanout: Fanout | None = None
                        exempt_prefixes=("/v1/blobs",))
     for router in ROUTERS:
         app.include_router(router)
+    include_reporting(app)
 
     @app.get("/healthz", tags=["meta"])
     async def healthz() -> dict[str, str]:

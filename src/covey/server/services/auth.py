@@ -4,6 +4,7 @@ stored only as its SHA-256. Tokens are cached in memory until they expire."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 
 from covey.errors import NotFound, Unauthorized
 from covey.protocol._encoding import b64encode
@@ -31,6 +32,8 @@ class AuthService:
         self._repo = repo
         # token hash -> (principal, expiry ms); a hit saves a SELECT per request.
         self._tokens: dict[bytes, tuple[Principal, int]] = {}
+        # Refuses suspended accounts (set by the reporting service).
+        self.login_gate: Callable[[str], None] | None = None
 
     async def challenge(self, request: ChallengeRequest) -> ChallengeResponse:
         device = await self._repo.get_device(request.user_id, request.device_id)
@@ -55,6 +58,8 @@ class AuthService:
         if found.expires_ms <= now_ms():
             raise Unauthorized("this challenge has expired", code="challenge_expired")
         device = found.device
+        if self.login_gate is not None:
+            self.login_gate(device.user_id)
         verify_ed25519(device.signing_key,
                        login_signing_bytes(device.user_id, device.device_id, found.challenge),
                        request.signature, what="login")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any, Literal
 
 from covey.errors import Conflict, Forbidden, InvalidInput, NotFound, TooLarge
@@ -105,6 +106,8 @@ class MessageService:
         self._groups = groups
         self._fanout = fanout
         self._server_key = server_key
+        # Blocks and suspensions (set by the reporting service); None lets every send by.
+        self.send_gate: Callable[[str, str, list[str]], None] | None = None
 
     # --- sending ---------------------------------------------------------------------
 
@@ -161,6 +164,8 @@ class MessageService:
             participants = list(dm)
         else:
             participants = await self._group_participants(principal, env)
+        if self.send_gate is not None:
+            self.send_gate(principal.user_id, conversation, participants)
         if env.group is None:
             for r in env.recipients:
                 if r.olm_type is None or r.body is None:

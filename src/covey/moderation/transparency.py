@@ -1,0 +1,47 @@
+"""The transparency report: counts of reports by month, category, action taken, policy
+mode and reporter age band. Pure: rows in, counts out."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+DIMENSIONS = ("month", "category", "action", "policy_mode", "reporter_band")
+
+
+@dataclass(frozen=True)
+class TransparencyRow:
+    """What the report counts about one report: never its content or its people."""
+
+    created_ms: int
+    category: str
+    action: str
+    policy_mode: str
+    reporter_band: str
+    reported_verified: bool = True
+
+
+def month_of(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m")
+
+
+def transparency_counts(rows: Iterable[TransparencyRow]) -> dict[str, Any]:
+    """`{"total", "verified", "by_month", "by_category", "by_action", "by_policy_mode",
+    "by_reporter_band"}`, each `by_*` a name → count mapping in sorted order."""
+    counters: dict[str, Counter[str]] = {d: Counter() for d in DIMENSIONS}
+    total = verified = 0
+    for row in rows:
+        total += 1
+        verified += int(row.reported_verified)
+        counters["month"][month_of(row.created_ms)] += 1
+        counters["category"][row.category] += 1
+        counters["action"][row.action] += 1
+        counters["policy_mode"][row.policy_mode] += 1
+        counters["reporter_band"][row.reporter_band] += 1
+    result: dict[str, Any] = {"total": total, "reported_message_verified": verified}
+    for dimension, counter in counters.items():
+        result[f"by_{dimension}"] = dict(sorted(counter.items()))
+    return result

@@ -1,0 +1,52 @@
+"""HTTP routes for reports and blocks. The reported sender is never told of either."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from covey.errors import Forbidden
+from covey.moderation.wire import (
+    BlockRequest,
+    BlockResponse,
+    ItemStatusOut,
+    ReportReceiptOut,
+    ReportSubmission,
+)
+from covey.server.api._deps import ERRORS, PrincipalDep
+from covey.server.services.reports import ReportService
+
+router = APIRouter(responses=ERRORS, tags=["reports"])
+
+
+def _reports(request: Request) -> ReportService:
+    found: ReportService = request.app.state.reports
+    return found
+
+
+@router.post("/v1/reports", status_code=201, response_model=ReportReceiptOut,
+             responses={200: {"model": ReportReceiptOut, "description": "a replayed report"}})
+async def submit_report(body: ReportSubmission, request: Request,
+                        principal: PrincipalDep) -> Response:
+    """File a report of franked evidence; optionally block the sender too."""
+    receipt = await _reports(request).submit(principal, body.report, block=body.block)
+    verification = receipt.verification
+    answer = ReportReceiptOut(
+        report_id=receipt.row.report_id, duplicate=receipt.duplicate, blocked=receipt.blocked,
+        priority=receipt.row.priority, messages_submitted=len(verification.items),
+        messages_verified=len(verification.verified_items),
+        reported_message_verified=verification.reported.verified,
+        items=[ItemStatusOut(message_id=i.item.message_id, status=i.status.value)
+               for i in verification.items])
+    return JSONResponse(answer.model_dump(mode="json"),
+                        status_code=200 if receipt.duplicate else 201)
+
+
+@router.post("/v1/blocks", status_code=201, response_model=BlockResponse)
+async def block_user(body: BlockRequest, request: Request,
+                     principal: PrincipalDep) -> BlockResponse:
+    """Block a user: they can no longer send to you in a direct conversation."""
+    if body.user_id == principal.user_id:
+        raise Forbidden("you cannot block yourself", code="block_self")
+    await _reports(request).block(principal, body.user_id)
+    return BlockResponse(blocker=principal.user_id, blocked=body.user_id)

@@ -1,0 +1,58 @@
+"""Reporting and moderation wired into the relay: `include_reporting(app)` adds the
+report/block routes and the console; `start_reporting` builds the services at start-up,
+hooks blocks and suspensions into login and sending, and runs the gate refresh and the
+evidence purge until `stop` is called."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI
+
+from covey.server.api import reports as reports_api
+from covey.server.services import Services, load_or_create_server_key
+from covey.server.services.moderation import ModerationService
+from covey.server.services.reports import ReportService
+from covey.server.storage.reports_repo import ReportRepository
+from covey.settings import Settings
+
+
+def include_reporting(app: FastAPI) -> None:
+    from covey.web import router as console_router
+
+    app.include_router(reports_api.router)
+    app.include_router(console_router)
+
+
+@dataclass
+class Reporting:
+    reports: ReportService
+    moderation: ModerationService
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def start_reporting(app: FastAPI, settings: Settings, services: Services) -> Reporting:
+    store = ReportRepository(services.repo)
+    reports = ReportService(settings, store, services.blobs,
+                            load_or_create_server_key(settings.resolved_server_key_file()),
+                            services.repo.engine)
+    moderation = ModerationService(settings, store, reports)
+    await reports.refresh_gate()
+    services.auth.login_gate = reports.gate.check_login
+    services.messages.send_gate = reports.gate.check_send
+    app.state.reports = reports
+    app.state.moderation = moderation
+    app.state.settings = settings
+    running = Reporting(reports, moderation)
+    running.tasks.append(asyncio.create_task(reports.gate_loop(), name="covey-gate"))
+    running.tasks.append(asyncio.create_task(reports.purge_loop(), name="covey-evidence"))
+    return running

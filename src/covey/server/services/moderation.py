@@ -1,0 +1,318 @@
+"""The moderation side: moderator accounts (argon2id), console sessions with a CSRF token,
+the queue, report views with re-verified evidence, actions (dismiss, warn, suspend,
+escalate), law-enforcement packages, the transparency report and the audit log.
+Every view and action is written to the audit log."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import xmlschema
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from covey.errors import Forbidden, InvalidInput, NotFound, Unauthorized
+from covey.moderation import (
+    EspContact,
+    ReportVerification,
+    attestation_key_id,
+    build_bundle,
+    build_cybertip,
+    cybertip_schema,
+    public_key_pem,
+)
+from covey.moderation.transparency import TransparencyRow, transparency_counts
+from covey.server.services._common import now_ms
+from covey.server.services.reports import ReportService
+from covey.server.storage.reports_repo import (
+    AuditRow,
+    ModeratorRow,
+    ReportRepository,
+    ReportRow,
+    SessionRow,
+)
+from covey.settings import Settings
+
+Role = Literal["moderator", "admin"]
+ROLES: tuple[Role, ...] = ("moderator", "admin")
+OPEN_STATUSES = ("open",)
+ACTIONS = ("dismiss", "warn", "suspend", "escalate")
+_HASHER = PasswordHasher()
+# A fixed hash to verify against for unknown users, so timing does not reveal names.
+_DUMMY_HASH = _HASHER.hash("covey-no-such-moderator")
+
+
+def hash_password(password: str) -> str:
+    if len(password) < 8:
+        raise InvalidInput("passwords need at least 8 characters", code="weak_password")
+    return _HASHER.hash(password)
+
+
+def load_or_create_attestation_key(path: Path) -> Ed25519PrivateKey:
+    """The platform's Ed25519 attestation key (PKCS#8 PEM, 0600), created on first use."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise InvalidInput(f"{path} is not an Ed25519 private key") from None
+        return key
+    key = Ed25519PrivateKey.generate()
+    try:
+        os.write(fd, key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return key
+
+
+async def create_moderator(store: ReportRepository, username: str, password: str,
+                           role: str) -> bool:
+    """Create a console account, or reset its password and role; True when created."""
+    if role not in ROLES:
+        raise InvalidInput(f"role must be one of {', '.join(ROLES)}", code="bad_role")
+    if not username or len(username) > 64 or not username.replace("-", "").replace(
+            "_", "").replace(".", "").isalnum():
+        raise InvalidInput("usernames are 1-64 letters, digits, '.', '-' or '_'")
+    return await store.create_moderator(ModeratorRow(username, hash_password(password), role),
+                                        now_ms())
+
+
+def attestation_key_path(settings: Settings) -> Path:
+    return settings.data_dir / "attestation.key"
+
+
+@dataclass(frozen=True)
+class ConsoleSession:
+    username: str
+    role: Role
+    csrf_token: str
+
+    @property
+    def actor(self) -> str:
+        return f"{self.role}:{self.username}"
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+@dataclass(frozen=True)
+class ReportView:
+    row: ReportRow
+    verification: ReportVerification | None
+    prior: list[ReportRow]
+    escalation: tuple[str, str] | None
+
+
+def session_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8")).digest()
+
+
+class ModerationService:
+    def __init__(self, settings: Settings, store: ReportRepository,
+                 reports: ReportService) -> None:
+        self._settings = settings
+        self.store = store
+        self._reports = reports
+        self._attestation: Ed25519PrivateKey | None = None
+        self._schema: xmlschema.XMLSchema | None = None
+
+    @property
+    def attestation_key(self) -> Ed25519PrivateKey:
+        if self._attestation is None:
+            self._attestation = load_or_create_attestation_key(
+                attestation_key_path(self._settings))
+        return self._attestation
+
+    def attestation_public_pem(self) -> bytes:
+        return public_key_pem(self.attestation_key)
+
+    # --- accounts and sessions -------------------------------------------------------
+
+    async def create_moderator(self, username: str, password: str, role: str) -> bool:
+        return await create_moderator(self.store, username, password, role)
+
+    async def login(self, username: str, password: str) -> tuple[str, ConsoleSession]:
+        """A new session token and its session; 401 on a wrong name or password."""
+        row = await self.store.get_moderator(username) if len(username) <= 64 else None
+        try:
+            await asyncio.to_thread(_HASHER.verify,
+                                    row.password_hash if row else _DUMMY_HASH, password)
+        except (VerificationError, InvalidHashError):
+            row = None
+        if row is None:
+            await self.store.audit(AuditRow(now_ms(), f"anonymous:{username[:64]}",
+                                            "login_failed", None, ""))
+            raise Unauthorized("wrong username or password", code="bad_login")
+        token = secrets.token_urlsafe(32)
+        csrf = secrets.token_urlsafe(32)
+        await self.store.create_session(session_hash(token), row.username, csrf,
+                                        now_ms() + self._settings.console_session_ttl_s * 1000)
+        session = ConsoleSession(row.username, _role(row.role), csrf)
+        await self.store.audit(AuditRow(now_ms(), session.actor, "login", None, ""))
+        return token, session
+
+    async def session(self, token: str | None) -> ConsoleSession | None:
+        if not token:
+            return None
+        row: SessionRow | None = await self.store.get_session(session_hash(token))
+        if row is None or row.expires_ms <= now_ms():
+            return None
+        return ConsoleSession(row.username, _role(row.role), row.csrf_token)
+
+    async def logout(self, token: str, session: ConsoleSession) -> None:
+        await self.store.delete_session(session_hash(token))
+        await self.store.audit(AuditRow(now_ms(), session.actor, "logout", None, ""))
+
+    @staticmethod
+    def csrf_ok(session: ConsoleSession, submitted: str | None) -> bool:
+        return submitted is not None and hmac.compare_digest(
+            session.csrf_token.encode(), submitted.encode())
+
+    # --- queue and reports -----------------------------------------------------------
+
+    async def queue(self, session: ConsoleSession) -> list[ReportRow]:
+        rows = await self.store.queue(OPEN_STATUSES)
+        await self.store.audit(AuditRow(now_ms(), session.actor, "view_queue", None,
+                                        f"{len(rows)} open reports"))
+        return rows
+
+    async def view(self, session: ConsoleSession, report_id: str) -> ReportView:
+        row = await self.store.get_report(report_id)
+        if row is None:
+            raise NotFound("no such report", code="unknown_report")
+        verification = await self._reports.reverify(report_id)
+        prior = await self.store.reports_against(row.reported_user, excluding=report_id)
+        await self.store.audit(AuditRow(now_ms(), session.actor, "view_report", report_id,
+                                        "evidence decrypted" if verification else
+                                        "evidence purged"))
+        return ReportView(row, verification, prior, await self.store.escalation(report_id))
+
+    async def act(self, session: ConsoleSession, report_id: str, action: str) -> str:
+        """Apply a console action; returns a one-line outcome for the page."""
+        if action not in ACTIONS:
+            raise InvalidInput(f"action must be one of {', '.join(ACTIONS)}",
+                               code="bad_action")
+        row = await self.store.get_report(report_id)
+        if row is None:
+            raise NotFound("no such report", code="unknown_report")
+        now = now_ms()
+        audit = AuditRow(now, session.actor, action, report_id,
+                         f"reported user {row.reported_user}")
+        if action == "dismiss":
+            await self.store.set_status(report_id, "dismissed", now, audit)
+            return "Report dismissed."
+        if action == "warn":
+            await self.store.warn(row.reported_user, report_id, session.actor, now, audit)
+            return f"{row.reported_user} warned."
+        if action == "suspend":
+            await self.store.suspend(row.reported_user, report_id, session.actor, now, audit)
+            self._reports.gate.suspended.add(row.reported_user)
+            return f"{row.reported_user} suspended: they can no longer log in or send."
+        bundle_id, directory = await self.escalate(session, row)
+        return f"Escalated: evidence bundle {bundle_id} and CyberTipline XML in {directory}."
+
+    async def escalate(self, session: ConsoleSession, row: ReportRow) -> tuple[str, str]:
+        verification = await self._reports.reverify(row.report_id)
+        if verification is None:
+            raise InvalidInput("the evidence of this report has been purged",
+                               code="evidence_purged")
+        now = now_ms()
+        bundle = build_bundle(verification, self.attestation_key, created_at_ms=now,
+                              escalated_by=session.actor, case_reference=row.report_id)
+        bundle_id = str(bundle.manifest["bundle_id"])
+        documents = build_cybertip(
+            verification, bundle_id=bundle_id, reporting_person=EspContact(
+                *_split_name(self._settings.esp_contact_name),
+                self._settings.esp_contact_email))
+        schema = self._cybertip_schema()
+        for document in (documents.report, *documents.file_details):
+            schema.validate(document.decode("utf-8"))
+        directory = self._settings.data_dir / "escalations" / row.report_id
+        await asyncio.to_thread(_write_package, directory, bundle.to_zip(), documents.report,
+                                documents.file_details, self.attestation_public_pem())
+        await self.store.record_escalation(
+            row.report_id, bundle_id, session.actor, str(directory), now,
+            AuditRow(now, session.actor, "escalate", row.report_id,
+                     f"bundle {bundle_id} signed by key "
+                     f"{attestation_key_id(self.attestation_key.public_key())}"))
+        return bundle_id, str(directory)
+
+    def _cybertip_schema(self) -> xmlschema.XMLSchema:
+        if self._schema is None:
+            self._schema = xmlschema.XMLSchema(cybertip_schema())
+        return self._schema
+
+    async def escalation_file(self, session: ConsoleSession, report_id: str,
+                              name: str) -> Path:
+        found = await self.store.escalation(report_id)
+        if found is None or name not in _package_names(Path(found[1])):
+            raise NotFound("no such escalation file", code="unknown_file")
+        await self.store.audit(AuditRow(now_ms(), session.actor, "download", report_id, name))
+        return Path(found[1]) / name
+
+    # --- audit and transparency ------------------------------------------------------
+
+    async def audit_log(self, session: ConsoleSession) -> list[AuditRow]:
+        if not session.is_admin:
+            await self.store.audit(AuditRow(now_ms(), session.actor, "audit_log_denied",
+                                            None, ""))
+            raise Forbidden("only admins can read the audit log", code="admin_only")
+        rows = await self.store.audit_log()
+        await self.store.audit(AuditRow(now_ms(), session.actor, "view_audit_log", None, ""))
+        return rows
+
+    async def transparency(self, actor: str) -> dict[str, Any]:
+        rows = await self.store.all_reports()
+        await self.store.audit(AuditRow(now_ms(), actor, "view_transparency", None, ""))
+        return transparency_counts(_transparency_rows(rows))
+
+
+def _transparency_rows(rows: list[ReportRow]) -> list[TransparencyRow]:
+    return [TransparencyRow(r.created_ms, r.category,
+                            "pending" if r.status == "open" else r.status, r.policy_mode,
+                            r.reporter_band, r.reported_verified) for r in rows]
+
+
+async def transparency_from_store(store: ReportRepository) -> dict[str, Any]:
+    """The counts without a console session (the `covey transparency` command)."""
+    return transparency_counts(_transparency_rows(await store.all_reports()))
+
+
+def _role(value: str) -> Role:
+    return "admin" if value == "admin" else "moderator"
+
+
+def _split_name(name: str) -> tuple[str, str]:
+    first, _, last = name.partition(" ")
+    return first or "Covey", last or "Safety"
+
+
+def _package_names(directory: Path) -> set[str]:
+    try:
+        return {p.name for p in directory.iterdir() if p.is_file()}
+    except OSError:
+        return set()
+
+
+def _write_package(directory: Path, bundle: bytes, report_xml: bytes,
+                   file_details: tuple[bytes, ...], public_pem: bytes) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "evidence-bundle.zip").write_bytes(bundle)
+    (directory / "cybertip-report.xml").write_bytes(report_xml)
+    for index, document in enumerate(file_details, 1):
+        (directory / f"cybertip-file-{index}.xml").write_bytes(document)
+    (directory / "attestation-public-key.pem").write_bytes(public_pem)

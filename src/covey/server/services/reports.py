@@ -1,0 +1,257 @@
+"""Reports from clients: verify every piece of franked evidence with the server's key and
+the server's own blobs, deduplicate replays by fingerprint, prioritise, seal the evidence
+with AES-256-GCM under a key file outside the database, and block in the same action.
+The reported sender is never told. `SafetyGate` enforces blocks and suspensions."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import logging
+import os
+import secrets
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from covey.errors import CryptoError, Forbidden, InvalidInput
+from covey.moderation import Report, ReportVerification, verify_report
+from covey.protocol import b64decode, b64encode
+from covey.protocol.ids import dm_participants
+from covey.protocol.secrets import ServerFrankingKey
+from covey.server.services._common import Principal, now_ms
+from covey.server.services.blobs import BlobService
+from covey.server.storage.reports_repo import AuditRow, NewReport, ReportRepository, ReportRow
+from covey.server.storage.schema import metadata
+from covey.settings import Settings
+
+log = logging.getLogger(__name__)
+
+UNVERIFIED_BAND = "unverified"
+UNDER_16_BAND = "under-16"
+_NONCE = 12
+
+
+class EvidenceVault:
+    """AES-256-GCM under `<data_dir>/reports.key` (0600, created once), bound to the
+    report id so a sealed row cannot be moved to another report."""
+
+    def __init__(self, key_file: Path) -> None:
+        self._aead = AESGCM(_load_or_create_key(key_file))
+
+    def seal(self, report_id: str, payload: dict[str, Any]) -> bytes:
+        nonce = os.urandom(_NONCE)
+        data = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+        return nonce + self._aead.encrypt(nonce, data, _aad(report_id))
+
+    def open(self, report_id: str, sealed: bytes) -> dict[str, Any]:
+        try:
+            plain = self._aead.decrypt(sealed[:_NONCE], sealed[_NONCE:], _aad(report_id))
+        except Exception as exc:
+            raise CryptoError("sealed evidence does not open under the report key",
+                              code="evidence_unreadable") from exc
+        opened: dict[str, Any] = json.loads(plain)
+        return opened
+
+
+def _aad(report_id: str) -> bytes:
+    return f"covey-report-evidence/v1:{report_id}".encode()
+
+
+def _load_or_create_key(path: Path) -> bytes:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raw = path.read_bytes()
+        if len(raw) != 32:
+            raise CryptoError(f"{path} must hold exactly 32 bytes", code="bad_key_file") from None
+        return raw
+    try:
+        raw = os.urandom(32)
+        os.write(fd, raw)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return raw
+
+
+async def reporter_age_band(engine: AsyncEngine, user_id: str) -> str:
+    """The reporter's verified age band, or `unverified` when none is known.
+
+    The account-band service is being added separately; until it lands this reads any
+    table of its schema module holding `user_id` and `band` (the newest row)."""
+    try:
+        importlib.import_module("covey.server.storage.schema_age")  # registers its tables
+    except ImportError:
+        return UNVERIFIED_BAND
+    for table in metadata.sorted_tables:
+        columns = table.c
+        if not (table.name.startswith("age") and "user_id" in columns and "band" in columns):
+            continue
+        query = select(columns["band"]).where(columns["user_id"] == user_id)
+        if "expires_ms" in columns:
+            query = query.where(columns["expires_ms"] > now_ms())
+        try:
+            async with engine.connect() as conn:
+                band = await conn.scalar(query.limit(1))
+        except Exception:  # their migration may not be applied yet: treat as unknown
+            log.debug("age band lookup failed", exc_info=True)
+            return UNVERIFIED_BAND
+        return str(band) if band else UNVERIFIED_BAND
+    return UNVERIFIED_BAND
+
+
+def report_priority(category_is_child_safety: bool, reporter_band: str) -> int:
+    """Higher first: child-safety categories (2) and under-16 reporters (1) add up."""
+    return 2 * int(category_is_child_safety) + int(reporter_band == UNDER_16_BAND)
+
+
+class SafetyGate:
+    """Blocks and suspensions, held in memory for the send path and refreshed from the
+    database now and then (other processes may add some)."""
+
+    def __init__(self) -> None:
+        self.blocked: set[tuple[str, str]] = set()
+        self.suspended: set[str] = set()
+
+    def check_login(self, user_id: str) -> None:
+        if user_id in self.suspended:
+            raise Forbidden("this account is suspended", code="account_suspended")
+
+    def check_send(self, sender: str, conversation_id: str, participants: list[str]) -> None:
+        if sender in self.suspended:
+            raise Forbidden("this account is suspended", code="account_suspended")
+        if dm_participants(conversation_id) is None:
+            return
+        for other in participants:
+            if other != sender and (other, sender) in self.blocked:
+                raise Forbidden(f"{other} has blocked you", code="blocked_by_recipient")
+
+
+@dataclass(frozen=True)
+class ReportReceipt:
+    row: ReportRow
+    duplicate: bool
+    blocked: bool
+    verification: ReportVerification
+
+
+class ReportService:
+    def __init__(self, settings: Settings, store: ReportRepository, blobs: BlobService,
+                 server_key: ServerFrankingKey, engine: AsyncEngine) -> None:
+        self._settings = settings
+        self.store = store
+        self._blobs = blobs
+        self._server_key = server_key
+        self._engine = engine
+        self.vault = EvidenceVault(settings.data_dir / "reports.key")
+        self.gate = SafetyGate()
+
+    async def refresh_gate(self) -> None:
+        self.gate.blocked = await self.store.blocks()
+        self.gate.suspended = await self.store.suspended()
+
+    async def gate_loop(self, interval_s: float = 2.0) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.refresh_gate()
+            except Exception:
+                log.exception("refreshing blocks and suspensions failed")
+
+    async def fetch_blobs(self, report: Report) -> dict[str, bytes]:
+        """The server's own stored ciphertext for every attachment the report commits."""
+        found: dict[str, bytes] = {}
+        for item in report.messages:
+            for ref in item.content.attachments:
+                path = self._blobs.path(ref.blob_id)
+                if ref.blob_id in found:
+                    continue
+                if path.is_file():
+                    found[ref.blob_id] = await asyncio.to_thread(path.read_bytes)
+        return found
+
+    async def submit(self, principal: Principal, report: Report, *,
+                     block: bool) -> ReportReceipt:
+        if report.reporter != principal.user_id:
+            raise Forbidden("the reporter must be the authenticated user",
+                            code="reporter_mismatch")
+        blobs = await self.fetch_blobs(report)
+        verification = await asyncio.to_thread(verify_report, report, self._server_key,
+                                                blobs=blobs)
+        reported_user = verification.reported.item.context.sender_user
+        band = await reporter_age_band(self._engine, principal.user_id)
+        now = now_ms()
+        report_id = "rep_" + secrets.token_hex(12)
+        row = ReportRow(
+            report_id=report_id, fingerprint=verification.fingerprint,
+            reporter=principal.user_id, reported_user=reported_user,
+            category=report.category.value,
+            priority=report_priority(report.category.is_child_safety, band),
+            reporter_band=band,
+            policy_mode=str(getattr(self._settings, "policy_mode", "safeguarded")),
+            status="open", verified_count=len(verification.verified_items),
+            total_count=len(verification.items),
+            reported_verified=verification.reported.verified, created_ms=now,
+            actioned_ms=None,
+            preserve_until_ms=now + self._settings.evidence_retention_s * 1000,
+            purged=False)
+        sealed = self.vault.seal(report_id, {
+            "report": report.model_dump(mode="json"),
+            "blobs": {k: b64encode(v) for k, v in blobs.items()}})
+        stored, created = await self.store.insert_report(
+            NewReport(row, sealed),
+            AuditRow(now, f"user:{principal.user_id}", "report_submitted", report_id,
+                     f"category {row.category}, {row.verified_count}/{row.total_count} "
+                     "verified"))
+        if block and reported_user != principal.user_id:
+            await self.block(principal, reported_user)
+        return ReportReceipt(stored, not created, block, verification)
+
+    async def block(self, principal: Principal, user_id: str) -> None:
+        if user_id == principal.user_id:
+            raise InvalidInput("you cannot block yourself", details={"field": "user_id"})
+        await self.store.add_block(principal.user_id, user_id, now_ms())
+        self.gate.blocked.add((principal.user_id, user_id))
+
+    async def open_evidence(self, report_id: str) -> tuple[Report, dict[str, bytes]] | None:
+        """The stored report and blobs, decrypted; None once purged."""
+        sealed = await self.store.sealed_evidence(report_id)
+        if sealed is None:
+            return None
+        payload = self.vault.open(report_id, sealed)
+        report = Report.model_validate(payload["report"])
+        blobs = {k: b64decode(v) for k, v in payload["blobs"].items()}
+        return report, blobs
+
+    async def reverify(self, report_id: str) -> ReportVerification | None:
+        opened = await self.open_evidence(report_id)
+        if opened is None:
+            return None
+        report, blobs = opened
+        return await asyncio.to_thread(verify_report, report, self._server_key, blobs=blobs)
+
+    async def purge_loop(self) -> None:
+        """Delete evidence (and escalation files) past its preservation period."""
+        interval = max(0.5, self._settings.evidence_purge_interval_s)
+        while True:
+            try:
+                await self.purge_once()
+            except Exception:
+                log.exception("evidence purge failed")
+            await asyncio.sleep(interval)
+
+    async def purge_once(self) -> list[str]:
+        purged = await self.store.purge_evidence(now_ms())
+        if purged:
+            for directory in await self.store.expired_escalations(purged):
+                await asyncio.to_thread(shutil.rmtree, directory, True)
+            log.info("purged the evidence of %d reports", len(purged))
+        return purged

@@ -1,0 +1,288 @@
+"""Verifiable reporting against a real `covey server` (SQLite and PostgreSQL): genuine and
+forged evidence, replays, block and report, suspension, the console's roles and CSRF,
+escalation to a signed bundle checked offline, encryption at rest and the retention purge."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from covey.client import Client
+from covey.client._reporting import build_report
+from covey.errors import CoveyError
+from covey.moderation import ReportCategory
+from covey.moderation.wire import ReportSubmission
+from covey.server.storage.engine import create_engine
+from covey.server.storage.schema_reports import audit_log, reports
+from tests.integration._console import console_login, create_console_user
+from tests.integration.test_client_e2e import Devices, receive
+
+pytestmark = pytest.mark.timeout(180)
+
+GROOMING = ReportCategory.GROOMING_OR_ENTICEMENT
+LINES = ["hey, how was school today?", "you seem really mature for your age",
+         "let's keep our chats just between us ok", "do your parents check your phone?",
+         "add me on another app, it's more private there"]
+
+
+@pytest.fixture
+async def devices(covey_server: Any, tmp_path: Path) -> Any:
+    made = Devices(covey_server, tmp_path / "clients")
+    made.tmp.mkdir()
+    yield made
+    await made.close_all()
+
+
+async def _conversation(devices: Devices) -> tuple[Client, Client, list[str]]:
+    """alice sends bob five messages, bob answers once in the middle; returns ids."""
+    alice, bob = await devices.register("alice"), await devices.register("bob")
+    ids = []
+    for i, text in enumerate(LINES):
+        ids.append(await alice.send_text("bob", text))
+        await receive(bob, 1)
+        if i == 1:
+            await bob.send_text("alice", "thanks i guess")
+            await receive(alice, 1)
+    await bob.flush()
+    return alice, bob, ids
+
+
+def _raw_report(server: Any, client: Client, report: dict[str, Any], *,
+                block: bool = False) -> httpx.Response:
+    assert client._api.token is not None
+    return httpx.post(f"{server.url}/v1/reports", json={"report": report, "block": block},
+                      headers={"Authorization": f"Bearer {client._api.token}"}, timeout=30,
+                      trust_env=False)
+
+
+def _report_dict(client: Client, message_id: str) -> dict[str, Any]:
+    report = build_report(client.core.history(), client.user_id, message_id, GROOMING)
+    return ReportSubmission(report=report).model_dump(mode="json")["report"]
+
+
+async def _db(server: Any, query: Any) -> list[Any]:
+    engine = create_engine(server.database_url)
+    try:
+        async with engine.connect() as conn:
+            return list(await conn.execute(query))
+    finally:
+        await engine.dispose()
+
+
+async def test_genuine_report_verifies_and_a_replay_is_one_report(
+        covey_server: Any, devices: Devices) -> None:
+    _, bob, ids = await _conversation(devices)
+    receipt = await bob.report(ids[-1], GROOMING, "he keeps asking me to move apps")
+    assert not receipt.duplicate and receipt.messages_submitted == 6
+    assert receipt.messages_verified == 5 and receipt.reported_message_verified
+    # bob's own reply was sent from this device: it has no tag and cannot be evidence
+    assert sorted(i.status for i in receipt.items) == ["unattested"] + ["verified"] * 5
+    again = await bob.report(ids[-1], ReportCategory.HARASSMENT)
+    assert again.duplicate and again.report_id == receipt.report_id
+    rows = await _db(covey_server, select(reports.c.report_id, reports.c.priority))
+    assert [r[0] for r in rows] == [receipt.report_id]
+    assert rows[0][1] == 2  # child-safety category, reporter band unverified
+
+
+@pytest.mark.parametrize("forgery", ["forged_tag", "altered_plaintext", "reused_key"])
+async def test_reports_of_only_forged_evidence_are_refused(
+        covey_server: Any, devices: Devices, forgery: str) -> None:
+    _, bob, ids = await _conversation(devices)
+    report = _report_dict(bob, ids[-1])
+    report["messages"] = [m for m in report["messages"] if m["context"]["message_id"] == ids[-1]]
+    item = report["messages"][0]
+    if forgery == "forged_tag":
+        item["tag"] = "A" * 43 + "="
+    elif forgery == "altered_plaintext":
+        item["content"]["text"] = "an entirely different message"
+    else:  # keep the revealed franking key and commitment, claim another text
+        item["content"]["text"] = LINES[0]
+    answer = _raw_report(covey_server, bob, report)
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "report_unverifiable"
+    expected = "tag_invalid" if forgery == "forged_tag" else "commitment_mismatch"
+    assert error["details"]["items"] == [{"message_id": ids[-1], "status": expected}]
+    assert await _db(covey_server, select(reports.c.report_id)) == []
+
+
+async def test_spliced_evidence_from_another_conversation_is_marked(
+        covey_server: Any, devices: Devices) -> None:
+    _, bob, ids = await _conversation(devices)
+    carol = await devices.register("carol")
+    await carol.send_text("bob", "are you coming to practice?")
+    other = (await receive(bob, 1))[0]
+    report = _report_dict(bob, ids[-1])
+    spliced = _report_dict(bob, other.message_id)["messages"][-1]
+    report["messages"].insert(0, spliced)
+    answer = _raw_report(covey_server, bob, report)
+    assert answer.status_code == 201, answer.text
+    statuses = {i["message_id"]: i["status"] for i in answer.json()["items"]}
+    assert statuses[other.message_id] == "spliced"
+    assert statuses[ids[-1]] == "verified"
+
+
+async def test_swapped_attachment_ciphertext_is_detected(
+        covey_server: Any, devices: Devices) -> None:
+    alice, bob = await devices.register("alice"), await devices.register("bob")
+    await alice.send_attachment("bob", b"generated test image one" * 50, name="a.png",
+                                mime="image/png")
+    first = (await receive(bob, 1))[0]
+    await alice.send_attachment("bob", b"generated test image two" * 50, name="b.png",
+                                mime="image/png")
+    second = (await receive(bob, 1))[0]
+    blobs = covey_server.data_dir / "blobs"
+    a, b = first.attachments[0].blob_id, second.attachments[0].blob_id
+    (blobs / a).write_bytes((blobs / b).read_bytes())  # the stored ciphertext is swapped
+    with pytest.raises(CoveyError) as refused:  # its only message fails: refused
+        await bob.report(first.message_id, ReportCategory.CHILD_SEXUAL_EXPLOITATION_IMAGERY)
+    assert refused.value.code == "report_unverifiable"
+    # reported with the next message, the swapped one is marked and the next verifies
+    receipt = await bob.report(second.message_id,
+                               ReportCategory.CHILD_SEXUAL_EXPLOITATION_IMAGERY)
+    statuses = {i.message_id: i.status for i in receipt.items}
+    assert statuses == {first.message_id: "attachment_mismatch",
+                        second.message_id: "verified"}
+
+
+async def test_reporter_must_be_the_caller(covey_server: Any, devices: Devices) -> None:
+    alice, bob, ids = await _conversation(devices)
+    report = _report_dict(bob, ids[-1])
+    answer = _raw_report(covey_server, alice, report)
+    assert answer.status_code == 403 and answer.json()["error"]["code"] == "reporter_mismatch"
+
+
+async def test_block_and_report_stops_the_sender(covey_server: Any, devices: Devices) -> None:
+    alice, bob, ids = await _conversation(devices)
+    receipt = await bob.report(ids[-1], GROOMING, block=True)
+    assert receipt.blocked
+    with pytest.raises(CoveyError) as refused:
+        await alice.send_text("bob", "why did you stop answering?")
+    assert refused.value.code == "blocked_by_recipient" and refused.value.status == 403
+    with pytest.raises(TimeoutError):
+        await bob.next_message(1.0)
+    # bob can still write to alice: the block is one way
+    await bob.send_text("alice", "stop messaging me")
+    assert (await receive(alice, 1))[0].text == "stop messaging me"
+
+
+def _login_without_csrf_cookie(server: Any) -> int:
+    with httpx.Client(base_url=server.url, trust_env=False) as other:
+        return other.post("/console/login", data={"username": "mod", "password": "x",
+                                                  "csrf": "a"}).status_code
+
+
+def _verify_offline(server: Any, console: httpx.Client, report_id: str,
+                    tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """Download the bundle and the public key, then `covey evidence verify` offline."""
+    bundle = tmp_path / "bundle.zip"
+    bundle.write_bytes(console.get(f"/console/reports/{report_id}/files/"
+                                   "evidence-bundle.zip").content)
+    key = tmp_path / "key.pem"
+    key.write_bytes(httpx.get(f"{server.url}/console/attestation-key.pem",
+                              trust_env=False).content)
+    return subprocess.run([sys.executable, "-m", "covey", "evidence", "verify", str(bundle),
+                           "--public-key", str(key)], capture_output=True, text=True,
+                          timeout=60, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+
+
+async def test_console_roles_csrf_actions_and_escalation(
+        covey_server: Any, devices: Devices, tmp_path: Path) -> None:
+    alice, bob, ids = await _conversation(devices)
+    receipt = await bob.report(ids[-1], GROOMING, "he wants to move to another app")
+    await asyncio.to_thread(create_console_user, covey_server, "mod", "moderator")
+    await asyncio.to_thread(create_console_user, covey_server, "boss", "admin")
+
+    mod, mod_csrf = console_login(covey_server, "mod")
+    queue = mod.get("/console/")
+    assert receipt.report_id in queue.text
+    assert mod.get("/console/audit").status_code == 403  # moderators lack the admin role
+    page = mod.get(f"/console/reports/{receipt.report_id}")
+    assert page.status_code == 200 and LINES[-1] in html.unescape(page.text)
+    assert page.text.count("✓ verified") == 5
+
+    action = f"/console/reports/{receipt.report_id}/action"
+    assert mod.post(action, data={"action": "dismiss"}).status_code == 403
+    assert mod.post(action, data={"action": "dismiss", "csrf": "wrong"}).status_code == 403
+    assert await asyncio.to_thread(_login_without_csrf_cookie, covey_server) == 403
+    assert mod.get(f"/console/reports/{receipt.report_id}").text.count(
+        'id="status">open') == 1
+
+    done = mod.post(action, data={"action": "escalate", "csrf": mod_csrf})
+    assert done.status_code == 303 and "notice=Escalated" in done.headers["location"], \
+        done.headers.get("location")
+    verified = await asyncio.to_thread(_verify_offline, covey_server, mod,
+                                       receipt.report_id, tmp_path)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "VERIFIED" in verified.stdout and LINES[-1] in verified.stdout
+    xml = mod.get(f"/console/reports/{receipt.report_id}/files/cybertip-report.xml").text
+    assert "<espIdentifier>alice</espIdentifier>" in xml
+
+    suspended = mod.post(action, data={"action": "suspend", "csrf": mod_csrf})
+    assert suspended.status_code == 303
+    with pytest.raises(CoveyError) as refused_send:
+        await alice.send_text("bob", "hello?")
+    assert refused_send.value.code == "account_suspended"
+    alice._api.token = None
+    with pytest.raises(CoveyError) as refused:  # and cannot log in again
+        await alice._api.login()
+    assert refused.value.code == "account_suspended"
+
+    boss, _ = console_login(covey_server, "boss")
+    audit = boss.get("/console/audit")
+    assert audit.status_code == 200
+    for entry in ("report_submitted", "view_report", "escalate", "suspend", "login"):
+        assert f"<td>{entry}</td>" in audit.text
+    transparency = boss.get("/console/transparency")
+    assert transparency.status_code == 200 and "data:image/svg+xml;base64," in transparency.text
+    actions = [r[0] for r in await _db(covey_server, select(audit_log.c.action))]
+    assert "audit_log_denied" in actions
+
+
+async def test_reports_are_encrypted_at_rest(covey_server: Any, devices: Devices) -> None:
+    _, bob, ids = await _conversation(devices)
+    await bob.report(ids[-1], GROOMING, "a comment nobody should read in the database")
+    sealed = (await _db(covey_server, select(reports.c.sealed_evidence)))[0][0]
+    for secret in (*LINES, "a comment nobody should read"):
+        assert secret.encode() not in bytes(sealed)
+    if covey_server.database_url.startswith("sqlite"):
+        path = Path(covey_server.database_url.split("///", 1)[1])
+        await asyncio.sleep(1.5)  # let the WAL checkpoint fold into the file
+        stored = b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+        for secret in (*LINES, "a comment nobody should read"):
+            assert secret.encode() not in stored
+    assert (covey_server.data_dir / "reports.key").stat().st_mode & 0o777 == 0o600
+
+
+async def test_retention_purge_deletes_evidence(covey_server: Any, tmp_path: Path) -> None:
+    covey_server.restart({"COVEY_EVIDENCE_RETENTION_S": "1",
+                          "COVEY_EVIDENCE_PURGE_INTERVAL_S": "0.5"})
+    made = Devices(covey_server, tmp_path / "purge")
+    made.tmp.mkdir()
+    try:
+        _, bob, ids = await _conversation(made)
+        receipt = await bob.report(ids[-1], GROOMING)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            rows = await _db(covey_server, select(reports.c.sealed_evidence))
+            if rows[0][0] is None:
+                break
+            await asyncio.sleep(0.3)
+        assert rows[0][0] is None
+        actions = await _db(covey_server, select(audit_log.c.action, audit_log.c.report_id))
+        assert ("evidence_purged", receipt.report_id) in actions
+        await asyncio.to_thread(create_console_user, covey_server, "mod", "moderator")
+        mod, _ = console_login(covey_server, "mod")
+        assert "deleted at the end of its preservation period" in mod.get(
+            f"/console/reports/{receipt.report_id}").text
+    finally:
+        await made.close_all()
