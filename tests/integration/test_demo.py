@@ -23,3 +23,9 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert out.count("✓ commitment") >= 14
     assert "plaintext found" not in out and "DIFFERENT" not in out
     assert "Bob received 2 Megolm session keys" in out
+    # Age assurance: both bands from a real issuer, a replay refused, a revoked credential.
+    assert "dave proved 16+" in out and "emma proved under-16" in out
+    assert "covey issuer approve" in out
+    assert "replay 409 nonce_used" in out
+    assert "credential_revoked" in out and "409 revocation_stale" in out
+    assert "still proved" not in out

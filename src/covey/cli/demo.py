@@ -20,6 +20,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from covey.cli import app
+from covey.cli._demo_age import scene_age
 from covey.client import Client, IncomingMessage, RoomKeyReceived
 from covey.server.process import ServerProcess
 
@@ -225,6 +226,7 @@ async def _run_demo(root: Path, console: Console) -> None:
         await _scene_direct(console, cast)
         await _scene_group(console, cast)
         await _scene_offline(console, cast)
+        await scene_age(console, cast)
         console.rule("[bold green]Done")
         console.print("Every message above was encrypted on one device, relayed as "
                       "ciphertext, decrypted on the others, and opened its franking "
