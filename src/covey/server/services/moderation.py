@@ -222,8 +222,9 @@ class ModerationService:
             await self.store.suspend(row.reported_user, report_id, session.actor, now, audit)
             self._reports.gate.suspended.add(row.reported_user)
             return f"{row.reported_user} suspended: they can no longer log in or send."
-        bundle_id, directory = await self.escalate(session, row)
-        return f"Escalated: evidence bundle {bundle_id} and CyberTipline XML in {directory}."
+        bundle_id, _ = await self.escalate(session, row)
+        return (f"Escalated: evidence bundle {bundle_id} signed, CyberTipline XML validated "
+                "against the schema.")
 
     async def escalate(self, session: ConsoleSession, row: ReportRow) -> tuple[str, str]:
         verification = await self._reports.reverify(row.report_id)

@@ -1,0 +1,7 @@
+"""The e2e tests use the integration tests' real-server fixtures."""
+
+from tests.integration.conftest import (  # noqa: F401  (fixtures, found by name)
+    _database_postgres,
+    _database_sqlite,
+    covey_server,
+)
