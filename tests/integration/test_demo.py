@@ -29,3 +29,8 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "replay 409 nonce_used" in out
     assert "credential_revoked" in out and "409 revocation_stale" in out
     assert "still proved" not in out
+    # Reporting: verified, a forged report refused, escalated, the bundle checked offline.
+    assert "5 of 5 messages verified by the server" in out
+    assert "422 report_unverifiable" in out and "commitment_mismatch" in out
+    assert "Escalated: evidence bundle" in out
+    assert "bundle verified offline" in out and "NOT verified" not in out

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from covey.cli import app
 from covey.cli._demo_age import scene_age
+from covey.cli._demo_reports import scene_reports
 from covey.client import Client, IncomingMessage, RoomKeyReceived
 from covey.server.process import ServerProcess
 
@@ -227,6 +228,7 @@ async def _run_demo(root: Path, console: Console) -> None:
         await _scene_group(console, cast)
         await _scene_offline(console, cast)
         await scene_age(console, cast)
+        await scene_reports(console, cast)
         console.rule("[bold green]Done")
         console.print("Every message above was encrypted on one device, relayed as "
                       "ciphertext, decrypted on the others, and opened its franking "
