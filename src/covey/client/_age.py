@@ -64,12 +64,20 @@ class AgeWallet:
         self._tails_dir = tails_dir
         self._clock = clock or (lambda: datetime.now(UTC))
         self.lock = asyncio.Lock()
-        record = store.get(WALLET_KIND, WALLET_KEY)
-        if record is None:
-            self.wallet = Wallet(LinkSecret.generate(), clock=self._clock)
-            self.save()
-        else:
-            self.wallet = Wallet.from_bytes(str(record["wallet"]).encode(), clock=self._clock)
+        self._wallet: Wallet | None = None
+
+    @property
+    def wallet(self) -> Wallet:
+        """Loaded from the store on first use; a link secret is made when there is none."""
+        if self._wallet is None:
+            record = self._store.get(WALLET_KIND, WALLET_KEY)
+            if record is None:
+                self._wallet = Wallet(LinkSecret.generate(), clock=self._clock)
+                self.save()
+            else:
+                self._wallet = Wallet.from_bytes(str(record["wallet"]).encode(),
+                                                 clock=self._clock)
+        return self._wallet
 
     def save(self) -> None:
         self._store.put(WALLET_KIND, WALLET_KEY, {"wallet": self.wallet.to_bytes().decode()})
@@ -77,10 +85,12 @@ class AgeWallet:
     def adopt(self, wallet: Wallet | bytes) -> None:
         """Replace this device's wallet (e.g. one filled before registering)."""
         data = wallet.to_bytes() if isinstance(wallet, Wallet) else wallet
-        self.wallet = Wallet.from_bytes(data, clock=self._clock)
+        self._wallet = Wallet.from_bytes(data, clock=self._clock)
         self.save()
 
     def credentials(self) -> list[HeldCredential]:
+        if self._wallet is None and not self._store.has(WALLET_KIND, WALLET_KEY):
+            return []
         return self.wallet.credentials()
 
     # --- issuance -------------------------------------------------------------------------

@@ -155,12 +155,7 @@ class Client:
         client = cls(core, api, tails_dir=_tails_dir(store_path), age_clock=age_clock)
         if wallet is not None:
             client._age.adopt(wallet)
-        await client._start(connect)
-        if client._age.credentials():
-            try:
-                await client.prove_age()
-            except (ClientError, Offline) as exc:
-                log.warning("age proof at registration failed: %s", exc.code)
+        await client._start(connect, prove_age=bool(client._age.credentials()))
         return client
 
     @classmethod
@@ -182,9 +177,17 @@ class Client:
         await client._start(connect)
         return client
 
-    async def _start(self, connect: bool) -> None:
+    async def _start(self, connect: bool, *, prove_age: bool = False) -> None:
         try:
-            await self._api.login()
+            if prove_age:
+                # Both the key upload after login and the age proof need the token, not
+                # each other: run them side by side so registration waits for the longer.
+                self._api.on_login = None
+                token = await self._api.login()
+                self._api.on_login = self._after_login
+                await asyncio.gather(self._after_login(token), self._prove_at_start())
+            else:
+                await self._api.login()
         except Offline:
             log.info("server unreachable at start; will keep trying")
         if connect:
@@ -465,6 +468,12 @@ class Client:
                 log.warning("device list of %s unavailable: %s", needed, exc.code)
         for event in self._core.receive(delivery):
             self._emit(event)
+
+    async def _prove_at_start(self) -> None:
+        try:
+            await self.prove_age()
+        except ClientError as exc:  # registration stands; the server will ask again
+            log.warning("age proof at registration failed: %s", exc.code)
 
     async def _after_login(self, token: TokenResponse) -> None:
         await self._replenish_keys(token.one_time_key_count)
