@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import html
+import io
+import json
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,7 @@ from sqlalchemy import select
 from covey.client import Client
 from covey.client._reporting import build_report
 from covey.errors import CoveyError
-from covey.moderation import ReportCategory
+from covey.moderation import ReportCategory, load_public_key, verify_bundle
 from covey.moderation.wire import ReportSubmission
 from covey.server.storage.engine import create_engine
 from covey.server.storage.schema_reports import audit_log, reports
@@ -195,6 +198,51 @@ def _verify_offline(server: Any, console: httpx.Client, report_id: str,
                           timeout=60, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
 
 
+def _leaves(value: Any, pointer: str = "") -> list[str]:
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _leaves(v, f"{pointer}/{k}")]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _leaves(v, f"{pointer}/{i}")]
+    return [pointer]
+
+
+def _changed(value: Any, pointer: str) -> Any:
+    parts = pointer.strip("/").split("/")
+    target = value
+    for part in parts[:-1]:
+        target = target[int(part)] if isinstance(target, list) else target[part]
+    last: Any = int(parts[-1]) if isinstance(target, list) else parts[-1]
+    old = target[last]
+    target[last] = (not old) if isinstance(old, bool) else (
+        old + 1 if isinstance(old, int) else f"{old}x")
+    return value
+
+
+def _tamper_each_field(bundle: Path, key: Path) -> dict[str, int]:
+    """Change every manifest field and every field of the first message, one at a time:
+    each change must fail the offline check, naming the field."""
+    public = load_public_key(key.read_bytes())
+    with zipfile.ZipFile(bundle) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    checked = {}
+    for name, scope in (("manifest.json", None), ("messages.json", "/messages/0")):
+        original = json.loads(files[name])
+        pointers = [p for p in _leaves(original) if scope is None or p.startswith(scope)]
+        for pointer in pointers:
+            changed = dict(files)
+            changed[name] = json.dumps(_changed(json.loads(files[name]), pointer)).encode()
+            out = io.BytesIO()
+            with zipfile.ZipFile(out, "w") as archive:
+                for entry, data in changed.items():
+                    archive.writestr(entry, data)
+            result = verify_bundle(out.getvalue(), public)
+            assert not result.ok, f"{name} {pointer} changed and still verified"
+            assert any(pointer in d.where for d in result.differences), \
+                (name, pointer, [str(d) for d in result.differences])
+        checked[name] = len(pointers)
+    return checked
+
+
 async def test_console_roles_csrf_actions_and_escalation(
         covey_server: Any, devices: Devices, tmp_path: Path) -> None:
     alice, bob, ids = await _conversation(devices)
@@ -224,6 +272,9 @@ async def test_console_roles_csrf_actions_and_escalation(
                                        receipt.report_id, tmp_path)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "VERIFIED" in verified.stdout and LINES[-1] in verified.stdout
+    checked = await asyncio.to_thread(_tamper_each_field, tmp_path / "bundle.zip",
+                                      tmp_path / "key.pem")
+    assert checked["manifest.json"] >= 20 and checked["messages.json"] >= 10
     xml = mod.get(f"/console/reports/{receipt.report_id}/files/cybertip-report.xml").text
     assert "<espIdentifier>alice</espIdentifier>" in xml
 
@@ -246,6 +297,14 @@ async def test_console_roles_csrf_actions_and_escalation(
     assert transparency.status_code == 200 and "data:image/svg+xml;base64," in transparency.text
     actions = [r[0] for r in await _db(covey_server, select(audit_log.c.action))]
     assert "audit_log_denied" in actions
+    exported = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "covey", "transparency", "--json",
+                         "--database-url", covey_server.database_url],
+        capture_output=True, text=True, timeout=60)
+    counts = json.loads(exported.stdout)
+    assert counts["total"] == 1 and counts["by_action"] == {"suspended": 1}
+    assert counts["by_category"] == {"grooming_or_enticement": 1}
+    assert counts["by_reporter_band"] == {"unverified": 1}
 
 
 async def test_reports_are_encrypted_at_rest(covey_server: Any, devices: Devices) -> None:
