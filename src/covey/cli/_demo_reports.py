@@ -116,9 +116,9 @@ async def scene_reports(console: Console, cast: _Cast) -> None:
     result = verify_bundle(bundle.read_bytes(), load_public_key(key.read_bytes()))
     table = Table("server time (UTC)", "sender", "message", title="The signed bundle, "
                   "checked offline with the platform's public key")
-    for message in result.messages:
-        table.add_row(str(message.get("server_time")), str(message.get("sender_user")),
-                      str(message.get("text")))
+    for attested in result.messages:
+        table.add_row(str(attested.get("server_time")), str(attested.get("sender_user")),
+                      str(attested.get("text")))
     console.print(table)
     verdict = "[green]bundle verified offline[/]" if result.ok else "[red]bundle NOT verified[/]"
     console.print(f"{verdict}: signed by attestation key {result.key_id}; the same check is "
