@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     rate_login_burst: int = 30
     rate_send_per_min: float = 3000
     rate_send_burst: int = 600
+    # Age challenges and presentations per account (a verification is ~75 ms of CPU).
+    rate_age_per_min: float = 30
+    rate_age_burst: int = 40
     # Reporting and moderation.
     evidence_retention_s: int = Field(
         default=365 * 24 * 3600, description="how long report evidence is preserved")

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -368,3 +371,21 @@ async def test_interop_with_an_issuer_built_on_anoncreds_alone(
     me = await jo.whoami()
     assert me.age.band == "under-16"
     assert me.age.issuer_id == raw.issuer_id
+
+
+async def test_covey_whoami_shows_user_devices_band_and_expiry(
+        issuer: IssuerService, people: People, tmp_path: Path) -> None:
+    kim = await people.register("kim")
+    await get_credential(kim, issuer, years_before(today(), 14))
+    people.clients.remove(kim)
+    await kim.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COVEY_")}
+    env.update(COVEY_PASSPHRASE=PASSPHRASE, COLUMNS="200")
+    result = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "covey", "whoami", "--store",
+                         str(tmp_path / "kim.db"), "--prove"],
+        capture_output=True, text=True, timeout=60, env=env)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert "kim" in out and "under-16" in out and issuer.issuer_id in out
+    assert "credentials in wallet" in out

@@ -42,6 +42,7 @@ class RateLimiter:
             "register": Limit(settings.rate_register_per_min / 60, settings.rate_register_burst),
             "login": Limit(settings.rate_login_per_min / 60, settings.rate_login_burst),
             "send": Limit(settings.rate_send_per_min / 60, settings.rate_send_burst),
+            "age": Limit(settings.rate_age_per_min / 60, settings.rate_age_burst),
         })
 
     def check(self, action: str, *keys: str, cost: float = 1.0) -> None:

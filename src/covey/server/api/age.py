@@ -7,15 +7,16 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from covey.protocol.wire import AgeChallengeRequest, AgeStatus, MeResponse
-from covey.server.api._deps import ERRORS, PrincipalDep, ServicesDep
+from covey.server.api._deps import ERRORS, LimiterDep, PrincipalDep, ServicesDep
 
 router = APIRouter(responses=ERRORS)
 
 
 @router.post("/v1/age/challenge", tags=["age"])
 async def age_challenge(body: AgeChallengeRequest, principal: PrincipalDep,
-                        services: ServicesDep) -> dict[str, Any]:
+                        services: ServicesDep, limits: LimiterDep) -> dict[str, Any]:
     """A single-use presentation request for `band`, bound to this account (5 min)."""
+    limits.check("age", f"user:{principal.user_id}")
     return await services.age.challenge(principal, body)
 
 
@@ -26,8 +27,9 @@ async def age_challenge(body: AgeChallengeRequest, principal: PrincipalDep,
                      "properties": {"nonce": {"type": "string"},
                                     "presentation": {"type": "object"}}}}}}})
 async def age_presentation(request: Request, principal: PrincipalDep,
-                           services: ServicesDep) -> AgeStatus:
+                           services: ServicesDep, limits: LimiterDep) -> AgeStatus:
     """Verify `{"nonce", "presentation"}`; the account's band changes only on success."""
+    limits.check("age", f"user:{principal.user_id}")
     return await services.age.present(principal, await request.body())
 
 
