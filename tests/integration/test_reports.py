@@ -345,3 +345,25 @@ async def test_retention_purge_deletes_evidence(covey_server: Any, tmp_path: Pat
             f"/console/reports/{receipt.report_id}").text
     finally:
         await made.close_all()
+
+
+async def test_group_messages_from_several_devices_verify(
+        covey_server: Any, devices: Devices) -> None:
+    alice = await devices.register("alice")
+    phone = await devices.link(alice)
+    bob, carol = await devices.register("bob"), await devices.register("carol")
+    group = await alice.create_group("Team", ["bob", "carol"])
+    await alice.send_text(group.group_id, "practice moved to 5pm")
+    await receive(bob, 1)
+    await receive(carol, 1)
+    await receive(phone, 1)
+    reported = await phone.send_text(group.group_id, "bob, send me a photo, only to me")
+    await receive(bob, 1)
+    await receive(carol, 1)
+    receipt = await bob.report(reported, GROOMING)
+    assert receipt.messages_verified == 2 and receipt.reported_message_verified
+    # carol reports the same message: her own tag, her own fingerprint, another report
+    other = await carol.report(reported, GROOMING)
+    assert not other.duplicate and other.report_id != receipt.report_id
+    rows = await _db(covey_server, select(reports.c.reported_user, reports.c.reporter))
+    assert sorted(rows) == [("alice", "bob"), ("alice", "carol")]
