@@ -367,3 +367,19 @@ async def test_group_messages_from_several_devices_verify(
     assert not other.duplicate and other.report_id != receipt.report_id
     rows = await _db(covey_server, select(reports.c.reported_user, reports.c.reporter))
     assert sorted(rows) == [("alice", "bob"), ("alice", "carol")]
+
+
+async def test_a_report_may_exceed_the_envelope_limit_but_not_its_own(
+        covey_server: Any, devices: Devices) -> None:
+    alice, bob = await devices.register("alice"), await devices.register("bob")
+    last = ""
+    for i in range(11):
+        last = await alice.send_text("bob", f"generated long message {i} " + "y" * 40_000)
+        await receive(bob, 1)
+    receipt = await bob.report(last, ReportCategory.SPAM)  # ~600 KB of evidence
+    assert receipt.messages_verified == 11
+    answer = await asyncio.to_thread(
+        httpx.post, f"{covey_server.url}/v1/reports", content=b"{" + b" " * (5 * 2**20) + b"}",
+        headers={"Authorization": f"Bearer {bob._api.token}",
+                 "Content-Type": "application/json"}, trust_env=False, timeout=30)
+    assert answer.status_code == 413

@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None, *, fanout: Fanout | None = None
                   description="End-to-end encrypted relay: see docs/protocol.md")
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_envelope_bytes,
-                       exempt_prefixes=("/v1/blobs",))
+                       exempt_prefixes=("/v1/blobs", "/v1/reports"))
     for router in ROUTERS:
         app.include_router(router)
     include_reporting(app)

@@ -10,18 +10,37 @@ import contextlib
 from dataclasses import dataclass, field
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from covey.server.api import reports as reports_api
+from covey.server.api.limits import BodyLimitMiddleware
 from covey.server.services import Services, load_or_create_server_key
 from covey.server.services.moderation import ModerationService
 from covey.server.services.reports import ReportService
 from covey.server.storage.reports_repo import ReportRepository
 from covey.settings import Settings
 
+# A report carries up to 11 messages of up to 64 KiB of text each, JSON-escaped.
+MAX_REPORT_BYTES = 4 * 1024 * 1024
+
+
+class ReportBodyLimit(BodyLimitMiddleware):
+    """The body limit for `/v1/reports` only (the relay's own limit exempts it)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        super().__init__(app, MAX_REPORT_BYTES, ())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v1/reports"):
+            await super().__call__(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
 
 def include_reporting(app: FastAPI) -> None:
     from covey.web import router as console_router
 
+    app.add_middleware(ReportBodyLimit)
     app.include_router(reports_api.router)
     app.include_router(console_router)
 
