@@ -27,7 +27,7 @@ from covey.moderation.wire import ReportSubmission
 from covey.server.storage.engine import create_engine
 from covey.server.storage.schema_reports import audit_log, reports
 from tests.integration._console import console_login, create_console_user
-from tests.integration.test_client_e2e import Devices, receive
+from tests.integration.test_client_e2e import PASSPHRASE, Devices, receive
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -383,3 +383,20 @@ async def test_a_report_may_exceed_the_envelope_limit_but_not_its_own(
         headers={"Authorization": f"Bearer {bob._api.token}",
                  "Content-Type": "application/json"}, trust_env=False, timeout=30)
     assert answer.status_code == 413
+
+
+async def test_covey_report_command(covey_server: Any, devices: Devices) -> None:
+    _, bob, ids = await _conversation(devices)
+    store = bob.core.store._conn.execute("PRAGMA database_list").fetchone()[2]
+    await devices.close(bob)
+    result = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "covey", "report", ids[-1], "--store", store,
+                         "--category", "grooming_or_enticement", "--comment", "please help",
+                         "--block"],
+        capture_output=True, text=True, timeout=60,
+        env={"COVEY_PASSPHRASE": PASSPHRASE, "COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "filed" in result.stdout and "5 of 6 messages verified" in result.stdout
+    assert "sender blocked" in result.stdout
+    rows = await _db(covey_server, select(reports.c.category, reports.c.reporter))
+    assert rows == [("grooming_or_enticement", "bob")]
