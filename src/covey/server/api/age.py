@@ -9,7 +9,8 @@ from fastapi import APIRouter, Request
 from covey.protocol.wire import AgeChallengeRequest, AgeStatus, MeResponse
 from covey.server.api._deps import ERRORS, LimiterDep, PrincipalDep, ServicesDep
 
-router = APIRouter(responses=ERRORS)
+router = APIRouter(responses={
+    **ERRORS, 410: {**ERRORS[400], "description": "the age challenge has expired"}})
 
 
 @router.post("/v1/age/challenge", tags=["age"])

@@ -35,10 +35,12 @@ _FILE_CHECK_INTERVAL_S = 0.5
 
 
 class AgeVerificationUnavailable(CoveyError):
-    """No trust registry is configured (or it is empty): nobody can prove an age band."""
+    """No trust registry is configured (or it is empty): nobody can prove an age band.
+
+    409 rather than 503: the request is fine, the server's configuration refuses it."""
 
     code = "age_verification_unavailable"
-    status = 503
+    status = 409
 
 
 class RegistrySource:
