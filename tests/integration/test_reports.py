@@ -400,3 +400,23 @@ async def test_covey_report_command(covey_server: Any, devices: Devices) -> None
     assert "sender blocked" in result.stdout
     rows = await _db(covey_server, select(reports.c.category, reports.c.reporter))
     assert rows == [("grooming_or_enticement", "bob")]
+
+
+def test_console_bad_input_is_never_a_server_error(covey_server: Any) -> None:
+    create_console_user(covey_server, "mod", "moderator")
+    with httpx.Client(base_url=covey_server.url, trust_env=False) as anonymous:
+        page = anonymous.get("/console/login")
+        token = page.cookies.get("covey_login_csrf")
+        for username in ("nul\x00name", "x" * 500, "", "mod"):
+            answer = anonymous.post("/console/login", data={
+                "csrf": token, "username": username, "password": "wrong\x00password"})
+            assert answer.status_code == 303 and "error=" in answer.headers["location"]
+        assert anonymous.get("/console/").status_code == 303  # not logged in
+    mod, csrf = console_login(covey_server, "mod")
+    for report_id in ("rep_unknown", "rep_%00", "x" * 300, "rep_" + "0" * 24):
+        assert mod.get(f"/console/reports/{report_id}").status_code == 404
+        answer = mod.post(f"/console/reports/{report_id}/action",
+                          data={"csrf": csrf, "action": "dismiss"})
+        assert answer.status_code == 303 and "error=" in answer.headers["location"]
+        assert mod.get(f"/console/reports/{report_id}/files/x.zip").status_code == 404
+    assert mod.post("/console/reports/rep_x/action", content=b"\xff" * 20_000).status_code == 403

@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import hmac
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,7 @@ Role = Literal["moderator", "admin"]
 ROLES: tuple[Role, ...] = ("moderator", "admin")
 OPEN_STATUSES = ("open",)
 ACTIONS = ("dismiss", "warn", "suspend", "escalate")
+_REPORT_ID = re.compile(r"rep_[0-9a-f]{24}")
 _HASHER = PasswordHasher()
 # A fixed hash to verify against for unknown users, so timing does not reveal names.
 _DUMMY_HASH = _HASHER.hash("covey-no-such-moderator")
@@ -147,15 +149,16 @@ class ModerationService:
 
     async def login(self, username: str, password: str) -> tuple[str, ConsoleSession]:
         """A new session token and its session; 401 on a wrong name or password."""
-        row = await self.store.get_moderator(username) if len(username) <= 64 else None
+        known = 0 < len(username) <= 64 and username.isprintable()
+        row = await self.store.get_moderator(username) if known else None
         try:
             await asyncio.to_thread(_HASHER.verify,
                                     row.password_hash if row else _DUMMY_HASH, password)
         except (VerificationError, InvalidHashError):
             row = None
         if row is None:
-            await self.store.audit(AuditRow(now_ms(), f"anonymous:{username[:64]}",
-                                            "login_failed", None, ""))
+            await self.store.audit(AuditRow(now_ms(), "anonymous", "login_failed", None,
+                                            f"username {_printable(username)!r}"))
             raise Unauthorized("wrong username or password", code="bad_login")
         token = secrets.token_urlsafe(32)
         csrf = secrets.token_urlsafe(32)
@@ -191,7 +194,7 @@ class ModerationService:
         return rows
 
     async def view(self, session: ConsoleSession, report_id: str) -> ReportView:
-        row = await self.store.get_report(report_id)
+        row = await self._report(report_id)
         if row is None:
             raise NotFound("no such report", code="unknown_report")
         verification = await self._reports.reverify(report_id)
@@ -206,7 +209,7 @@ class ModerationService:
         if action not in ACTIONS:
             raise InvalidInput(f"action must be one of {', '.join(ACTIONS)}",
                                code="bad_action")
-        row = await self.store.get_report(report_id)
+        row = await self._report(report_id)
         if row is None:
             raise NotFound("no such report", code="unknown_report")
         now = now_ms()
@@ -225,6 +228,11 @@ class ModerationService:
         bundle_id, _ = await self.escalate(session, row)
         return (f"Escalated: evidence bundle {bundle_id} signed, CyberTipline XML validated "
                 "against the schema.")
+
+    async def _report(self, report_id: str) -> ReportRow | None:
+        if not _REPORT_ID.fullmatch(report_id):
+            return None
+        return await self.store.get_report(report_id)
 
     async def escalate(self, session: ConsoleSession, row: ReportRow) -> tuple[str, str]:
         verification = await self._reports.reverify(row.report_id)
@@ -259,7 +267,8 @@ class ModerationService:
 
     async def escalation_file(self, session: ConsoleSession, report_id: str,
                               name: str) -> Path:
-        found = await self.store.escalation(report_id)
+        found = await self.store.escalation(report_id) if _REPORT_ID.fullmatch(
+            report_id) else None
         if found is None or name not in _package_names(Path(found[1])):
             raise NotFound("no such escalation file", code="unknown_file")
         await self.store.audit(AuditRow(now_ms(), session.actor, "download", report_id, name))
@@ -291,6 +300,10 @@ def _transparency_rows(rows: list[ReportRow]) -> list[TransparencyRow]:
 async def transparency_from_store(store: ReportRepository) -> dict[str, Any]:
     """The counts without a console session (the `covey transparency` command)."""
     return transparency_counts(_transparency_rows(await store.all_reports()))
+
+
+def _printable(text: str) -> str:
+    return "".join(ch for ch in text[:64] if ch.isprintable())
 
 
 def _role(value: str) -> Role:

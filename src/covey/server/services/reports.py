@@ -251,7 +251,7 @@ class ReportService:
     async def purge_once(self) -> list[str]:
         purged = await self.store.purge_evidence(now_ms())
         if purged:
-            for directory in await self.store.expired_escalations(purged):
+            for directory in await self.store.escalation_directories(purged):
                 await asyncio.to_thread(shutil.rmtree, directory, True)
             log.info("purged the evidence of %d reports", len(purged))
         return purged

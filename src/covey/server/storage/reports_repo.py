@@ -260,7 +260,7 @@ class ReportRepository:
                 r.escalations.c.report_id == report_id))).first()
         return None if row is None else (str(row[0]), str(row[1]))
 
-    async def expired_escalations(self, report_ids: Sequence[str]) -> list[str]:
+    async def escalation_directories(self, report_ids: Sequence[str]) -> list[str]:
         async with self._engine.connect() as conn:
             return [str(x[0]) for x in await conn.execute(select(
                 r.escalations.c.directory).where(
