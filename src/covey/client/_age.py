@@ -19,7 +19,6 @@ import httpx
 from covey.age import (
     UNDER_16_HORIZONS,
     AgeBand,
-    AgeError,
     HeldCredential,
     LinkSecret,
     TrustedIssuer,
@@ -29,6 +28,7 @@ from covey.age import (
 from covey.client._core import ClientError
 from covey.client._store import Store
 from covey.client._transport import Api
+from covey.errors import CoveyError
 from covey.protocol.wire import AgeStatus
 
 log = logging.getLogger(__name__)
@@ -202,7 +202,7 @@ class AgeWallet:
             submission = await asyncio.to_thread(
                 self.wallet.present, challenge, status_lists=challenge.get("status_lists"),
                 tails_dir=self._tails_dir)
-        except AgeError as exc:  # revoked, no trusted credential, refused challenge
+        except CoveyError as exc:  # revoked, no trusted credential, refused challenge
             raise ClientError(exc.message, code=exc.code, status=exc.status) from exc
         return await self._api.age_presentation(submission)
 
@@ -211,15 +211,15 @@ class AgeWallet:
         if not self.wallet.credentials():
             return
         async with self.lock:
-            status = (await self._api.me()).age
-            now_ms = int(self._clock().timestamp() * 1000)
-            if (status.band != "unverified" and status.expires_at_ms is not None
-                    and status.expires_at_ms - now_ms > _FRESH_MARGIN_MS
-                    and (status.verified_at_ms or 0) > now_ms - _FRESH_MARGIN_MS):
-                return
             try:
+                status = (await self._api.me()).age
+                now_ms = int(self._clock().timestamp() * 1000)
+                if (status.band != "unverified" and status.expires_at_ms is not None
+                        and status.expires_at_ms - now_ms > _FRESH_MARGIN_MS
+                        and (status.verified_at_ms or 0) > now_ms - _FRESH_MARGIN_MS):
+                    return  # proven a moment ago (at registration, or by another device)
                 result = await self._prove()
-            except ClientError as exc:
+            except ClientError as exc:  # offline, revoked, refused: the server asks again
                 log.warning("could not answer the server's age challenge: %s", exc.code)
                 return
             log.info("age band %s proven", result.band)
