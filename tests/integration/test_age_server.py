@@ -104,6 +104,15 @@ def age_rows(server: Any) -> list[dict[str, Any]]:
     return asyncio.run(read())  # called through asyncio.to_thread: no loop in this thread
 
 
+def server_bytes(server: Any) -> bytes:
+    """Every byte the server keeps on disk (SQLite file and WAL, data dir, its log)."""
+    files = [p for p in server.data_dir.rglob("*") if p.is_file()] + [server.log_path]
+    if server.database_url.startswith("sqlite"):
+        database = Path(server.database_url.split("///", 1)[1])
+        files += [database, Path(f"{database}-wal")]
+    return b"".join(p.read_bytes() for p in files if p.exists())
+
+
 # --- bands -----------------------------------------------------------------------------
 
 
@@ -248,6 +257,10 @@ async def test_every_bad_input_is_a_4xx_naming_it_and_leaves_the_band(
     good = _present(gail, challenge)
     assert (await http.post("/v1/age/presentation", json=good)).status_code == 200
     baseline = (await gail.whoami()).age
+    # Nothing of the presentation is kept: not its nonce, not any of its proof values.
+    stored = await asyncio.to_thread(server_bytes, covey_server)
+    proof_value = str(good["presentation"]["proof"]["aggregated_proof"]["c_hash"])
+    assert good["nonce"].encode() not in stored and proof_value.encode() not in stored
     assert await post(good) == (409, "nonce_used")
     # a fresh proof for an already used nonce
     assert await post(_present(gail, challenge)) == (409, "nonce_used")
