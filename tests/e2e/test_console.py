@@ -80,6 +80,12 @@ async def test_moderator_escalates_a_report_in_chromium(covey_server: Any,
             await expect(page.locator("text=evidence-bundle.zip")).to_be_visible()
             await page.screenshot(path=str(ARTIFACTS / "console-report-escalated.png"),
                                   full_page=True)
+
+            await page.click("text=Transparency")
+            await expect(page.locator("h1")).to_have_text("Transparency report")
+            await expect(page.locator("img[alt='transparency charts']")).to_be_visible()
+            await page.screenshot(path=str(ARTIFACTS / "console-transparency.png"),
+                                  full_page=True)
         finally:
             await browser.close()
     assert (covey_server.data_dir / "escalations" / report_id / "evidence-bundle.zip").is_file()
