@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from covey.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from covey.moderation import (
     EspContact,
+    KnownVictim,
     ReportVerification,
     attestation_key_id,
     build_bundle,
@@ -33,7 +34,7 @@ from covey.moderation import (
 )
 from covey.moderation.transparency import TransparencyRow, transparency_counts
 from covey.server.services._common import now_ms
-from covey.server.services.reports import ReportService
+from covey.server.services.reports import UNDER_16_BAND, ReportService
 from covey.server.storage.reports_repo import (
     AuditRow,
     ModeratorRow,
@@ -243,8 +244,11 @@ class ModerationService:
         bundle = build_bundle(verification, self.attestation_key, created_at_ms=now,
                               escalated_by=session.actor, case_reference=row.report_id)
         bundle_id = str(bundle.manifest["bundle_id"])
+        victims = [KnownVictim(row.reporter, "The reporter proved the under-16 age band "
+                                             "with an anonymous age credential.")
+                   ] if row.reporter_band == UNDER_16_BAND else []
         documents = build_cybertip(
-            verification, bundle_id=bundle_id, reporting_person=EspContact(
+            verification, bundle_id=bundle_id, victims=victims, reporting_person=EspContact(
                 *_split_name(self._settings.esp_contact_name),
                 self._settings.esp_contact_email))
         schema = self._cybertip_schema()
