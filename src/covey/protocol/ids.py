@@ -22,7 +22,7 @@ UserId = Annotated[str, StringConstraints(pattern=USER_ID_PATTERN)]
 DeviceId = Annotated[str, StringConstraints(pattern=DEVICE_ID_PATTERN)]
 MessageId = Annotated[str, StringConstraints(pattern=MESSAGE_ID_PATTERN)]
 GroupId = Annotated[str, StringConstraints(pattern=GROUP_ID_PATTERN)]
-ConversationId = Annotated[str, StringConstraints(pattern=f"^{CONVERSATION_ID_PATTERN}$")]
+ConversationId = Annotated[str, StringConstraints(pattern=f"^(?:{CONVERSATION_ID_PATTERN})$")]
 BlobId = Annotated[str, StringConstraints(pattern=BLOB_ID_PATTERN)]
 
 
