@@ -71,7 +71,7 @@ def _escalate(cast: _Cast, report_id: str, out: Path) -> tuple[str, Path, Path]:
 
 
 async def scene_reports(console: Console, cast: _Cast) -> None:
-    console.rule("[bold]5. Reporting: verified evidence, escalation, offline check")
+    console.rule("[bold]6. Reporting: verified evidence, escalation, offline check")
     stranger = await Client.register(cast.server.url, "stranger", cast.store("stranger"),
                                      cast.passphrase("stranger"))
     dana = await Client.register(cast.server.url, "dana", cast.store("dana"),
