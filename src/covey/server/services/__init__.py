@@ -8,7 +8,7 @@ from pathlib import Path
 
 from covey.protocol.secrets import ServerFrankingKey
 from covey.server.fanout import Fanout
-from covey.server.services._common import Principal
+from covey.server.services._common import Principal, load_or_create_secret_file
 from covey.server.services.accounts import AccountService, DeviceDirectory
 from covey.server.services.age import AgeService
 from covey.server.services.auth import AuthService
@@ -37,19 +37,7 @@ class Services:
 
 def load_or_create_server_key(path: Path) -> ServerFrankingKey:
     """The 32-byte franking key; created 0600 on first start, never rewritten."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raw = path.read_bytes()
-        return ServerFrankingKey(raw)
-    try:
-        raw = os.urandom(32)
-        os.write(fd, raw)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return ServerFrankingKey(raw)
+    return ServerFrankingKey(load_or_create_secret_file(path, lambda: os.urandom(32)))
 
 
 def build_services(settings: Settings, repo: Repository, fanout: Fanout) -> Services:

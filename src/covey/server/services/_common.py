@@ -1,11 +1,14 @@
 """Helpers shared by the services: the authenticated principal, the clock, hashing of
-bearer secrets, and Ed25519 checks through vodozemac."""
+bearer secrets, Ed25519 checks through vodozemac, and the server's secret key files."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import vodozemac
 
@@ -20,6 +23,24 @@ class Principal:
     device_id: str
     device_pk: int
     token_expires_ms: int = 0
+
+
+def load_or_create_secret_file(path: Path, create: Callable[[], bytes]) -> bytes:
+    """The bytes of a secret key file; on first use `create()` is written with mode 0600.
+
+    O_EXCL makes creation atomic, so two processes starting together agree on one key."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes()
+    try:
+        data = create()
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return data
 
 
 def now_ms() -> int:

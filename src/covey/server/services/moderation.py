@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import os
 import re
 import secrets
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from covey.moderation import (
     public_key_pem,
 )
 from covey.moderation.transparency import TransparencyRow, transparency_counts
-from covey.server.services._common import now_ms
+from covey.server.services._common import load_or_create_secret_file, now_ms
 from covey.server.services.reports import UNDER_16_BAND, ReportService
 from covey.server.storage.reports_repo import (
     AuditRow,
@@ -62,22 +61,12 @@ def hash_password(password: str) -> str:
 
 def load_or_create_attestation_key(path: Path) -> Ed25519PrivateKey:
     """The platform's Ed25519 attestation key (PKCS#8 PEM, 0600), created on first use."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        if not isinstance(key, Ed25519PrivateKey):
-            raise InvalidInput(f"{path} is not an Ed25519 private key") from None
-        return key
-    key = Ed25519PrivateKey.generate()
-    try:
-        os.write(fd, key.private_bytes(serialization.Encoding.PEM,
-                                       serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    pem = load_or_create_secret_file(path, lambda: Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    key = serialization.load_pem_private_key(pem, password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise InvalidInput(f"{path} is not an Ed25519 private key")
     return key
 
 

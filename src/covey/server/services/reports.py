@@ -25,7 +25,7 @@ from covey.moderation import Report, ReportVerification, verify_report
 from covey.protocol import b64decode, b64encode
 from covey.protocol.ids import dm_participants
 from covey.protocol.secrets import ServerFrankingKey
-from covey.server.services._common import Principal, now_ms
+from covey.server.services._common import Principal, load_or_create_secret_file, now_ms
 from covey.server.services.blobs import BlobService
 from covey.server.storage.reports_repo import AuditRow, NewReport, ReportRepository, ReportRow
 from covey.server.storage.schema import metadata
@@ -65,20 +65,9 @@ def _aad(report_id: str) -> bytes:
 
 
 def _load_or_create_key(path: Path) -> bytes:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raw = path.read_bytes()
-        if len(raw) != 32:
-            raise CryptoError(f"{path} must hold exactly 32 bytes", code="bad_key_file") from None
-        return raw
-    try:
-        raw = os.urandom(32)
-        os.write(fd, raw)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    raw = load_or_create_secret_file(path, lambda: os.urandom(32))
+    if len(raw) != 32:
+        raise CryptoError(f"{path} must hold exactly 32 bytes", code="bad_key_file")
     return raw
 
 
