@@ -8,17 +8,14 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from covey.age import Issuer, ManualApproval
 from covey.client import Client
-from covey.server.process import free_port
+from covey.server.process import free_port, wait_until_healthy
 
 PASSPHRASE = "age integration passphrase"
 FAST_SCRYPT = 2**12
@@ -56,14 +53,9 @@ class IssuerService:
             [sys.executable, "-m", "covey", "issuer", "serve", "--dir", str(self.dir),
              "--port", str(self.port)], stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        raise RuntimeError("the issuer service did not start")
+        if not wait_until_healthy(self.url, self.proc):
+            raise RuntimeError("the issuer service did not start")
+        return self
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

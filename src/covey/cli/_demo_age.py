@@ -20,7 +20,7 @@ from rich.table import Table
 
 from covey.age import years_before
 from covey.client import Client, ClientError
-from covey.server.process import ServerProcess, free_port
+from covey.server.process import ServerProcess, free_port, wait_until_healthy
 
 WAIT_S = 60.0
 
@@ -63,14 +63,8 @@ class _Issuer:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "covey", "issuer", "serve", "--dir", str(self.dir),
                  "--port", str(self.port)], stdout=log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        raise RuntimeError("the issuer service did not start")
+        if not wait_until_healthy(self.url, self.proc):
+            raise RuntimeError("the issuer service did not start")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -22,6 +22,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_until_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> bool:
+    """Poll `url`/healthz until it answers 200 (True), or the process exits or time runs
+    out (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
 class ServerProcess:
     """A `covey server` subprocess bound to one database, data dir and loopback port."""
 
@@ -55,17 +71,10 @@ class ServerProcess:
                  "--port", str(self.port), "--database-url", self.database_url,
                  "--data-dir", str(self.data_dir)],
                 env=full_env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"covey server exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
+        if wait_until_healthy(self.url, self.proc, timeout):
+            return self
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"covey server exited with {self.proc.returncode}:\n{self.log()}")
         self.kill()
         raise RuntimeError(f"covey server did not become healthy:\n{self.log()}")
 
