@@ -34,8 +34,10 @@ def covey(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 class IssuerService:
     """`covey issuer init` + `covey issuer serve` in a child process + `publish`."""
 
-    def __init__(self, root: Path, issuer_id: str = "did:web:school.example") -> None:
+    def __init__(self, root: Path, issuer_id: str = "did:web:school.example", *,
+                 capacity: int = 100) -> None:
         self.root = root
+        self.capacity = capacity
         self.dir = root / "issuer"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -45,7 +47,7 @@ class IssuerService:
 
     def start(self) -> IssuerService:
         covey("issuer", "init", "--dir", str(self.dir), "--id", self.issuer_id,
-              "--url", self.url, "--capacity", "100")
+              "--url", self.url, "--capacity", str(self.capacity))
         self.publish()
         log = (self.root / "issuer.log").open("ab")
         env = {k: v for k, v in os.environ.items() if not k.startswith("COVEY_")}

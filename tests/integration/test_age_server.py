@@ -197,6 +197,43 @@ async def test_expiry_and_reproof_without_waiting(issuer: IssuerService, people:
     await wait_for(reproven, 30)
 
 
+async def test_a_connected_device_is_asked_before_its_band_expires_and_proves_again(
+        issuer: IssuerService, people: People, covey_server: Any) -> None:
+    """The background task, not a reconnect: the device stays connected throughout."""
+    # Bands last a day here, and the server wants a fresh proof once less than a day minus
+    # 3 s is left: a band proven now enters that window 3 s later. It looks every 0.2 s.
+    covey_server.restart(env={"COVEY_AGE_BAND_VALIDITY_DAYS": "1",
+                              "COVEY_AGE_REPROOF_BEFORE_S": str(86400 - 3),
+                              "COVEY_AGE_NOTIFY_INTERVAL_S": "0.2"})
+    clock = ShiftedClock()
+    pia = await people.register("pia", age_clock=clock)
+    await pia.wait_connected()
+    await get_credential(pia, issuer, years_before(today(), 33))
+    first = await pia.prove_age()
+    assert first.band == "16+" and first.expires_at_ms is not None
+    # A device does not prove again what it proved less than a minute ago (the server may
+    # ask while a registration's proof is landing); on this device, two minutes pass.
+    clock.offset = timedelta(minutes=2)
+    answers = 0
+    answer_server = pia._age.answer_server
+
+    async def counted() -> None:
+        nonlocal answers
+        answers += 1
+        await answer_server()
+
+    pia._age.answer_server = counted  # type: ignore[method-assign]
+
+    async def proven_again() -> bool:
+        me = (await pia.whoami()).age
+        return (me.band == "16+" and (me.verified_at_ms or 0) > (first.verified_at_ms or 0)
+                and (me.expires_at_ms or 0) > (first.expires_at_ms or 0))
+
+    # No prove_age() call and no reconnect: the server's frame, the client's own answer.
+    await wait_for(proven_again, 30)
+    assert answers >= 1 and pia.connected
+
+
 async def test_under_16_who_turns_16_proves_16_plus(issuer: IssuerService, people: People,
                                                    covey_server: Any) -> None:
     clock = ShiftedClock()

@@ -13,16 +13,19 @@ from typing import Any
 import pytest
 
 from covey.age import (
+    AgeBand,
     BirthDateCheck,
     CheckOutcome,
+    CredentialRevoked,
     CredentialUnknown,
     IssuanceRejected,
     Issuer,
     ManualApproval,
     OfferUnknown,
     Pending,
-    RegistryFull,
     TicketUnknown,
+    TrustRegistry,
+    Verifier,
     Wallet,
 )
 from covey.errors import CoveyError
@@ -198,14 +201,92 @@ def test_two_issuer_objects_on_one_directory_never_share_an_index(issuer: Issuer
     assert len(set(indexes)) == 3
 
 
-def test_full_registry_refuses_to_issue(issuer: Issuer, tmp_path: Path) -> None:
-    copy_dir = tmp_path / "issuer"
-    shutil.copytree(issuer.tails_path.parent.parent, copy_dir)
-    ledger = json.loads((copy_dir / "ledger.json").read_text())
+def _full_copy(issuer: Issuer, directory: Path) -> Issuer:
+    """A copy of the issuer (same keys) whose revocation registry is full."""
+    shutil.copytree(issuer.tails_path.parent.parent, directory)
+    ledger = json.loads((directory / "ledger.json").read_text())
     ledger["capacity"] = ledger["next_index"] - 1
-    (copy_dir / "ledger.json").write_text(json.dumps(ledger))
-    full = Issuer(copy_dir, DeclaredBirthDate())
+    (directory / "ledger.json").write_text(json.dumps(ledger))
+    return Issuer(directory, DeclaredBirthDate())
+
+
+def _verify(wallet: Wallet, issuer: Issuer) -> AgeBand:
+    registry = TrustRegistry.from_entries([issuer.publish()])
+    verifier = Verifier(registry)
+    submission = wallet.present(verifier.challenge(AgeBand.SIXTEEN_PLUS),
+                                status_lists=registry.status_lists(),
+                                tails_dir=issuer.tails_path.parent)
+    return verifier.verify(submission).band
+
+
+def test_a_full_registry_is_followed_by_a_new_one(issuer: Issuer, tmp_path: Path) -> None:
+    first_registry = issuer.rev_reg_def_id
+    old_holder, old_id = holder(issuer, date(1990, 5, 5))  # before the copy: registry 1
+    full = _full_copy(issuer, tmp_path / "issuer")
+    capacity = json.loads((tmp_path / "issuer" / "ledger.json").read_text())["capacity"]
+
     wallet = Wallet.create()
-    with pytest.raises(RegistryFull) as exc:
-        full.submit_request(wallet.request_credential(full.offer()), {"birth_date": "2000-01-01"})
-    assert exc.value.code == "revocation_registry_full"
+    result = full.submit_request(wallet.request_credential(full.offer()),
+                                 {"birth_date": "1991-01-01"})
+    assert result.rev_reg_def_id == full.rev_reg_def_id != first_registry
+    assert result.rev_reg_def_id.endswith("/revocation/2")
+    held = wallet.store_credential(result.message or {})
+    assert held.rev_reg_id == result.rev_reg_def_id and held.rev_reg_index == 1
+    # The new registry holds `capacity` credentials too; the third one is in registry 3.
+    later = [holder(full, date(1992, 2, 2)) for _ in range(capacity)]
+    assert later[-2][0].credentials()[0].rev_reg_id == result.rev_reg_def_id
+    assert later[-1][0].credentials()[0].rev_reg_id.endswith("/revocation/3")
+
+    # Every registry is published, oldest first; `revocation` is the one issuing.
+    entry = full.publish()
+    listed = [r["rev_reg_def_id"] for r in entry["revocation_registries"]]
+    assert listed == [first_registry, result.rev_reg_def_id,
+                      later[-1][0].credentials()[0].rev_reg_id]
+    assert entry["revocation"] == entry["revocation_registries"][-1]
+    for registry in entry["revocation_registries"]:
+        assert full.tails_file(registry["tails_hash"]) is not None
+    assert full.tails_file("not-a-tails-hash") is None
+
+    # Holders of every registry prove against the one trust-registry entry.
+    for holder_wallet in (old_holder, wallet, later[-1][0]):
+        assert _verify(holder_wallet, full) is AgeBand.SIXTEEN_PLUS
+
+    # Revoking in an old registry changes that registry's status list only.
+    before = full.publish()["revocation_registries"]
+    status_list = full.revoke(old_id)
+    assert status_list["revRegDefId"] == first_registry
+    after = full.publish()["revocation_registries"]
+    assert after[0]["status_list"] == status_list != before[0]["status_list"]
+    assert after[1:] == before[1:]
+    with pytest.raises(CredentialRevoked):
+        _verify(old_holder, full)
+    assert _verify(wallet, full) is AgeBand.SIXTEEN_PLUS
+    # And it all survives a restart.
+    assert reopen(full, ManualApproval()).is_revoked(old_id)
+    assert reopen(full, ManualApproval()).publish() == full.publish()
+
+
+def test_a_directory_from_before_rotation_still_works(issuer: Issuer, tmp_path: Path) -> None:
+    """Directories written before registries rotated: one `rev_reg_def_private`, no
+    registry per credential in the ledger."""
+    old_holder, old_id = holder(issuer, date(1980, 3, 3))
+    legacy = tmp_path / "legacy"
+    full = _full_copy(issuer, legacy)
+    private = json.loads((legacy / "private.json").read_text())
+    (only,) = private.pop("rev_reg_def_privates").values()
+    private["rev_reg_def_private"] = only
+    (legacy / "private.json").write_text(json.dumps(private))
+    ledger = json.loads((legacy / "ledger.json").read_text())
+    for key in ("rev_reg_def_id", "tails_base_url"):
+        ledger.pop(key)
+    for record in ledger["credentials"].values():
+        record.pop("rev_reg_def_id")
+    (legacy / "ledger.json").write_text(json.dumps(ledger))
+
+    full = Issuer(legacy, DeclaredBirthDate())
+    newcomer, _ = holder(full, date(1999, 9, 9))
+    assert newcomer.credentials()[0].rev_reg_id.endswith("/revocation/2")
+    assert full.revoke(old_id)["revRegDefId"] == issuer.publish()["revocation"]["rev_reg_def_id"]
+    with pytest.raises(CredentialRevoked):
+        _verify(old_holder, full)
+    assert _verify(newcomer, full) is AgeBand.SIXTEEN_PLUS

@@ -373,6 +373,26 @@ def test_revoked_credential_is_rejected(issuer: Issuer, verifier: Verifier,
                                   tails)).band is AgeBand.SIXTEEN_PLUS
 
 
+def test_witness_computed_before_the_challenge_is_used(
+        issuer: Issuer, verifier: Verifier, registry: TrustRegistry, tails: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    wallet, _ = holder(issuer, born_years_ago(33))
+    fresh = Wallet.from_bytes(wallet.to_bytes())  # as at registration: nothing cached
+    fresh.warm_up(tails)
+    computed: list[Any] = []
+    real = anoncreds.CredentialRevocationState.create
+    monkeypatch.setattr(anoncreds.CredentialRevocationState, "create",
+                        lambda *args: computed.append(args) or real(*args))
+    challenge = verifier.challenge(AgeBand.SIXTEEN_PLUS)
+    assert verifier.verify(answer(fresh, challenge, registry, tails)).band is AgeBand.SIXTEEN_PLUS
+    assert computed == []
+    # A newer status list than the one warmed up for: the proof computes its own.
+    registry.update_status_list(issuer.revoke(holder(issuer, born_years_ago(60))[1]))
+    challenge = verifier.challenge(AgeBand.SIXTEEN_PLUS)
+    assert verifier.verify(answer(fresh, challenge, registry, tails)).band is AgeBand.SIXTEEN_PLUS
+    assert len(computed) == 1
+
+
 def test_presentation_without_non_revocation_proof_is_rejected(
         adult: Wallet, verifier: Verifier, registry: TrustRegistry, tails: Path) -> None:
     submission = answer(adult, verifier.challenge(AgeBand.SIXTEEN_PLUS), registry, tails)

@@ -79,3 +79,34 @@ def test_store_file_holds_no_plaintext_or_keys(tmp_path: Path) -> None:
         assert core.store.pickle_key.raw not in raw
         for pickle in pickles:
             assert pickle.encode()[:32] not in raw
+
+
+def test_the_key_is_the_rfc_7914_scrypt_of_before(tmp_path: Path) -> None:
+    """Stores made with `cryptography`'s scrypt open with hashlib's (which lets go of the
+    GIL): same parameters, same bytes."""
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+    from covey.client._store import SCRYPT_N, SCRYPT_P, SCRYPT_R, _StoreKeys
+
+    salt = bytes(range(16))
+    ours = _StoreKeys.derive(PASSPHRASE, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
+    master = Scrypt(salt=salt, length=32, n=SCRYPT_N, r=SCRYPT_R,
+                    p=SCRYPT_P).derive(PASSPHRASE.encode())
+    assert _StoreKeys.from_master(master).record == ours.record
+    assert SCRYPT_N >= 2**15 and SCRYPT_R >= 8  # never weaker than it was
+
+
+async def test_a_store_created_in_the_background(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    creating = Store.create_in_background(path, PASSPHRASE, scrypt_n=TEST_SCRYPT_N)
+    assert path.exists()  # the file is there (and refusals raised) before the key
+    with pytest.raises(StoreError) as taken:
+        Store.create_in_background(path, PASSPHRASE, scrypt_n=TEST_SCRYPT_N)
+    assert taken.value.code == "store_exists"
+    store = await creating
+    store.put("notes", "a", {"n": 1})
+    store.close()
+    assert Store.open(path, PASSPHRASE).get("notes", "a") == {"n": 1}
+    with pytest.raises(StoreError) as empty:
+        Store.create_in_background(tmp_path / "t.db", "", scrypt_n=TEST_SCRYPT_N)
+    assert empty.value.code == "bad_passphrase"

@@ -140,9 +140,3 @@ class CredentialUnknown(AgeError):
     code = "credential_unknown"
     status = 404
 
-
-class RegistryFull(AgeError):
-    """Every index of the revocation registry is used; a new registry is needed."""
-
-    code = "revocation_registry_full"
-    status = 409

@@ -1,8 +1,9 @@
 """The trust registry: public material of the issuers a verifier accepts.
 
 An entry is exactly what `Issuer.publish()` returns (or what any AnonCreds issuer
-publishes): schema, credential definition and, for revocable credentials, the
-revocation registry definition and its current status list.
+publishes): schema, credential definition and, for revocable credentials, each
+revocation registry's definition and current status list (an issuer opens a new
+registry when one is full; holders of every registry keep proving).
 """
 
 from __future__ import annotations
@@ -48,22 +49,63 @@ class Revocation:
     status_list: dict[str, Any]
     tails_hash: str
     tails_location: str
+    # Parsed anoncreds objects, built once (see TrustedIssuer).
+    _objects: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.status_list.get("revRegDefId") != self.rev_reg_def_id:
+            raise InvalidInput(f"trust registry: status list is not for {self.rev_reg_def_id}")
+        self._objects["rev_reg_def"] = _load(anoncreds.RevocationRegistryDefinition,
+                                             self.rev_reg_def, "revocation registry")
+        self._objects["status_list"] = _load(anoncreds.RevocationStatusList,
+                                             self.status_list, "status list")
 
     @property
     def timestamp(self) -> int:
         return int(self.status_list["timestamp"])
 
+    @property
+    def rev_reg_def_object(self) -> Any:
+        return self._objects["rev_reg_def"]
+
+    @property
+    def status_list_object(self) -> Any:
+        return self._objects["status_list"]
+
+    @classmethod
+    def from_entry(cls, rev: Mapping[str, Any]) -> Revocation:
+        return cls(
+            rev_reg_def_id=str(rev["rev_reg_def_id"]),
+            rev_reg_def=_as_dict(rev["rev_reg_def"], "rev_reg_def"),
+            status_list=_as_dict(rev["status_list"], "status_list"),
+            tails_hash=str(rev["tails_hash"]),
+            tails_location=str(rev.get("tails_location", rev["tails_hash"])),
+        )
+
+    def to_entry(self) -> dict[str, Any]:
+        return {
+            "rev_reg_def_id": self.rev_reg_def_id,
+            "rev_reg_def": self.rev_reg_def,
+            "status_list": self.status_list,
+            "tails_hash": self.tails_hash,
+            "tails_location": self.tails_location,
+        }
+
 
 @dataclass(frozen=True)
 class TrustedIssuer:
-    """One trusted credential definition and its public material (validated)."""
+    """One trusted credential definition and its public material (validated).
+
+    A revocable credential definition has one or more revocation registries: when one
+    is full the issuer opens the next, and holders of every registry keep proving.
+    `revocations` lists them oldest first; the last is the one issuing now."""
 
     issuer_id: str
     schema_id: str
     schema: dict[str, Any]
     cred_def_id: str
     cred_def: dict[str, Any]
-    revocation: Revocation | None
+    revocations: tuple[Revocation, ...] = ()
     # Parsed anoncreds objects, built once: loading a credential definition per
     # verification would cost more than a millisecond each time.
     _objects: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -77,73 +119,81 @@ class TrustedIssuer:
         self._objects["schema"] = _load(anoncreds.Schema, self.schema, "schema")
         self._objects["cred_def"] = _load(anoncreds.CredentialDefinition, self.cred_def,
                                           "credential definition")
-        if self.revocation is not None:
-            rev = self.revocation
+        ids = [r.rev_reg_def_id for r in self.revocations]
+        if len(set(ids)) != len(ids):
+            raise InvalidInput(f"trust registry: {self.cred_def_id} lists a revocation "
+                               f"registry twice")
+        for rev in self.revocations:
             if rev.rev_reg_def.get("credDefId") != self.cred_def_id:
                 raise InvalidInput(f"trust registry: {rev.rev_reg_def_id} is not for "
                                    f"{self.cred_def_id}")
-            if rev.status_list.get("revRegDefId") != rev.rev_reg_def_id:
-                raise InvalidInput(f"trust registry: status list is not for {rev.rev_reg_def_id}")
-            self._objects["rev_reg_def"] = _load(anoncreds.RevocationRegistryDefinition,
-                                                 rev.rev_reg_def, "revocation registry")
-            self._objects["status_list"] = _load(anoncreds.RevocationStatusList,
-                                                 rev.status_list, "status list")
 
     @classmethod
     def from_entry(cls, entry: Mapping[str, Any]) -> TrustedIssuer:
-        """Build from a published entry; raises `InvalidInput` if anything is off."""
+        """Build from a published entry; raises `InvalidInput` if anything is off.
+
+        `revocation` is the registry issuing now (null: not revocable);
+        `revocation_registries`, when present, is every registry, oldest first, ending
+        with that one. An entry with `revocation` alone has just the one registry."""
         try:
-            rev = entry.get("revocation")
-            revocation = None
-            if rev is not None:
-                revocation = Revocation(
-                    rev_reg_def_id=str(rev["rev_reg_def_id"]),
-                    rev_reg_def=_as_dict(rev["rev_reg_def"], "rev_reg_def"),
-                    status_list=_as_dict(rev["status_list"], "status_list"),
-                    tails_hash=str(rev["tails_hash"]),
-                    tails_location=str(rev.get("tails_location", rev["tails_hash"])),
-                )
+            current = entry.get("revocation")
+            listed = entry.get("revocation_registries")
+            revocations: tuple[Revocation, ...]
+            if listed is None:
+                revocations = () if current is None else (Revocation.from_entry(current),)
+            else:
+                revocations = tuple(Revocation.from_entry(r) for r in listed)
+                if current is None or not revocations or (
+                        str(current["rev_reg_def_id"]) != revocations[-1].rev_reg_def_id):
+                    raise InvalidInput("trust registry: `revocation` must be the last of "
+                                       "`revocation_registries`")
             return cls(
                 issuer_id=str(entry["issuer_id"]),
                 schema_id=str(entry["schema_id"]),
                 schema=_as_dict(entry["schema"], "schema"),
                 cred_def_id=str(entry["cred_def_id"]),
                 cred_def=_as_dict(entry["cred_def"], "cred_def"),
-                revocation=revocation,
+                revocations=revocations,
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise InvalidInput(f"trust registry entry is incomplete: {exc}") from exc
 
     def to_entry(self) -> dict[str, Any]:
-        rev = self.revocation
-        return {
+        entry: dict[str, Any] = {
             "issuer_id": self.issuer_id,
             "schema_id": self.schema_id,
             "schema": self.schema,
             "cred_def_id": self.cred_def_id,
             "cred_def": self.cred_def,
-            "revocation": None if rev is None else {
-                "rev_reg_def_id": rev.rev_reg_def_id,
-                "rev_reg_def": rev.rev_reg_def,
-                "status_list": rev.status_list,
-                "tails_hash": rev.tails_hash,
-                "tails_location": rev.tails_location,
-            },
+            "revocation": None if self.revocation is None else self.revocation.to_entry(),
         }
+        if len(self.revocations) > 1:
+            entry["revocation_registries"] = [r.to_entry() for r in self.revocations]
+        return entry
+
+    @property
+    def revocation(self) -> Revocation | None:
+        """The revocation registry issuing now (None: credentials are not revocable)."""
+        return self.revocations[-1] if self.revocations else None
+
+    def registry(self, rev_reg_def_id: str | None) -> Revocation | None:
+        """One of this issuer's revocation registries, by id."""
+        return next((r for r in self.revocations if r.rev_reg_def_id == rev_reg_def_id),
+                    None)
 
     def with_status_list(self, status_list: Mapping[str, Any]) -> TrustedIssuer:
-        """A copy that accepts a newer status list of the same registry."""
-        if self.revocation is None:
-            raise InvalidInput(f"{self.cred_def_id} is not revocable")
-        current = self.revocation
+        """A copy that accepts a newer status list of one of its registries."""
         new = dict(status_list)
-        if new.get("revRegDefId") != current.rev_reg_def_id:
+        current = self.registry(new.get("revRegDefId"))
+        if current is None:
             raise InvalidInput("status list is for another revocation registry")
         if int(new.get("timestamp", 0)) < current.timestamp:
             raise InvalidInput("status list is older than the one already trusted")
-        entry = self.to_entry()
-        entry["revocation"]["status_list"] = new
-        return TrustedIssuer.from_entry(entry)
+        updated = Revocation(current.rev_reg_def_id, current.rev_reg_def, new,
+                             current.tails_hash, current.tails_location)
+        return TrustedIssuer(self.issuer_id, self.schema_id, self.schema, self.cred_def_id,
+                             self.cred_def, tuple(updated if r is current else r
+                                                  for r in self.revocations))
 
     # Parsed objects for the verifier and the wallet.
     @property
@@ -153,14 +203,6 @@ class TrustedIssuer:
     @property
     def cred_def_object(self) -> Any:
         return self._objects["cred_def"]
-
-    @property
-    def rev_reg_def_object(self) -> Any:
-        return self._objects.get("rev_reg_def")
-
-    @property
-    def status_list_object(self) -> Any:
-        return self._objects.get("status_list")
 
 
 class TrustRegistry:
@@ -223,7 +265,7 @@ class TrustRegistry:
         rev_reg_def_id = status_list.get("revRegDefId")
         with self._lock:
             for cred_def_id, issuer in self._by_cred_def.items():
-                if issuer.revocation and issuer.revocation.rev_reg_def_id == rev_reg_def_id:
+                if issuer.registry(rev_reg_def_id) is not None:
                     updated = issuer.with_status_list(status_list)
                     self._by_cred_def = {**self._by_cred_def, cred_def_id: updated}
                     return
@@ -239,6 +281,7 @@ class TrustRegistry:
         return sorted(self._by_cred_def)
 
     def status_lists(self) -> dict[str, dict[str, Any]]:
-        """Current status lists by revocation registry id: what a wallet proves against."""
-        return {i.revocation.rev_reg_def_id: i.revocation.status_list
-                for i in self._by_cred_def.values() if i.revocation is not None}
+        """Current status lists by revocation registry id (every registry of every
+        issuer): what a wallet proves against."""
+        return {r.rev_reg_def_id: r.status_list
+                for i in self._by_cred_def.values() for r in i.revocations}

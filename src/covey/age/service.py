@@ -9,7 +9,7 @@ once. Endpoints (JSON; errors are `{"error": {"code", "message"}}`):
 - `POST /v1/requests`            `{"request": <wallet request>, "evidence": {...}}` →
                                  `{"ticket_id", "status": "pending"|"issued", "message"?}`
 - `GET  /v1/requests/{ticket}`   the same answer, once decided (issued once, then gone)
-- `GET  /v1/tails/{tails_hash}`  the revocation registry's tails file
+- `GET  /v1/tails/{tails_hash}`  a revocation registry's tails file
 """
 
 from __future__ import annotations
@@ -101,8 +101,8 @@ def create_issuer_app(directory: Path, check: BirthDateCheck | None = None) -> F
 
     @app.get("/v1/tails/{tails_hash}")
     def tails(tails_hash: str) -> FileResponse:
-        path = issuer.tails_path
-        if tails_hash != path.name:
+        path = issuer.tails_file(tails_hash)  # any of the issuer's registries
+        if path is None:
             raise NotFound("no such tails file", code="unknown_tails")
         return FileResponse(path, media_type="application/octet-stream")
 

@@ -125,13 +125,21 @@ class Verifier:
 
     def challenge(self, band: AgeBand, *, subject: str | None = None,
                   horizon_days: int | None = None) -> AgeChallenge:
-        """A fresh single-use challenge for `band`, optionally bound to `subject`.
+        """A fresh single-use challenge for `band`, optionally bound to `subject`, kept in
+        this verifier's store.
 
         For under-16, `horizon_days` (one of `UNDER_16_HORIZONS`, default the longest
         within the band validity) is how long the holder must stay under the threshold;
         a holder whose birthday is closer cannot answer, and the client asks again with
         the next shorter horizon (see docs/age-assurance.md).
         """
+        challenge = self.make_challenge(band, horizon_days=horizon_days)
+        self._store.add(challenge, subject)
+        return challenge
+
+    def make_challenge(self, band: AgeBand, *, horizon_days: int | None = None) -> AgeChallenge:
+        """A fresh challenge, not stored: for callers that keep challenges elsewhere (the
+        relay's database) and answer them with `check`."""
         if band is AgeBand.UNVERIFIED:
             raise InvalidInput("'unverified' is not something to prove")
         allowed = [h for h in UNDER_16_HORIZONS if h <= self._validity.days]
@@ -142,7 +150,7 @@ class Verifier:
         if not cred_def_ids:
             raise InvalidInput("the trust registry is empty")
         now = self._clock()
-        challenge = AgeChallenge(
+        return AgeChallenge(
             nonce=str(anoncreds.generate_nonce()),
             band=band,
             predicate=band_predicate(band, now, threshold_years=self._threshold,
@@ -152,8 +160,6 @@ class Verifier:
             expires_at=now + self._ttl,
             horizon_days=horizon,
         )
-        self._store.add(challenge, subject)
-        return challenge
 
     def verify(self, submission: bytes | str | Mapping[str, Any], *,
                subject: str | None = None) -> VerifiedAge:
@@ -161,9 +167,18 @@ class Verifier:
 
         The first answer naming a challenge consumes it, whatever the outcome.
         """
-        nonce, presentation = self._parse(submission)
+        nonce, presentation = self.parse(submission)
         now = self._clock()
-        claim = self._store.claim(nonce, subject, now)
+        return self.check(self._store.claim(nonce, subject, now), presentation, now)
+
+    def check(self, claim: Claim | None, presentation: dict[str, Any],
+              now: datetime | None = None) -> VerifiedAge:
+        """Check a presentation against the challenge its nonce claimed (None: unknown).
+
+        `verify` is `parse`, a store's `claim`, then this; a caller whose store is
+        asynchronous (a database) claims itself and runs only this in a thread.
+        """
+        now = self._clock() if now is None else now
         if claim is None:
             raise NonceUnknown("no challenge with this nonce was issued to you")
         if not claim.first:
@@ -183,7 +198,9 @@ class Verifier:
         )
 
     @staticmethod
-    def _parse(submission: bytes | str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    def parse(submission: bytes | str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        """`(nonce, presentation)` from a submission; `MalformedPresentation` if it is not
+        one. Cheap: no cryptography, no store."""
         if isinstance(submission, bytes | str):
             if len(submission) > MAX_PRESENTATION_BYTES:
                 raise MalformedPresentation("presentation is too large")
@@ -231,12 +248,13 @@ class Verifier:
         if identifier.get("schema_id") != issuer.schema_id:
             raise IssuerUntrusted("the credential is not over the trusted schema")
         timestamp = identifier.get("timestamp")
-        if issuer.revocation is not None:
-            if (identifier.get("rev_reg_id") != issuer.revocation.rev_reg_def_id
-                    or not isinstance(timestamp, int)
+        if issuer.revocations:
+            registry = issuer.registry(identifier.get("rev_reg_id"))
+            if (registry is None or not isinstance(timestamp, int)
                     or not _dict(proofs[0], "proof").get("non_revoc_proof")):
-                raise ProofInvalid("a non-revocation proof is required for this issuer")
-            if timestamp != issuer.revocation.timestamp:
+                raise ProofInvalid("a non-revocation proof against one of the issuer's "
+                                   "registries is required")
+            if timestamp != registry.timestamp:
                 raise RevocationStale("the non-revocation proof is not against the current "
                                       "status list; fetch it and answer a new challenge")
         return issuer
@@ -246,9 +264,12 @@ class Verifier:
                      issuer: TrustedIssuer) -> None:
         rev_reg_defs = None
         status_lists = None
-        if issuer.revocation is not None:
-            rev_reg_defs = {issuer.revocation.rev_reg_def_id: issuer.rev_reg_def_object}
-            status_lists = [issuer.status_list_object]
+        if issuer.revocations:
+            # `_check_structure` made sure the registry is one of the issuer's.
+            registry = issuer.registry(presentation["identifiers"][0].get("rev_reg_id"))
+            assert registry is not None
+            rev_reg_defs = {registry.rev_reg_def_id: registry.rev_reg_def_object}
+            status_lists = [registry.status_list_object]
         try:
             loaded = anoncreds.Presentation.load(presentation)
         except anoncreds.AnoncredsError as exc:

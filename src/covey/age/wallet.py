@@ -7,6 +7,7 @@ secret: never log them, never send them anywhere.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import uuid
@@ -27,7 +28,7 @@ from covey.age.errors import (
     PredicateUnsatisfiable,
     WalletCorrupt,
 )
-from covey.age.registry import TrustedIssuer
+from covey.age.registry import Revocation, TrustedIssuer
 from covey.errors import InvalidInput
 
 _FORMAT = 1
@@ -178,10 +179,22 @@ class Wallet:
         if pending is None:
             raise InvalidInput("this credential answers no request of ours")
         issuer = TrustedIssuer.from_entry(pending["issuer"])
+        if message.get("issuer") is not None:
+            # The issuer's material as of issuance: it may have opened a new revocation
+            # registry since its offer. Only registries may differ, never the keys.
+            newer = TrustedIssuer.from_entry(message["issuer"])
+            if (newer.cred_def != issuer.cred_def or newer.schema != issuer.schema
+                    or newer.issuer_id != issuer.issuer_id):
+                raise InvalidInput("the credential comes with another issuer's material")
+            issuer = newer
+        registry = issuer.registry(raw.get("rev_reg_id"))
+        if raw.get("rev_reg_id") is not None and registry is None:
+            raise InvalidInput("the credential names a revocation registry the issuer did "
+                               "not publish")
         try:
             credential = anoncreds.Credential.load(raw).process(
                 pending["metadata"], self._link_secret.value, issuer.cred_def_object,
-                issuer.rev_reg_def_object)
+                None if registry is None else registry.rev_reg_def_object)
         except anoncreds.AnoncredsError as exc:
             raise InvalidInput(f"the issued credential does not check out: {exc}") from exc
         body = credential.to_dict()
@@ -223,10 +236,11 @@ class Wallet:
         if status_list is None:
             present.add_predicates(credential, PREDICATE_REFERENT)
         else:
-            if tails_dir is None or issuer.revocation is None:
+            registry = issuer.registry(held.rev_reg_id)
+            if tails_dir is None or registry is None:
                 raise InvalidInput("a revocable credential needs the issuer's tails file")
             timestamp = int(status_list["timestamp"])
-            rev_state = self._revocation_state(held, issuer, status_list, tails_dir)
+            rev_state = self._revocation_state(held, registry, status_list, tails_dir)
             present.add_predicates(credential, PREDICATE_REFERENT, timestamp=timestamp,
                                    rev_state=rev_state)
         try:
@@ -237,6 +251,24 @@ class Wallet:
         except anoncreds.AnoncredsError as exc:
             raise InvalidInput(f"cannot build the presentation: {exc}") from exc
         return {"nonce": challenge.nonce, "presentation": presentation.to_dict()}
+
+    def warm_up(self, tails_dir: Path | None) -> None:
+        """Compute the non-revocation witnesses a proof will need before its challenge
+        arrives (they depend on the status list, not on the challenge), against the
+        status lists the issuers published with the credentials. A challenge that
+        carries a newer list makes `present` compute its own; nothing else changes."""
+        if tails_dir is None:
+            return
+        for held in self._credentials:
+            index = held.rev_reg_index
+            registry = TrustedIssuer.from_entry(held.issuer).registry(held.rev_reg_id)
+            if registry is None or index is None:
+                continue
+            bits = registry.status_list.get("revocationList") or []
+            if index >= len(bits) or bits[index] or not (tails_dir / registry.tails_hash).exists():
+                continue
+            with contextlib.suppress(InvalidInput):
+                self._revocation_state(held, registry, registry.status_list, tails_dir)
 
     def _choose(self, challenge: AgeChallenge, status_lists: Mapping[str, Mapping[str, Any]],
                 ) -> tuple[HeldCredential, Mapping[str, Any] | None]:
@@ -263,17 +295,16 @@ class Wallet:
             raise CredentialRevoked("the issuer has revoked this credential")
         raise NoMatchingCredential("no current status list for the credential's registry")
 
-    def _revocation_state(self, held: HeldCredential, issuer: TrustedIssuer,
+    def _revocation_state(self, held: HeldCredential, registry: Revocation,
                           status_list: Mapping[str, Any], tails_dir: Path) -> Any:
-        assert issuer.revocation is not None and held.rev_reg_index is not None
-        key = (issuer.revocation.rev_reg_def_id, int(status_list["timestamp"]),
-               held.rev_reg_index)
+        assert held.rev_reg_index is not None
+        key = (registry.rev_reg_def_id, int(status_list["timestamp"]), held.rev_reg_index)
         state = self._rev_states.get(key)
         if state is None:
-            tails = tails_dir / issuer.revocation.tails_hash
+            tails = tails_dir / registry.tails_hash
             try:
                 state = anoncreds.CredentialRevocationState.create(
-                    issuer.rev_reg_def_object, dict(status_list), held.rev_reg_index,
+                    registry.rev_reg_def_object, dict(status_list), held.rev_reg_index,
                     str(tails))
             except anoncreds.AnoncredsError as exc:
                 raise InvalidInput(f"cannot compute the non-revocation witness: {exc}") from exc

@@ -49,10 +49,12 @@ def init(
     url: Annotated[str | None, typer.Option(
         help="public base URL of `covey issuer serve` (tails files are published there)")
     ] = None,
-    capacity: Annotated[int, typer.Option(help="credentials the revocation registry holds")
-                        ] = 1000,
+    capacity: Annotated[int, typer.Option(
+        help="credentials a revocation registry holds (a full one is followed by another)")
+    ] = 1000,
 ) -> None:
-    """Create the schema, a revocable credential definition and a revocation registry."""
+    """Create the schema, a revocable credential definition and a revocation registry
+    (more follow, each of `--capacity`, as they fill)."""
     from covey.age import Issuer, ManualApproval
     from covey.errors import CoveyError
 
@@ -130,11 +132,17 @@ def approve(
     except ValueError as exc:
         raise _fail(f"not a date: {birth_date!r} (YYYY-MM-DD)") from exc
     try:
-        result = _open(directory).approve(ticket_id, day)
+        issuer = _open(directory)
+        issuing = issuer.rev_reg_def_id
+        result = issuer.approve(ticket_id, day)
     except CoveyError as exc:
         raise _fail(f"{exc.code}: {exc.message}") from exc
     console.print(f"[green]✓[/] approved {ticket_id}: credential [bold]{result.credential_id}"
                   f"[/] (keep this id to revoke it; the birth date is not kept)")
+    if result.rev_reg_def_id not in (None, issuing):
+        console.print(f"[yellow]![/] the revocation registry was full: this credential is in "
+                      f"a new one, {result.rev_reg_def_id}; run `covey issuer publish` so "
+                      f"servers accept it")
 
 
 @issuer_app.command("reject")
@@ -176,7 +184,8 @@ def publish(
         help="trust-registry file to add this issuer to (or update); default: print")
     ] = None,
 ) -> None:
-    """Write the trust-registry entry (public material and current status list)."""
+    """Write the trust-registry entry (public material, every revocation registry and its
+    current status list). Run it after a revocation and when a new registry opens."""
     from covey.age import TrustedIssuer, TrustRegistry
     from covey.errors import CoveyError
 

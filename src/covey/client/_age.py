@@ -62,7 +62,7 @@ class AgeWallet:
         self._store = store
         self._api = api
         self._tails_dir = tails_dir
-        self._clock = clock or (lambda: datetime.now(UTC))
+        self._clock = clock or _utcnow
         self.lock = asyncio.Lock()
         self._wallet: Wallet | None = None
 
@@ -86,6 +86,12 @@ class AgeWallet:
         """Replace this device's wallet (e.g. one filled before registering)."""
         data = wallet.to_bytes() if isinstance(wallet, Wallet) else wallet
         self._wallet = Wallet.from_bytes(data, clock=self._clock)
+        self.save()
+
+    def keep(self, wallet: Wallet) -> None:
+        """Make `wallet` (loaded with this device's clock) this device's wallet: the
+        object itself, as a proof may still be running with it (registration)."""
+        self._wallet = wallet
         self.save()
 
     def credentials(self) -> list[HeldCredential]:
@@ -124,35 +130,7 @@ class AgeWallet:
 
     async def _fetch_tails(self, held: HeldCredential, http: httpx.AsyncClient | None = None,
                            base: str | None = None) -> None:
-        """Download the issuer's (public) tails file once, from the issuer we talked to or
-        from the published `tails_location`."""
-        revocation = TrustedIssuer.from_entry(held.issuer).revocation
-        if revocation is None or self._tails_dir is None:
-            return
-        path = self._tails_dir / revocation.tails_hash
-        if path.exists():
-            return
-        if http is not None and base is not None:
-            url = f"{base}{revocation.tails_hash}"
-        elif revocation.tails_location.startswith(("http://", "https://")):
-            url = revocation.tails_location
-        else:
-            return  # the wallet's present() names the missing file
-        try:
-            if http is not None:
-                response = await http.get(url)
-            else:
-                async with httpx.AsyncClient(trust_env=False, timeout=ISSUER_TIMEOUT_S) as h:
-                    response = await h.get(url)
-        except httpx.TransportError as exc:
-            raise IssuerError(f"cannot fetch the tails file: {type(exc).__name__}",
-                              code="issuer_offline") from exc
-        if response.status_code >= 400:
-            raise _issuer_error(response)
-        self._tails_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".part")
-        tmp.write_bytes(response.content)
-        tmp.replace(path)
+        await fetch_tails(held, self._tails_dir, http, base)
 
     @staticmethod
     async def _issuer(http: httpx.AsyncClient, method: str, path: str,
@@ -171,18 +149,7 @@ class AgeWallet:
 
     def provable_band(self) -> tuple[AgeBand, int | None] | None:
         """The band this wallet can prove now (and the under-16 horizon), if any."""
-        now = self._clock()
-        births = [c.birthdate_dateint for c in self.wallet.credentials()]
-        if not births:
-            return None
-        adult = band_predicate(AgeBand.SIXTEEN_PLUS, now)
-        if any(adult.holds_for(b) for b in births):
-            return AgeBand.SIXTEEN_PLUS, None
-        for horizon in UNDER_16_HORIZONS:
-            predicate = band_predicate(AgeBand.UNDER_16, now, horizon_days=horizon)
-            if any(predicate.holds_for(b) for b in births):
-                return AgeBand.UNDER_16, horizon
-        return None  # within a day of the 16th birthday: wait and prove 16+
+        return provable_band(self.wallet, self._clock())
 
     async def prove(self) -> AgeStatus:
         """Ask the server for a challenge for our band and answer it."""
@@ -190,21 +157,7 @@ class AgeWallet:
             return await self._prove()
 
     async def _prove(self) -> AgeStatus:
-        chosen = self.provable_band()
-        if chosen is None:
-            raise ClientError("the wallet holds no credential that can prove a band now",
-                              code="no_age_credential")
-        band, horizon = chosen
-        for held in self.wallet.credentials():
-            await self._fetch_tails(held)
-        challenge = await self._api.age_challenge(band.value, horizon)
-        try:
-            submission = await asyncio.to_thread(
-                self.wallet.present, challenge, status_lists=challenge.get("status_lists"),
-                tails_dir=self._tails_dir)
-        except CoveyError as exc:  # revoked, no trusted credential, refused challenge
-            raise ClientError(exc.message, code=exc.code, status=exc.status) from exc
-        return await self._api.age_presentation(submission)
+        return await prove_band(self.wallet, self._api, self._tails_dir, self._clock)
 
     async def answer_server(self) -> None:
         """The server asked for a fresh proof: give one unless it is already fresh."""
@@ -223,3 +176,97 @@ class AgeWallet:
                 log.warning("could not answer the server's age challenge: %s", exc.code)
                 return
             log.info("age band %s proven", result.band)
+
+
+# --- the steps, on a wallet and a connection (also used before a device has a store) ------
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+async def prove_at_registration(wallet: Wallet, api: Api, tails_dir: Path | None,
+                                clock: Callable[[], datetime] | None) -> None:
+    """A new device's first proof, begun before its store is ready; a failure leaves the
+    account registered and unverified (the server asks again when it connects)."""
+    try:
+        status = await prove_band(wallet, api, tails_dir, clock or _utcnow)
+    except ClientError as exc:
+        log.warning("age proof at registration failed: %s", exc.code)
+        return
+    log.info("age band %s proven at registration", status.band)
+
+
+def provable_band(wallet: Wallet, now: datetime) -> tuple[AgeBand, int | None] | None:
+    """The band `wallet` can prove at `now` (and the under-16 horizon), if any."""
+    births = [c.birthdate_dateint for c in wallet.credentials()]
+    if not births:
+        return None
+    adult = band_predicate(AgeBand.SIXTEEN_PLUS, now)
+    if any(adult.holds_for(b) for b in births):
+        return AgeBand.SIXTEEN_PLUS, None
+    for horizon in UNDER_16_HORIZONS:
+        predicate = band_predicate(AgeBand.UNDER_16, now, horizon_days=horizon)
+        if any(predicate.holds_for(b) for b in births):
+            return AgeBand.UNDER_16, horizon
+    return None  # within a day of the 16th birthday: wait and prove 16+
+
+
+async def prove_band(wallet: Wallet, api: Api, tails_dir: Path | None,
+                     clock: Callable[[], datetime]) -> AgeStatus:
+    """Ask the server for a challenge for the band `wallet` can prove, and answer it."""
+    chosen = provable_band(wallet, clock())
+    if chosen is None:
+        raise ClientError("the wallet holds no credential that can prove a band now",
+                          code="no_age_credential")
+    band, horizon = chosen
+    for held in wallet.credentials():
+        await fetch_tails(held, tails_dir)
+    # The witness does not depend on the challenge: computed while the challenge travels.
+    challenge, _ = await asyncio.gather(api.age_challenge(band.value, horizon),
+                                        asyncio.to_thread(wallet.warm_up, tails_dir))
+    try:
+        # ~0.1 s of CPU in anoncreds, which lets go of the GIL.
+        submission = await asyncio.to_thread(
+            wallet.present, challenge, status_lists=challenge.get("status_lists"),
+            tails_dir=tails_dir)
+    except CoveyError as exc:  # revoked, no trusted credential, refused challenge
+        raise ClientError(exc.message, code=exc.code, status=exc.status) from exc
+    return await api.age_presentation(submission)
+
+
+async def fetch_tails(held: HeldCredential, tails_dir: Path | None,
+                      http: httpx.AsyncClient | None = None, base: str | None = None) -> None:
+    """Download the issuer's (public) tails file for `held` once, from the issuer we
+    talked to or from the published `tails_location`."""
+    registry = TrustedIssuer.from_entry(held.issuer).registry(held.rev_reg_id)
+    if registry is None or tails_dir is None:
+        return
+    path = tails_dir / registry.tails_hash
+    if path.exists():
+        return
+    if http is not None and base is not None:
+        url = f"{base}{registry.tails_hash}"
+    elif registry.tails_location.startswith(("http://", "https://")):
+        url = registry.tails_location
+    else:
+        return  # the wallet's present() names the missing file
+    try:
+        if http is not None:
+            response = await http.get(url)
+        else:
+            async with httpx.AsyncClient(trust_env=False, timeout=ISSUER_TIMEOUT_S) as h:
+                response = await h.get(url)
+    except httpx.TransportError as exc:
+        raise IssuerError(f"cannot fetch the tails file: {type(exc).__name__}",
+                          code="issuer_offline") from exc
+    if response.status_code >= 400:
+        raise _issuer_error(response)
+    _save(path, response.content)
+
+
+def _save(path: Path, content: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".part")
+    tmp.write_bytes(content)
+    tmp.replace(path)

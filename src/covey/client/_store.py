@@ -7,6 +7,7 @@ HMACs, so no handle or message id appears in the file) and the vodozemac pickle 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -22,7 +23,6 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from covey.crypto import PickleKey
 from covey.errors import CoveyError
@@ -63,7 +63,14 @@ class _StoreKeys:
 
     @classmethod
     def derive(cls, passphrase: str, salt: bytes, n: int, r: int, p: int) -> _StoreKeys:
-        master = Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase.encode("utf-8"))
+        # hashlib's scrypt (OpenSSL, RFC 7914: the same bytes as `cryptography`'s) lets go
+        # of the GIL, so a key derived in a thread does not stall the event loop.
+        master = hashlib.scrypt(passphrase.encode("utf-8"), salt=salt, n=n, r=r, p=p,
+                                maxmem=128 * r * (n + p + 2) + (1 << 20), dklen=32)
+        return cls.from_master(master)
+
+    @classmethod
+    def from_master(cls, master: bytes) -> _StoreKeys:
         okm = HKDF(algorithm=hashes.SHA256(), length=96, salt=None,
                    info=b"covey/store-keys/v1").derive(master)
         return cls(okm[:32], okm[32:64], okm[64:])
@@ -96,15 +103,46 @@ class Store:
     def create(cls, path: str | os.PathLike[str], passphrase: str, *,
                scrypt_n: int = SCRYPT_N) -> Store:
         """A new, empty store. Refuses to overwrite an existing one."""
-        target = Path(path)
+        conn, salt = cls._new_file(Path(path), passphrase)
+        try:
+            keys = _StoreKeys.derive(passphrase, salt, scrypt_n, SCRYPT_R, SCRYPT_P)
+        except BaseException:
+            conn.close()
+            raise
+        return cls._initialise(conn, salt, keys, scrypt_n)
+
+    @classmethod
+    def create_in_background(cls, path: str | os.PathLike[str], passphrase: str, *,
+                             scrypt_n: int = SCRYPT_N) -> asyncio.Task[Store]:
+        """`create`, with the key derivation (scrypt: a tenth of a second or more) in a
+        thread. The file is made, or refused, before this returns; the task gives the
+        store. Cancelling it closes the file (the caller removes it)."""
+        conn, salt = cls._new_file(Path(path), passphrase)
+
+        async def finish() -> Store:
+            try:
+                keys = await asyncio.to_thread(_StoreKeys.derive, passphrase, salt, scrypt_n,
+                                               SCRYPT_R, SCRYPT_P)
+            except BaseException:
+                conn.close()
+                raise
+            return cls._initialise(conn, salt, keys, scrypt_n)
+
+        return asyncio.create_task(finish(), name="covey-store-key")
+
+    @classmethod
+    def _new_file(cls, target: Path, passphrase: str) -> tuple[sqlite3.Connection, bytes]:
         if target.exists() and target.stat().st_size > 0:
             raise StoreError(f"a store already exists at {target}", code="store_exists")
         if not passphrase:
             raise StoreError("the store passphrase must not be empty", code="bad_passphrase")
         conn = cls._connect(target)
         target.chmod(0o600)
-        salt = os.urandom(16)
-        keys = _StoreKeys.derive(passphrase, salt, scrypt_n, SCRYPT_R, SCRYPT_P)
+        return conn, os.urandom(16)
+
+    @classmethod
+    def _initialise(cls, conn: sqlite3.Connection, salt: bytes, keys: _StoreKeys,
+                    scrypt_n: int) -> Store:
         nonce = os.urandom(_NONCE)
         check = nonce + AESGCM(keys.record).encrypt(nonce, _CHECK, b"check")
         params = json.dumps({"n": scrypt_n, "r": SCRYPT_R, "p": SCRYPT_P}).encode()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import time
@@ -19,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from covey.age import AgeBand, MemoryChallengeStore, TrustRegistry, Verifier
+from covey.age import AgeBand, AgeChallenge, Claim, TrustRegistry, Verifier
 from covey.errors import CoveyError
 from covey.protocol.wire import AgeChallengeRequest, AgeProofNeededFrame, AgeStatus
 from covey.server.fanout import DeviceAddress, Fanout, PushFrame
@@ -30,8 +31,10 @@ from covey.settings import Settings
 
 log = logging.getLogger(__name__)
 
-_NOTIFY_INTERVAL_S = 30.0
 _FILE_CHECK_INTERVAL_S = 0.5
+# Used challenges are remembered this long after they expire, so a late replay is told
+# `nonce_used` rather than `nonce_unknown`; then the row is purged.
+_CHALLENGE_RETENTION = timedelta(hours=1)
 
 
 class AgeVerificationUnavailable(CoveyError):
@@ -53,6 +56,7 @@ class RegistrySource:
         self._is_url = bool(spec) and spec.startswith(("http://", "https://"))  # type: ignore[union-attr]
         self.registry = TrustRegistry()
         self._stamp: tuple[int, int] | None = None
+        self._fetched: bytes | None = None
         self._checked = 0.0
 
     async def current(self) -> TrustRegistry:
@@ -76,6 +80,7 @@ class RegistrySource:
         """Forget when we last looked: the next `current()` reloads (SIGHUP)."""
         self._checked = 0.0
         self._stamp = None
+        self._fetched = None
 
     def _reload_file(self) -> None:
         assert self.spec is not None
@@ -93,10 +98,53 @@ class RegistrySource:
         async with httpx.AsyncClient(timeout=10, trust_env=False) as http:
             response = await http.get(self.spec)
             response.raise_for_status()
+        digest = hashlib.sha256(response.content).digest()
+        if digest == self._fetched:
+            return  # unchanged: keep the parsed issuers (credential definitions are big)
         document = json.loads(response.content)
         if not isinstance(document, dict) or not isinstance(document.get("issuers"), list):
             raise ValueError('trust registry must be {"issuers": [...]}')
         self.registry = TrustRegistry.from_entries(document["issuers"])
+        self._fetched = digest
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+class SharedChallenges:
+    """The verifier's single-use challenges, in the database every relay process shares:
+    one process can issue a challenge and another verify its answer, once.
+
+    A challenge is stored under the SHA-256 of its nonce, without the nonce: nothing on
+    disk matches a presentation (the nonce is 80 random bits, so its hash reveals it to
+    nobody)."""
+
+    def __init__(self, storage: AgeStorage, retention: timedelta = _CHALLENGE_RETENTION,
+                 ) -> None:
+        self._storage = storage
+        self._retention = retention
+
+    @staticmethod
+    def _key(nonce: str) -> bytes:
+        return hashlib.sha256(nonce.encode("ascii")).digest()
+
+    async def add(self, challenge: AgeChallenge, subject: str) -> None:
+        body = {k: v for k, v in challenge.to_json().items()
+                if k not in ("nonce", "presentation_request")}
+        await self._storage.add_challenge(
+            self._key(challenge.nonce), subject, json.dumps(body, separators=(",", ":")),
+            _ms(challenge.expires_at),
+            purge_before_ms=_ms(challenge.issued_at - self._retention))
+
+    async def claim(self, nonce: str, subject: str) -> Claim | None:
+        """Mark the nonce used (atomically, across processes) and return its challenge;
+        None if it was never issued, or issued to another subject."""
+        found = await self._storage.claim_challenge(self._key(nonce), subject)
+        if found is None:
+            return None
+        challenge = AgeChallenge.from_json({**json.loads(found.challenge), "nonce": nonce})
+        return Claim(challenge, first=found.first)
 
 
 @dataclass(frozen=True)
@@ -114,8 +162,10 @@ class AgeService:
         self._fanout = fanout
         self._offset = timedelta(seconds=settings.age_clock_offset_s)
         self.source = RegistrySource(settings.trust_registry, settings.trust_registry_refresh_s)
+        self._challenges = SharedChallenges(storage)
+        # The verifier only makes and checks challenges; they live in `_challenges`.
         self._verifier = Verifier(
-            self.source.registry, store=MemoryChallengeStore(),
+            self.source.registry,
             threshold_years=settings.age_threshold_years,
             challenge_ttl=timedelta(seconds=settings.age_challenge_ttl_s),
             band_validity=timedelta(days=settings.age_band_validity_days),
@@ -173,8 +223,9 @@ class AgeService:
         registry = await self._registry()
         if not registry.cred_def_ids():
             raise AgeVerificationUnavailable("this server trusts no age-credential issuer")
-        challenge = self._verifier.challenge(AgeBand(request.band), subject=principal.user_id,
-                                             horizon_days=request.horizon_days)
+        challenge = self._verifier.make_challenge(AgeBand(request.band),
+                                                  horizon_days=request.horizon_days)
+        await self._challenges.add(challenge, principal.user_id)
         body = challenge.to_json()
         body["status_lists"] = registry.status_lists()
         body["threshold_years"] = self._settings.age_threshold_years
@@ -183,9 +234,13 @@ class AgeService:
     async def present(self, principal: Principal, submission: bytes) -> AgeStatus:
         """Verify a presentation; on success keep band, expiry, issuer and time only."""
         await self._registry()
-        # CL verification is ~80 ms of CPU in native code that releases the GIL.
-        verified = await asyncio.to_thread(self._verifier.verify, submission,
-                                           subject=principal.user_id)
+        nonce, presentation = Verifier.parse(submission)
+        now = self.now()
+        # The claim consumes the challenge whatever the outcome, before any cryptography.
+        claim = await self._challenges.claim(nonce, principal.user_id)
+        # CL verification is ~80-130 ms of CPU in native code that releases the GIL: in a
+        # thread, so the event loop goes on serving everyone else meanwhile.
+        verified = await asyncio.to_thread(self._verifier.check, claim, presentation, now)
         row = AgeBandRow(user_id=principal.user_id, band=verified.band.value,
                          expires_ms=int(verified.expires_at.timestamp() * 1000),
                          issuer_id=verified.issuer_id,
@@ -216,7 +271,7 @@ class AgeService:
         """Tell connected devices whose band is about to expire (or just has)."""
         last = self._now_ms()
         while True:
-            await asyncio.sleep(_NOTIFY_INTERVAL_S)
+            await asyncio.sleep(self._settings.age_notify_interval_s)
             try:
                 until = self._now_ms() + self._settings.age_reproof_before_s * 1000
                 for user_id in await self._storage.expiring(last, until):
