@@ -6,6 +6,7 @@ one to the other at several concurrencies (messages in flight between send and r
 by the receiver). Prints one JSON line per run.
 
     python benchmarks/relay.py [--n 3000] [--concurrency 1,16,64] [--database-url URL]
+                               [--safety-mode e2ee-only|safeguarded]
 """
 
 from __future__ import annotations
@@ -228,6 +229,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--server-url", default=None,
                         help="use this running server (with high send rate limits) instead")
+    parser.add_argument("--safety-mode", default="e2ee-only",
+                        choices=["e2ee-only", "safeguarded", "on-device"],
+                        help="the server's policy mode. The bench users are unverified, so "
+                        "e2ee-only relays them as a 16+ pair is relayed in every mode "
+                        "(opaque envelopes need it); safeguarded makes the end-to-end run "
+                        "seal, check and store a safety copy per message")
     parser.add_argument("--e2e-n", type=int, default=500,
                         help="messages for the end-to-end run with real clients (0: skip)")
     args = parser.parse_args()
@@ -237,7 +244,7 @@ def main() -> None:
         if not args.server_url:
             server = ServerProcess(db, Path(tmp) / "data", env={
                 "COVEY_RATE_SEND_PER_MIN": "100000000", "COVEY_RATE_SEND_BURST": "100000000",
-                "COVEY_ONE_TIME_KEYS_LOW": "0"}).start()
+                "COVEY_ONE_TIME_KEYS_LOW": "0", "COVEY_SAFETY_MODE": args.safety_mode}).start()
         try:
             base = args.server_url or server.url  # type: ignore[union-attr]
             sender = Device(base, "bench" + secrets.token_hex(3))
@@ -245,10 +252,11 @@ def main() -> None:
             sender.register_and_login()
             receiver.register_and_login()
             ws_url = "ws" + base[len("http"):]
-            if args.warmup:
+            opaque = args.safety_mode == "e2ee-only"  # random bytes can't carry a copy
+            if args.warmup and opaque:
                 asyncio.run(run(ws_url, sender, receiver, args.warmup, 16))
             pid = None if server is None or server.proc is None else server.proc.pid
-            for c in (int(x) for x in args.concurrency.split(",")):
+            for c in (int(x) for x in args.concurrency.split(",") if opaque):
                 cpu0 = cpu_seconds(pid)
                 result = asyncio.run(run(ws_url, sender, receiver, args.n, c))
                 cpu1 = cpu_seconds(pid)
@@ -259,7 +267,7 @@ def main() -> None:
                 for c in (1, 16):
                     with tempfile.TemporaryDirectory(prefix="covey-e2e-") as stores:
                         result = asyncio.run(run_e2e(base, Path(stores), args.e2e_n, c))
-                    print(json.dumps(result), flush=True)
+                    print(json.dumps({**result, "safety_mode": args.safety_mode}), flush=True)
         finally:
             if server is not None:
                 server.stop()

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     # Age challenges and presentations per account (a verification is ~75 ms of CPU).
     rate_age_per_min: float = 30
     rate_age_burst: int = 40
+    # Guardian link changes (propose, accept, remove, approve) per account.
+    rate_guardian_per_min: float = 20
+    rate_guardian_burst: int = 20
     # Reporting and moderation.
     evidence_retention_s: int = Field(
         default=365 * 24 * 3600, description="how long report evidence is preserved")
@@ -74,9 +77,52 @@ class Settings(BaseSettings):
     age_challenge_ttl_s: int = 300
     age_reproof_before_s: int = Field(
         default=24 * 3600, description="ask devices for a fresh proof this long before expiry")
+    age_notify_interval_s: float = Field(
+        default=30.0, gt=0, description="how often connected devices whose band is about "
+        "to expire are looked for and asked for a fresh proof")
     age_clock_offset_s: int = Field(
         default=0, description="testing only: shift the age verifier's clock (e.g. to reach "
         "a band's expiry or a 16th birthday without waiting)")
+    # Safety policy (docs/safety-policy.md): one mode for the whole server.
+    safety_mode: str = Field(
+        default="safeguarded", description="conversations with an under-16 or unverified "
+        "participant: safeguarded (server-readable safety copies, server-side detection), "
+        "on-device (E2EE; the child's client scans) or e2ee-only")
+    minor_block_report_threshold: int = Field(
+        default=3, description="distinct under-16 accounts whose blocks or reports bar an "
+        "account from sending contact requests to under-16 accounts")
+    minor_contact_request_limit: int = Field(
+        default=10, description="contact requests to under-16 accounts per sender per window")
+    minor_contact_request_window_s: int = 24 * 3600
+    policy_signing_key_file: Path | None = Field(
+        default=None, description="Ed25519 key that signs conversation policies; default "
+        "<data_dir>/policy-signing.key")
+    safety_service_key_file: Path | None = Field(
+        default=None, description="X25519 key safety copies are sealed to (kept sealed at "
+        "rest); default <data_dir>/safety-service.key")
+    safety_copy_retention_s: int = Field(
+        default=30 * 24 * 3600, description="how long safety copies are kept")
+    safety_copy_purge_interval_s: float = 600
+    safety_phrase_list: Path | None = Field(
+        default=None, description="operator phrase list for the phrase_list detector (one "
+        "phrase per line, see docs/safety-policy.md); none: no phrase detection")
+    detector_report_min_severity: str = Field(
+        default="medium", description="detector signals at or above this severity (low, "
+        "medium, high) raise a moderator report")
+
+    @field_validator("safety_mode")
+    @classmethod
+    def _known_mode(cls, value: str) -> str:
+        from covey.safety.policy import parse_mode
+
+        return parse_mode(value).value
+
+    @field_validator("detector_report_min_severity")
+    @classmethod
+    def _known_severity(cls, value: str) -> str:
+        if value not in ("low", "medium", "high"):
+            raise ValueError("choose low, medium or high")
+        return value
 
     @classmethod
     def settings_customise_sources(
@@ -95,6 +141,12 @@ class Settings(BaseSettings):
 
     def resolved_server_key_file(self) -> Path:
         return self.server_key_file or self.data_dir / "server.key"
+
+    def resolved_policy_signing_key_file(self) -> Path:
+        return self.policy_signing_key_file or self.data_dir / "policy-signing.key"
+
+    def resolved_safety_service_key_file(self) -> Path:
+        return self.safety_service_key_file or self.data_dir / "safety-service.key"
 
 
 def load_settings(**overrides: Any) -> Settings:

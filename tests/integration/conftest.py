@@ -13,6 +13,7 @@ import secrets
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,6 +30,7 @@ class CoveyServer(ServerProcess):
         """Rows per table, read straight from the database (for "nothing changed")."""
         from sqlalchemy import func, select
 
+        from covey.server.storage import schema_safety  # noqa: F401  (registers tables)
         from covey.server.storage.engine import create_engine
         from covey.server.storage.schema import metadata
 
@@ -42,6 +44,23 @@ class CoveyServer(ServerProcess):
                 await engine.dispose()
 
         return asyncio.run(_count())
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        """Rows of a read-only SQL query, straight from the database. Sync: from async
+        tests call it through `asyncio.to_thread`."""
+        from sqlalchemy import text
+
+        from covey.server.storage.engine import create_engine
+
+        async def _rows() -> list[tuple[Any, ...]]:
+            engine = create_engine(self.database_url)
+            try:
+                async with engine.connect() as conn:
+                    return [tuple(r) for r in await conn.execute(text(sql))]
+            finally:
+                await engine.dispose()
+
+        return asyncio.run(_rows())
 
 
 def _admin_url(url: str) -> str:
@@ -68,7 +87,12 @@ BACKENDS = [pytest.param("sqlite", id="sqlite"),
 def covey_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CoveyServer]:
     """A running `covey server` on a fresh SQLite file or PostgreSQL database."""
     database_url = request.getfixturevalue("_database_" + request.param)
-    server = CoveyServer(database_url, tmp_path / "data")
+    env = {}
+    if request.node.get_closest_marker("opaque_envelopes") is not None:
+        # Random bytes stand in for ciphertexts, so there is no plaintext to make a
+        # safety copy of: relay these with safety copies off (test_safety_*.py covers them).
+        env["COVEY_SAFETY_MODE"] = "e2ee-only"
+    server = CoveyServer(database_url, tmp_path / "data", env=env)
     server.start()
     try:
         yield server
@@ -111,6 +135,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "server: starts a real `covey server` process")
+    config.addinivalue_line("markers", "opaque_envelopes: sends envelopes of random bytes, "
+                            "so the server runs in e2ee-only mode (no safety copies)")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -10,6 +10,8 @@ import pytest
 
 from tests.integration._raw import RawDevice, dm_envelope, new_handle, register
 
+pytestmark = pytest.mark.opaque_envelopes
+
 
 def _error(r: httpx.Response) -> dict:
     assert 400 <= r.status_code < 500, (r.status_code, r.text)

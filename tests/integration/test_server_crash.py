@@ -13,6 +13,8 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.integration._raw import dm_envelope, frames_until, register
 
+pytestmark = pytest.mark.opaque_envelopes
+
 BURST = 1500
 
 

@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 
 from tests.integration._raw import frames_until, group_envelope, register
+
+pytestmark = pytest.mark.opaque_envelopes
 
 
 def _client(server) -> httpx.Client:

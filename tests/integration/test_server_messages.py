@@ -14,6 +14,8 @@ from covey.protocol.franking import TagContext, tag_is_valid
 from covey.protocol.secrets import FrankingCommitment, FrankingTag, ServerFrankingKey
 from tests.integration._raw import dm_envelope, frames_until, register
 
+pytestmark = pytest.mark.opaque_envelopes
+
 
 def _client(server) -> httpx.Client:
     return httpx.Client(base_url=server.url, timeout=30)

@@ -20,6 +20,8 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.integration._raw import register
 
+pytestmark = pytest.mark.opaque_envelopes
+
 EXAMPLES_PER_MODE = 30
 TIME_BUDGET_S = 100
 

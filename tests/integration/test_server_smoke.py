@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from tests.integration._raw import dm_envelope, frames_until, register
+
+pytestmark = pytest.mark.opaque_envelopes
 
 
 def test_health_and_openapi(covey_server):

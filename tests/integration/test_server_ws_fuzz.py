@@ -13,6 +13,8 @@ from pydantic import ValidationError
 from covey.protocol.wire import CLIENT_FRAME, AckFrame
 from tests.integration._raw import dm_envelope, frames_until, register
 
+pytestmark = pytest.mark.opaque_envelopes
+
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
     | st.text(max_size=20),

@@ -10,11 +10,28 @@ import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from covey.client._core import ClientCore, MissingSessions, NeedDeviceLists, NeedGroup, OutboxEntry
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from covey.age import AgeBand
+from covey.client._core import (
+    ClientCore,
+    MissingSessions,
+    NeedDeviceLists,
+    NeedGroup,
+    NeedPolicy,
+    OutboxEntry,
+)
 from covey.client._events import Event
 from covey.client._store import Store
+from covey.protocol._encoding import b64encode
+from covey.protocol.content import MessageContent
 from covey.protocol.franking import TagContext, server_tag
 from covey.protocol.ids import dm_participants, is_group_id, new_device_id
+from covey.protocol.safety_copy import (
+    SafetyCopyContext,
+    SafetyServicePrivateKey,
+    open_safety_copy,
+)
 from covey.protocol.secrets import FrankingCommitment, ServerFrankingKey
 from covey.protocol.wire import (
     ClaimResponse,
@@ -24,9 +41,17 @@ from covey.protocol.wire import (
     GroupInfo,
     GroupMember,
     KeyBundle,
+    PolicyStatement,
+    SafetyKeys,
     SendEnvelope,
     SendReceipt,
     SignedKey,
+)
+from covey.safety.policy import (
+    ConversationPolicy,
+    PolicyConfig,
+    conversation_policy,
+    safety_keys_statement_bytes,
 )
 
 TEST_SCRYPT_N = 2**10
@@ -61,6 +86,13 @@ class FakeServer:
     seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     rotate_after: int = 100
     _paths: itertools.count[int] = field(default_factory=lambda: itertools.count())
+    # The safety policy: every user is 16+ unless a test says otherwise.
+    bands: dict[str, AgeBand] = field(default_factory=dict)
+    policy_config: PolicyConfig = field(default_factory=PolicyConfig)
+    signing_key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
+    safety_key: SafetyServicePrivateKey = field(default_factory=SafetyServicePrivateKey.generate)
+    # What the safety service opened: (conversation, sender, content).
+    safety_copies: list[tuple[str, str, MessageContent]] = field(default_factory=list)
 
     # --- devices ----------------------------------------------------------------------
 
@@ -128,6 +160,37 @@ class FakeServer:
         self.groups[group_id] = info
         return info
 
+    # --- safety policy ----------------------------------------------------------------
+
+    def policy(self, conversation_id: str) -> ConversationPolicy:
+        return conversation_policy(
+            {u: self.bands.get(u, AgeBand.SIXTEEN_PLUS)
+             for u in self.participants(conversation_id)}, self.policy_config)
+
+    def safety_keys(self) -> SafetyKeys:
+        public = self.safety_key.public_key()
+        mode = self.policy_config.mode.value
+        signature = self.signing_key.sign(safety_keys_statement_bytes(
+            public.to_b64(), public.key_id(), mode))
+        return SafetyKeys(policy_signing_key=b64encode(self.signing_key.public_key()
+                                                       .public_bytes_raw()),
+                          safety_service_key=public.to_b64(),
+                          safety_service_key_id=public.key_id(), mode=mode,
+                          signature=b64encode(signature))
+
+    def policy_statement(self, conversation_id: str) -> PolicyStatement:
+        epoch = self.groups[conversation_id].epoch if is_group_id(conversation_id) else 0
+        issued = next(self.clock)
+        policy = self.policy(conversation_id)
+        signature = self.signing_key.sign(policy.statement_bytes(conversation_id, epoch, issued))
+        return PolicyStatement.model_validate({
+            "conversation_id": conversation_id, "epoch": epoch, "issued_at_ms": issued,
+            "policy": policy.to_json(), "signature": b64encode(signature)})
+
+    def fetch_policy(self, core: ClientCore, conversation_id: str) -> None:
+        core.pin_safety_keys(self.safety_keys())
+        core.update_policy(self.policy_statement(conversation_id))
+
     # --- messages ---------------------------------------------------------------------
 
     def participants(self, conversation_id: str) -> list[str]:
@@ -145,6 +208,15 @@ class FakeServer:
         if (is_group_id(envelope.conversation_id)
                 and envelope.group_epoch != self.groups[envelope.conversation_id].epoch):
             raise Refused("stale_group_epoch")
+        policy = self.policy(envelope.conversation_id)
+        if policy.safety_copy_required:
+            content = open_safety_copy(envelope.safety_copy, SafetyCopyContext(
+                envelope.message_id, envelope.conversation_id, sender.user_id,
+                sender.device_id, tuple(participants),
+                FrankingCommitment.from_b64(envelope.commitment)), self.safety_key)
+            self.safety_copies.append((envelope.conversation_id, sender.user_id, content))
+        elif envelope.safety_copy is not None:
+            raise Refused("safety_copy_not_expected")
         expected = {(u, d) for (u, d) in self.devices if u in participants} - {
             (sender.user_id, sender.device_id)}
         given = {(r.user_id, r.device_id) for r in envelope.recipients}
@@ -178,6 +250,8 @@ class FakeServer:
                     core.update_device_list(self.device_list(user))
             except NeedGroup as need:
                 core.update_group(self.groups[need.group_id])
+            except NeedPolicy as need:
+                self.fetch_policy(core, need.conversation_id)
             except MissingSessions:
                 self.fetch_sessions(core, core.conversation_for(to))
         raise AssertionError("prepare did not converge")
@@ -206,6 +280,7 @@ class FakeServer:
                     for user in self.participants(entry.conversation_id):
                         core.update_device_list(self.device_list(user))
                     self.fetch_sessions(core, entry.conversation_id)
+                    self.fetch_policy(core, entry.conversation_id)
                     entry = core.rebuild(entry.entry_id)
         return events
 

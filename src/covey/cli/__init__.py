@@ -15,7 +15,7 @@ app = typer.Typer(
 
 # Modules that add commands to `app` when imported.
 _COMMAND_MODULES = ("server", "demo", "chat", "evidence", "issuer", "whoami",
-                    "report", "admin", "transparency")
+                    "report", "admin", "transparency", "audit", "guardian")
 
 
 def _load_commands() -> None:

@@ -10,10 +10,13 @@ from covey.client._core import ClientCore, ClientError
 from covey.client._events import (
     Event,
     FrankingEvidence,
+    GuardianAlert,
     IncomingMessage,
     MessageDropped,
     MessageSent,
+    PolicyChanged,
     RoomKeyReceived,
+    SafetyWarning,
     SendFailed,
 )
 from covey.client._store import StoreError, WrongPassphrase
@@ -25,11 +28,14 @@ __all__ = [
     "ClientError",
     "Event",
     "FrankingEvidence",
+    "GuardianAlert",
     "IncomingMessage",
     "MessageDropped",
     "MessageSent",
     "Offline",
+    "PolicyChanged",
     "RoomKeyReceived",
+    "SafetyWarning",
     "SendFailed",
     "ServerError",
     "StoreError",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import random
@@ -17,14 +18,14 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import websockets
 from pydantic import ValidationError
 from websockets.exceptions import InvalidStatus, WebSocketException
 
 from covey.age import HeldCredential, Wallet
-from covey.client._age import AgeWallet
+from covey.client._age import AgeWallet, prove_at_registration
 from covey.client._core import (
     DEFAULT_ROTATE_AFTER,
     ClientCore,
@@ -32,13 +33,22 @@ from covey.client._core import (
     MissingSessions,
     NeedDeviceLists,
     NeedGroup,
+    NeedPolicy,
     OutboxEntry,
     inbox_key,
 )
-from covey.client._events import Event, IncomingMessage
+from covey.client._events import (
+    Event,
+    GuardianAlert,
+    IncomingMessage,
+    PolicyChanged,
+    SafetyWarning,
+)
+from covey.client._policy import KnownPolicy, check_on_device_rules
 from covey.client._reporting import build_report
 from covey.client._store import SCRYPT_N, Store
 from covey.client._transport import Api, Offline, ServerError
+from covey.crypto import DeviceAccount
 from covey.errors import CryptoError
 from covey.moderation import ReportCategory
 from covey.moderation.wire import ReportReceiptOut, ReportSubmission
@@ -50,21 +60,35 @@ from covey.protocol.wire import (
     AckFrame,
     AgeProofNeededFrame,
     AgeStatus,
+    ContactInfo,
+    ContactRequestInfo,
+    ContactRequestList,
+    ConversationPolicyBody,
     Delivery,
     DeliveryFrame,
     ErrorFrame,
     GroupChangedFrame,
     GroupInfo,
+    GuardianAlertFrame,
+    GuardianLink,
+    GuardianRemoval,
+    InviteResponse,
     KeysLowFrame,
     MeResponse,
     TokenResponse,
+    UserLookup,
 )
+from covey.safety.detectors import Detector, ScanContext
+from covey.safety.detectors.phrase_list import PhraseListDetector
 
 log = logging.getLogger(__name__)
 
 _BACKOFF_START_S = 0.2
 _BACKOFF_MAX_S = 5.0
 _MAX_REBUILDS = 4
+# Server refusals the client mends by refreshing what it knows and encrypting again.
+_REBUILD_CODES = frozenset({"device_list_mismatch", "stale_group_epoch",
+                            "safety_copy_missing", "safety_copy_not_expected"})
 _EVENT_QUEUE = 1000
 _FLUSH_RETRY_S = 2.0
 
@@ -72,6 +96,20 @@ _FLUSH_RETRY_S = 2.0
 def _tails_dir(store_path: str | os.PathLike[str]) -> Path:
     """Public revocation tails files for the age wallet, next to the store."""
     return Path(f"{os.fspath(store_path)}.tails")
+
+
+def _discard(creating: asyncio.Task[Store]) -> None:
+    """Stop making a store (or close the one made): the device did not register."""
+    if not creating.done():
+        creating.cancel()  # closes the file once the key derivation returns
+    elif not creating.cancelled() and creating.exception() is None:
+        creating.result().close()
+
+
+async def _close_api(making: asyncio.Task[Api]) -> None:
+    """Close the `Api` being made in a thread (once it is made)."""
+    with contextlib.suppress(Exception):
+        await (await asyncio.shield(making)).aclose()
 
 
 def _remove_store(store_path: str | os.PathLike[str]) -> None:
@@ -99,6 +137,10 @@ class Client:
         self._runner: asyncio.Task[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._refused: dict[str, ClientError] = {}
+        self._blocked: set[str] = set()
+        self._muted: set[str] = set()
+        self._shown_policies: dict[str, str] = {}
+        self._on_device: list[Detector] = []
         for key, message in core.inbox():
             self._messages.put_nowait((key, message))
 
@@ -135,27 +177,51 @@ class Client:
                           link_token: str | None, *, rotate_after: int, scrypt_n: int,
                           connect: bool, wallet: Wallet | bytes | None = None,
                           age_clock: Callable[[], datetime] | None = None) -> Client:
-        store = Store.create(store_path, passphrase, scrypt_n=scrypt_n)
-        api: Api | None = None
+        account = DeviceAccount.create(handle, new_device_id())
+        # httpx reads its CA bundle when a client is made (tens of ms): in a thread, while
+        # the wallet is read and the store file made.
+        making_api = asyncio.create_task(asyncio.to_thread(
+            Api, server_url, handle, account.device_id,
+            lambda challenge: account.sign_login(challenge).b64))
         try:
-            core = ClientCore.create(store, handle, new_device_id(), server_url.rstrip("/"),
-                                     rotate_after=rotate_after)
-            api = Api(server_url, handle, core.device_id, core.sign_login)
+            held = None if wallet is None else Wallet.from_bytes(
+                wallet.to_bytes() if isinstance(wallet, Wallet) else wallet, clock=age_clock)
+            tails_dir = _tails_dir(store_path)
+            # The store's key (scrypt, the slowest step) is derived in a thread while the
+            # device registers, logs in and, with a filled wallet, proves its age band;
+            # the account goes into the store once the key is there, before this returns.
+            creating = Store.create_in_background(store_path, passphrase, scrypt_n=scrypt_n)
+        except BaseException:
+            await _close_api(making_api)
+            raise
+        proving: asyncio.Task[None] | None = None
+        try:
+            api = await making_api
             if link_token is None:
-                await api.register(core.device_keys())
+                await api.register(account.device_keys())
             else:
-                await api.add_device(link_token, core.device_keys())
+                await api.add_device(link_token, account.device_keys())
+            token: TokenResponse | None = None
+            with contextlib.suppress(Offline):  # `_start` tries again, then the runner
+                token = await api.login()
+            if token is not None and held is not None and held.credentials():
+                proving = asyncio.create_task(
+                    prove_at_registration(held, api, tails_dir, age_clock))
+            core = ClientCore.create(await creating, handle, account.device_id,
+                                     server_url.rstrip("/"), rotate_after=rotate_after,
+                                     account=account)
             core.mark_registered()
         except BaseException:
-            store.close()
-            if api is not None:
-                await api.aclose()
+            _discard(creating)
+            if proving is not None:
+                proving.cancel()
+            await _close_api(making_api)
             _remove_store(store_path)
             raise
-        client = cls(core, api, tails_dir=_tails_dir(store_path), age_clock=age_clock)
-        if wallet is not None:
-            client._age.adopt(wallet)
-        await client._start(connect, prove_age=bool(client._age.credentials()))
+        client = cls(core, api, tails_dir=tails_dir, age_clock=age_clock)
+        if held is not None:
+            client._age.keep(held)
+        await client._start(connect, token=token, proving=proving)
         return client
 
     @classmethod
@@ -177,19 +243,24 @@ class Client:
         await client._start(connect)
         return client
 
-    async def _start(self, connect: bool, *, prove_age: bool = False) -> None:
+    async def _start(self, connect: bool, *, token: TokenResponse | None = None,
+                     proving: asyncio.Task[None] | None = None) -> None:
+        """Log in (or finish a login made before this client existed: `token`), then
+        connect. `proving`, an age proof begun with that login, runs alongside the key
+        upload a login brings; registration waits for the longer of the two."""
         try:
-            if prove_age:
-                # Both the key upload after login and the age proof need the token, not
-                # each other: run them side by side so registration waits for the longer.
-                self._api.on_login = None
-                token = await self._api.login()
-                self._api.on_login = self._after_login
-                await asyncio.gather(self._after_login(token), self._prove_at_start())
-            else:
+            if token is None:
                 await self._api.login()
+            else:
+                await self._after_login(token)
         except Offline:
             log.info("server unreachable at start; will keep trying")
+        except BaseException:
+            if proving is not None:
+                proving.cancel()
+            raise
+        if proving is not None:
+            await proving
         if connect:
             self._runner = asyncio.create_task(self._run(), name=f"covey-{self.device_id}")
 
@@ -253,8 +324,72 @@ class Client:
         return await self._api.report(ReportSubmission(report=report, block=block))
 
     async def block(self, user_id: str) -> None:
-        """Block a user: they can no longer send to you in a direct conversation."""
+        """Block a user: they can no longer reach you directly, send you contact
+        requests or add you to groups; in groups you share, your client hides them."""
         await self._api.block(user_id)
+        self._blocked.add(user_id)
+
+    # --- safety policy: what each conversation is, contacts, blocks, mutes --------------
+
+    async def conversation_policy(self, to: str) -> ConversationPolicyBody:
+        """How a conversation (user id, dm: id or group id) is protected, freshly fetched
+        and verified against the server's pinned key: show `label`, and `reason` on tap."""
+        return (await self._fetch_policy(self._core.conversation_for(to))).policy
+
+    async def find_user(self, handle: str) -> UserLookup:
+        """Handle search (404 `not_found` when there is none you may find)."""
+        return await self._api.find_user(handle)
+
+    async def request_contact(self, user_id: str) -> str:
+        """Send a contact request; returns its id (if they asked first, this accepts)."""
+        return (await self._api.request_contact(user_id)).request_id
+
+    async def contact_requests(self) -> ContactRequestList:
+        return await self._api.contact_requests()
+
+    async def accept_contact(self, request_id: str) -> ContactRequestInfo:
+        return await self._api.answer_contact_request(request_id, "accept")
+
+    async def decline_contact(self, request_id: str) -> ContactRequestInfo:
+        return await self._api.answer_contact_request(request_id, "decline")
+
+    async def cancel_contact_request(self, request_id: str) -> ContactRequestInfo:
+        return await self._api.answer_contact_request(request_id, "cancel")
+
+    async def contacts(self) -> list[ContactInfo]:
+        """Contacts, each with a `safety_notice` an under-16 user should see, if any."""
+        return (await self._api.contacts()).contacts
+
+    async def remove_contact(self, user_id: str) -> None:
+        await self._api.remove_contact(user_id)
+
+    async def unblock(self, user_id: str) -> None:
+        await self._api.unblock(user_id)
+        self._blocked.discard(user_id)
+
+    async def blocked(self) -> list[str]:
+        users = (await self._api.blocks()).users
+        self._blocked = set(users)
+        return users
+
+    async def mute(self, user_id: str, on: bool = True) -> None:
+        """Muted senders' messages still arrive, marked `muted`, on every device of yours."""
+        await self._api.set_mute(user_id, on)
+        (self._muted.add if on else self._muted.discard)(user_id)
+
+    async def muted(self) -> list[str]:
+        users = (await self._api.mutes()).users
+        self._muted = set(users)
+        return users
+
+    async def create_invite(self, group_id: str) -> InviteResponse:
+        """An invite link token for a group you administer."""
+        return await self._api.create_invite(group_id)
+
+    async def join_invite(self, token: str) -> GroupInfo:
+        info = await self._api.join_invite(token)
+        self._core.update_group(info)
+        return info
 
     async def messages(self) -> AsyncIterator[IncomingMessage]:
         """Received messages, oldest first, including those stored while not reading."""
@@ -269,7 +404,8 @@ class Client:
         return message
 
     async def events(self) -> AsyncIterator[Event]:
-        """Everything else: dropped messages, send receipts and failures, room keys."""
+        """Everything else: dropped messages, send receipts and failures, room keys,
+        guardian alerts."""
         while True:
             yield await self._events.get()
 
@@ -351,6 +487,43 @@ class Client:
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         await self.close()
 
+    # --- guardians (docs/safety-policy.md#guardians) -----------------------------------
+
+    async def propose_guardian_link(self, user_id: str, *,
+                                    role: Literal["guardian", "child"]) -> GuardianLink:
+        """Ask `user_id` to link: `role="guardian"` when this (under-16) account asks a
+        16+ account to be its guardian, `role="child"` when this 16+ account offers to be
+        the guardian of `user_id`. The link is pending until the other side accepts."""
+        return await self._api.propose_guardian_link(user_id, role)
+
+    async def accept_guardian_link(self, link_id: str) -> GuardianLink:
+        """Accept the other side's proposal."""
+        return await self._api.accept_guardian_link(link_id)
+
+    async def remove_guardian_link(self, link_id: str) -> GuardianRemoval:
+        """Withdraw or decline a proposal, or end a link. A child under 16 only asks: the
+        outcome is `removal_requested` until the guardian approves."""
+        return await self._api.remove_guardian_link(link_id)
+
+    async def approve_guardian_removal(self, link_id: str) -> GuardianRemoval:
+        """As the guardian, consent to the child's request to remove the link."""
+        return await self._api.approve_guardian_removal(link_id)
+
+    async def guardian_links(self) -> list[GuardianLink]:
+        """Links and proposals this account is part of, as child or as guardian."""
+        return (await self._api.guardian_links()).links
+
+    async def guardian_alerts(self, *, unacknowledged: bool = False,
+                              limit: int = 100) -> list[GuardianAlert]:
+        """Alerts received as guardian, and those sent about this account as a child,
+        newest first. New ones also arrive live as `GuardianAlert` events."""
+        listed = await self._api.guardian_alerts(unacknowledged, limit)
+        return [GuardianAlert.from_wire(alert) for alert in listed.alerts]
+
+    async def acknowledge_guardian_alerts(self, alert_ids: list[str]) -> int:
+        """Mark alerts read; returns how many were newly acknowledged."""
+        return await self._api.acknowledge_guardian_alerts(alert_ids)
+
     # --- sending ------------------------------------------------------------------------
 
     async def _send(self, to: str, *, text: str = "",
@@ -365,6 +538,8 @@ class Client:
                 await self._fetch_device_lists(need.users)
             except NeedGroup as need:
                 self._core.update_group(await self._api.group(need.group_id))
+            except NeedPolicy as need:
+                await self._fetch_policy(need.conversation_id)
             except MissingSessions:
                 await self._claim(conversation)
         if entry is None:
@@ -395,6 +570,21 @@ class Client:
             self._core.update_group(await self._api.group(conversation_id))
         await self._fetch_device_lists(self._core.participants(conversation_id))
         await self._claim(conversation_id)
+        await self._fetch_policy(conversation_id)
+
+    async def _fetch_policy(self, conversation_id: str) -> KnownPolicy:
+        """The conversation's signed policy (and, first, the server's pinned keys)."""
+        if is_group_id(conversation_id) and self._core.group(conversation_id) is None:
+            self._core.update_group(await self._api.group(conversation_id))
+        keys = await self._api.safety_keys()
+        if keys != self._core.safety_keys():
+            self._core.pin_safety_keys(keys)  # refuses a changed signing key
+        known = self._core.update_policy(await self._api.conversation_policy(conversation_id))
+        previous = self._shown_policies.get(conversation_id)
+        if previous is not None and previous != known.policy.label:
+            self._emit(PolicyChanged(conversation_id, known.policy))
+        self._shown_policies[conversation_id] = known.policy.label
+        return known
 
     async def _flush_outbox(self) -> None:
         """Send every queued envelope in order. Stops quietly when offline."""
@@ -421,13 +611,13 @@ class Client:
             except ServerError as exc:
                 if exc.status == 429 or exc.status >= 500:
                     raise
-                if exc.code not in ("device_list_mismatch", "stale_group_epoch"):
+                if exc.code not in _REBUILD_CODES:
                     self._refuse(entry, exc)
                     return
                 try:
                     await self._refresh_for(entry.conversation_id)
                     entry = self._core.rebuild(entry.entry_id)
-                except (NeedDeviceLists, NeedGroup, MissingSessions) as again:
+                except (NeedDeviceLists, NeedGroup, MissingSessions, NeedPolicy) as again:
                     self._refuse(entry, again)
                     return
                 except ServerError as refresh_error:
@@ -451,6 +641,12 @@ class Client:
     def _emit(self, event: Event) -> None:
         if isinstance(event, IncomingMessage):
             key = inbox_key(event.conversation_id, event.sender_user, event.message_id)
+            if event.sender_user in self._blocked:
+                # Blocked people can't reach us directly; in a shared group, hide them.
+                self._core.consumed(key)
+                return
+            if event.sender_user in self._muted:
+                event = dataclasses.replace(event, muted=True)
             self._messages.put_nowait((key, event))
             return
         if self._events.full():
@@ -468,15 +664,48 @@ class Client:
                 log.warning("device list of %s unavailable: %s", needed, exc.code)
         for event in self._core.receive(delivery):
             self._emit(event)
+            if isinstance(event, IncomingMessage) and self._on_device:
+                await self._scan_on_device(event)
 
-    async def _prove_at_start(self) -> None:
-        try:
-            await self.prove_age()
-        except ClientError as exc:  # registration stands; the server will ask again
-            log.warning("age proof at registration failed: %s", exc.code)
+    async def _load_on_device_rules(self) -> None:
+        """Pin the server's keys; in mode on-device, load the operator's signed rules."""
+        keys = await self._api.safety_keys()
+        if keys != self._core.safety_keys():
+            self._core.pin_safety_keys(keys)
+        if keys.mode != "on-device":
+            self._on_device = []
+            return
+        rules = await self._api.on_device_rules()
+        check_on_device_rules(rules, keys.policy_signing_key)
+        self._on_device = ([PhraseListDetector.from_text(rules.phrase_list)]
+                           if rules.phrase_list.strip() else [])
+
+    async def _scan_on_device(self, message: IncomingMessage) -> None:
+        """Scan a received message here, on the device, if the conversation's policy says
+        this user's client does; a hit is a warning shown to this user, nothing more."""
+        known = self._core.known_policy(message.conversation_id)
+        if known is None:
+            try:
+                known = await self._fetch_policy(message.conversation_id)
+            except ClientError as exc:
+                log.warning("policy of %s unavailable: %s", message.conversation_id, exc)
+                return
+        if self.user_id not in known.policy.on_device_detection_users:
+            return
+        context = ScanContext(message.message_id, message.conversation_id,
+                              message.sender_user)
+        for detector in self._on_device:
+            for signal in detector.scan(message.evidence.content, context):
+                self._emit(SafetyWarning(message.conversation_id, message.message_id,
+                                         message.sender_user, signal.code,
+                                         signal.severity.name.lower()))
 
     async def _after_login(self, token: TokenResponse) -> None:
         await self._replenish_keys(token.one_time_key_count)
+        # Blocks and mutes are per account: learn what this user's other devices set.
+        self._blocked = set((await self._api.blocks()).users)
+        self._muted = set((await self._api.mutes()).users)
+        await self._load_on_device_rules()
 
     async def _replenish_keys(self, server_count: int) -> None:
         request = self._core.keys_to_upload(server_count)
@@ -512,6 +741,8 @@ class Client:
         elif isinstance(frame, AgeProofNeededFrame):
             if self._age_task is None or self._age_task.done():
                 self._age_task = asyncio.create_task(self._age.answer_server())
+        elif isinstance(frame, GuardianAlertFrame):
+            self._emit(GuardianAlert.from_wire(frame.alert))
         elif isinstance(frame, ErrorFrame):
             log.warning("server error frame: %s", frame.error.code)
 

@@ -23,6 +23,7 @@ from covey.client._events import (
     RoomKeyReceived,
     SendFailed,
 )
+from covey.client._policy import KnownPolicy, check_safety_keys, check_statement
 from covey.client._store import Record, Store
 from covey.crypto import (
     DeviceAccount,
@@ -43,8 +44,14 @@ from covey.protocol.ids import (
     is_group_id,
     new_message_id,
 )
+from covey.protocol.safety_copy import (
+    SafetyCopyContext,
+    SafetyServicePublicKey,
+    seal_safety_copy,
+)
 from covey.protocol.secrets import FrankingCommitment, FrankingKey, FrankingTag
 from covey.protocol.wire import (
+    ConversationPolicyBody,
     Delivery,
     DeviceKeys,
     DeviceList,
@@ -53,7 +60,10 @@ from covey.protocol.wire import (
     GroupInfo,
     KeyBundle,
     KeysUploadRequest,
+    PolicyStatement,
     RecipientCiphertext,
+    SafetyCopy,
+    SafetyKeys,
     SendEnvelope,
     SendReceipt,
 )
@@ -75,6 +85,8 @@ _OUTBOX = "outbox"
 _SEEN = "seen"
 _HISTORY = "history"
 _INBOX = "inbox"
+_POLICY = "policy"
+_SAFETY_KEYS = "safety_keys"
 
 
 class ClientError(CoveyError):
@@ -110,6 +122,16 @@ class MissingSessions(ClientError):
         names = ", ".join(f"{d.user_id}/{d.device_id}" for d in devices)
         super().__init__(f"no Olm session with {names}")
         self.devices = devices
+
+
+class NeedPolicy(ClientError):
+    """The conversation's signed policy (and the server's safety keys) must be fetched."""
+
+    code = "need_policy"
+
+    def __init__(self, conversation_id: str) -> None:
+        super().__init__(f"need the policy of {conversation_id}")
+        self.conversation_id = conversation_id
 
 
 @dataclass(frozen=True)
@@ -180,10 +202,12 @@ class ClientCore:
     # --- lifecycle -------------------------------------------------------------------
 
     @classmethod
-    def create(cls, store: Store, user_id: str, device_id: str, server_url: str = "",
-               **options: Any) -> ClientCore:
-        """A new device: fresh account with a fallback key, saved to the store."""
-        account = DeviceAccount.create(user_id, device_id)
+    def create(cls, store: Store, user_id: str, device_id: str, server_url: str = "", *,
+               account: DeviceAccount | None = None, **options: Any) -> ClientCore:
+        """A new device: fresh account (or `account`, made before the store was ready)
+        with a fallback key, saved to the store."""
+        if account is None:
+            account = DeviceAccount.create(user_id, device_id)
         account.generate_fallback_key()
         core = cls(store, account, **options)
         with store.transaction():
@@ -476,6 +500,7 @@ class ClientCore:
                                tuple(self.participants(conversation_id)))
 
     def _olm_envelope(self, content: MessageContent, devices: list[VerifiedDevice],
+                      policy: ConversationPolicyBody,
                       group_epoch: int | None = None) -> SendEnvelope:
         commitment = commit(content.fk(), content.committed_part(),
                             self._context(content.conversation_id))
@@ -490,9 +515,11 @@ class ClientCore:
         return SendEnvelope(message_id=content.message_id,
                             conversation_id=content.conversation_id,
                             commitment=commitment.to_b64(), recipients=recipients,
-                            group_epoch=group_epoch)
+                            group_epoch=group_epoch,
+                            safety_copy=self._safety_copy(content, commitment, policy))
 
-    def _group_envelopes(self, content: MessageContent) -> list[SendEnvelope]:
+    def _group_envelopes(self, content: MessageContent,
+                         policy: ConversationPolicyBody) -> list[SendEnvelope]:
         """[room key share if the Megolm session rotates, the Megolm message]."""
         group_id = content.conversation_id
         info = self.group(group_id)
@@ -508,7 +535,7 @@ class ClientCore:
             room_key = RoomKey(group_id=group_id, session_id=session.session_id,
                                session_key=session.session_key(), epoch=info.epoch)
             share = self._content(group_id, kind="room_key", room_key=room_key)
-            envelopes.append(self._olm_envelope(share, devices, info.epoch))
+            envelopes.append(self._olm_envelope(share, devices, policy, info.epoch))
             state = {"epoch": info.epoch, "devices": device_set, "count": 0}
         else:
             session = OutboundGroupSession.from_pickle(state["pickle"], self.store.pickle_key)
@@ -524,13 +551,79 @@ class ClientCore:
             recipients=[RecipientCiphertext(user_id=d.user_id, device_id=d.device_id)
                         for d in devices],
             group=GroupCiphertext(session_id=session.session_id, body=body),
-            group_epoch=info.epoch))
+            group_epoch=info.epoch,
+            safety_copy=self._safety_copy(content, commitment, policy)))
         return envelopes
 
     def _build(self, content: MessageContent) -> tuple[SendEnvelope, ...]:
+        policy = self.send_policy(content.conversation_id)
         if is_group_id(content.conversation_id):
-            return tuple(self._group_envelopes(content))
-        return (self._olm_envelope(content, self.targets(content.conversation_id)),)
+            return tuple(self._group_envelopes(content, policy))
+        return (self._olm_envelope(content, self.targets(content.conversation_id), policy),)
+
+    # --- conversation policy and safety copies ------------------------------------------
+
+    def safety_keys(self) -> SafetyKeys | None:
+        record = self.store.get(_SAFETY_KEYS, "server")
+        return None if record is None else SafetyKeys.model_validate(record)
+
+    def pin_safety_keys(self, keys: SafetyKeys) -> None:
+        """Accept the server's keys: the signing key is pinned on first use and must
+        never change; the safety service key may rotate under it."""
+        known = self.safety_keys()
+        check_safety_keys(keys, None if known is None else known.policy_signing_key)
+        self.store.put(_SAFETY_KEYS, "server", keys.model_dump(mode="json"))
+
+    def update_policy(self, statement: PolicyStatement) -> KnownPolicy:
+        """Store a conversation's policy after checking the server's signature."""
+        keys = self.safety_keys()
+        if keys is None:
+            raise ClientError("fetch the server's safety keys first", code="need_safety_keys")
+        check_statement(statement, keys.policy_signing_key)
+        self.participants(statement.conversation_id)  # ours, and a group we know
+        known = KnownPolicy(statement, self._clock())
+        self.store.put(_POLICY, statement.conversation_id,
+                       {"statement": statement.model_dump(mode="json"),
+                        "received_ms": known.received_ms})
+        return known
+
+    def known_policy(self, conversation_id: str) -> KnownPolicy | None:
+        record = self.store.get(_POLICY, conversation_id)
+        if record is None:
+            return None
+        return KnownPolicy(PolicyStatement.model_validate(record["statement"]),
+                           int(record["received_ms"]))
+
+    def _epoch(self, conversation_id: str) -> int:
+        if not is_group_id(conversation_id):
+            return 0
+        info = self.group(conversation_id)
+        if info is None:
+            raise NeedGroup(conversation_id)
+        return info.epoch
+
+    def send_policy(self, conversation_id: str) -> ConversationPolicyBody:
+        """The policy a message is built under; `NeedPolicy` when none is fresh."""
+        known = self.known_policy(conversation_id)
+        if known is None or self.safety_keys() is None or not known.usable(
+                self._clock(), self._epoch(conversation_id)):
+            raise NeedPolicy(conversation_id)
+        return known.policy
+
+    def _safety_copy(self, content: MessageContent, commitment: FrankingCommitment,
+                     policy: ConversationPolicyBody) -> SafetyCopy | None:
+        if not policy.safety_copy_required:
+            return None
+        keys = self.safety_keys()
+        if keys is None:
+            raise NeedPolicy(content.conversation_id)
+        context = SafetyCopyContext(
+            message_id=content.message_id, conversation_id=content.conversation_id,
+            sender_user=self.user_id, sender_device=self.device_id,
+            participants=tuple(self.participants(content.conversation_id)),
+            commitment=commitment)
+        return seal_safety_copy(content, context,
+                                SafetyServicePublicKey.from_b64(keys.safety_service_key))
 
     def _history_record(self, content: MessageContent, commitment: str,
                         server_ts_ms: int) -> Record:

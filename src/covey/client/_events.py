@@ -1,5 +1,5 @@
 """What the client hands to the application: received messages (with franking
-evidence for a later report), dropped messages, and send outcomes."""
+evidence for a later report), dropped messages, send outcomes and guardian alerts."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from covey.protocol.content import AttachmentRef, MessageContent
 from covey.protocol.franking import FrankingContext, TagContext
 from covey.protocol.ids import is_group_id
 from covey.protocol.secrets import FrankingCommitment, FrankingTag
+from covey.protocol.wire import ConversationPolicyBody
+from covey.protocol.wire import GuardianAlert as WireGuardianAlert
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class IncomingMessage:
     text: str
     attachments: tuple[AttachmentRef, ...]
     evidence: FrankingEvidence
+    muted: bool = False  # the recipient muted the sender: deliver without notifying
 
     @property
     def is_group(self) -> bool:
@@ -121,6 +124,29 @@ class MessageSent:
 
 
 @dataclass(frozen=True)
+class PolicyChanged:
+    """A conversation's protection changed (e.g. a child joined, or everyone is now
+    16+): show the new `policy.label`."""
+
+    conversation_id: str
+    policy: ConversationPolicyBody
+
+
+@dataclass(frozen=True)
+class SafetyWarning:
+    """On-device detection (mode on-device) flagged a received message. Shown to the
+    user only; nothing about it leaves the device unless they report."""
+
+    conversation_id: str
+    message_id: str
+    sender_user: str
+    code: str
+    severity: str
+    text: str = ("This message may not be safe. You don't have to reply: you can block "
+                 "and report this person with one tap.")
+
+
+@dataclass(frozen=True)
 class SendFailed:
     """The server refused a message for good; it was removed from the outbox."""
 
@@ -130,4 +156,31 @@ class SendFailed:
     detail: str
 
 
-Event = IncomingMessage | MessageDropped | RoomKeyReceived | MessageSent | SendFailed
+@dataclass(frozen=True)
+class GuardianAlert:
+    """A safety alert about a child this account is the guardian of (or, listed by the
+    child, one sent about it): ids and codes, never message content. Which optional
+    fields are set depends on `kind` (report_filed: `category`; contact_accepted:
+    `other_user`; high_risk_detection: `conversation_id`, `detector`, `code`,
+    `severity`; removal_requested: none)."""
+
+    alert_id: str
+    guardian: str
+    child: str
+    kind: str
+    created_at_ms: int
+    acknowledged_at_ms: int | None = None
+    category: str | None = None
+    other_user: str | None = None
+    conversation_id: str | None = None
+    detector: str | None = None
+    code: str | None = None
+    severity: str | None = None
+
+    @classmethod
+    def from_wire(cls, alert: WireGuardianAlert) -> GuardianAlert:
+        return cls(**alert.model_dump())
+
+
+Event = (IncomingMessage | MessageDropped | RoomKeyReceived | MessageSent | SendFailed
+         | GuardianAlert | PolicyChanged | SafetyWarning)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
 from pydantic import BaseModel
@@ -17,6 +17,8 @@ from pydantic import BaseModel
 from covey.client._core import ClientError
 from covey.moderation.wire import BlockRequest, BlockResponse, ReportReceiptOut, ReportSubmission
 from covey.protocol.wire import (
+    AcknowledgeAlertsRequest,
+    AcknowledgeAlertsResponse,
     AddDeviceRequest,
     AddMemberRequest,
     AgeChallengeRequest,
@@ -26,22 +28,38 @@ from covey.protocol.wire import (
     ChallengeResponse,
     ClaimRequest,
     ClaimResponse,
+    ContactList,
+    ContactRequestInfo,
+    ContactRequestList,
     CreateGroupRequest,
     DeviceKeys,
     DeviceList,
     DeviceRef,
     GroupInfo,
     GroupList,
+    GuardianAlertList,
+    GuardianLink,
+    GuardianLinkList,
+    GuardianRemoval,
+    InviteResponse,
+    JoinRequest,
     KeyCountResponse,
     KeysUploadRequest,
     LinkTokenResponse,
     MeResponse,
+    OnDeviceRules,
+    PolicyStatement,
+    ProposeGuardianLink,
     RegisterRequest,
     RegisterResponse,
+    SafetyKeys,
     SendEnvelope,
     SendReceipt,
     TokenRequest,
     TokenResponse,
+    UserIdList,
+    UserLookup,
+    UserRef,
 )
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -221,6 +239,64 @@ class Api:
         return await self._call("POST", "/v1/blocks", BlockResponse,
                                 body=BlockRequest(user_id=user_id))
 
+    # --- safety policy: keys, conversation policy, contacts, blocks, mutes, invites -----
+
+    async def safety_keys(self) -> SafetyKeys:
+        return await self._call("GET", "/v1/safety/keys", SafetyKeys, auth=False)
+
+    async def on_device_rules(self) -> OnDeviceRules:
+        return await self._call("GET", "/v1/safety/on-device-rules", OnDeviceRules)
+
+    async def conversation_policy(self, conversation_id: str) -> PolicyStatement:
+        return await self._call("GET", f"/v1/conversations/{conversation_id}/policy",
+                                PolicyStatement)
+
+    async def find_user(self, handle: str) -> UserLookup:
+        return await self._call("GET", f"/v1/users/{handle}", UserLookup)
+
+    async def request_contact(self, user_id: str) -> ContactRequestInfo:
+        return await self._call("POST", "/v1/contacts/requests", ContactRequestInfo,
+                                body=UserRef(user_id=user_id))
+
+    async def contact_requests(self) -> ContactRequestList:
+        return await self._call("GET", "/v1/contacts/requests", ContactRequestList)
+
+    async def answer_contact_request(self, request_id: str,
+                                     answer: str) -> ContactRequestInfo:
+        if answer == "cancel":
+            return await self._call("DELETE", f"/v1/contacts/requests/{request_id}",
+                                    ContactRequestInfo)
+        return await self._call("POST", f"/v1/contacts/requests/{request_id}/{answer}",
+                                ContactRequestInfo)
+
+    async def contacts(self) -> ContactList:
+        return await self._call("GET", "/v1/contacts", ContactList)
+
+    async def remove_contact(self, user_id: str) -> None:
+        await self._raw("DELETE", f"/v1/contacts/{user_id}")
+
+    async def blocks(self) -> UserIdList:
+        return await self._call("GET", "/v1/blocks", UserIdList)
+
+    async def unblock(self, user_id: str) -> None:
+        await self._raw("DELETE", f"/v1/blocks/{user_id}")
+
+    async def mutes(self) -> UserIdList:
+        return await self._call("GET", "/v1/mutes", UserIdList)
+
+    async def set_mute(self, user_id: str, on: bool) -> None:
+        if on:
+            await self._raw("POST", "/v1/mutes", body=UserRef(user_id=user_id))
+        else:
+            await self._raw("DELETE", f"/v1/mutes/{user_id}")
+
+    async def create_invite(self, group_id: str) -> InviteResponse:
+        return await self._call("POST", f"/v1/groups/{group_id}/invites", InviteResponse)
+
+    async def join_invite(self, token: str) -> GroupInfo:
+        return await self._call("POST", "/v1/invites/join", GroupInfo,
+                                body=JoinRequest(token=token))
+
     # --- age assurance -------------------------------------------------------------------
 
     async def age_challenge(self, band: str, horizon_days: int | None) -> dict[str, Any]:
@@ -237,3 +313,33 @@ class Api:
 
     async def me(self) -> MeResponse:
         return await self._call("GET", "/v1/me", MeResponse)
+
+    # --- guardians -----------------------------------------------------------------------
+
+    async def propose_guardian_link(self, user_id: str,
+                                    role: Literal["guardian", "child"]) -> GuardianLink:
+        return await self._call("POST", "/v1/guardians", GuardianLink,
+                                body=ProposeGuardianLink(user_id=user_id, role=role))
+
+    async def guardian_links(self) -> GuardianLinkList:
+        return await self._call("GET", "/v1/guardians", GuardianLinkList)
+
+    async def accept_guardian_link(self, link_id: str) -> GuardianLink:
+        return await self._call("POST", f"/v1/guardians/{link_id}/accept", GuardianLink)
+
+    async def remove_guardian_link(self, link_id: str) -> GuardianRemoval:
+        return await self._call("DELETE", f"/v1/guardians/{link_id}", GuardianRemoval)
+
+    async def approve_guardian_removal(self, link_id: str) -> GuardianRemoval:
+        return await self._call("POST", f"/v1/guardians/{link_id}/approve-removal",
+                                GuardianRemoval)
+
+    async def guardian_alerts(self, unacknowledged: bool, limit: int) -> GuardianAlertList:
+        query = f"unacknowledged={'true' if unacknowledged else 'false'}&limit={limit}"
+        return await self._call("GET", f"/v1/guardians/alerts?{query}", GuardianAlertList)
+
+    async def acknowledge_guardian_alerts(self, alert_ids: list[str]) -> int:
+        answer = await self._call("POST", "/v1/guardians/alerts/ack",
+                                  AcknowledgeAlertsResponse,
+                                  body=AcknowledgeAlertsRequest(alert_ids=alert_ids))
+        return answer.acknowledged

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hpke
@@ -22,20 +22,20 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import (
     X25519PublicKey,
 )
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from pydantic import Field, ValidationError
+from pydantic import ValidationError
 
 from covey.errors import CryptoError, InvalidInput
 from covey.protocol._encoding import b64decode, b64encode, labelled
 from covey.protocol.content import MessageContent
 from covey.protocol.franking import FrankingContext, opens
 from covey.protocol.secrets import FrankingCommitment, _Bytes32
-from covey.protocol.wire import B64, WireModel
+from covey.protocol.wire import MAX_SAFETY_COPY_BYTES, SafetyCopy
 
 SUITE_NAME = "DHKEM-X25519-HKDF-SHA256/HKDF-SHA256/AES-256-GCM"
 _SUITE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
 ENC_BYTES = 32  # X25519 encapsulated key
 TAG_BYTES = 16  # AES-GCM tag
-MAX_SEALED_BYTES = 256 * 1024  # never more than the whole envelope may be
+MAX_SEALED_BYTES = MAX_SAFETY_COPY_BYTES
 
 
 class SafetyCopyError(CryptoError):
@@ -128,14 +128,6 @@ def hpke_info(public_key: SafetyServicePublicKey, context: SafetyCopyContext) ->
             **context.to_json(),
         },
     )
-
-
-class SafetyCopy(WireModel):
-    """What travels with an envelope: `sealed` is HPKE `enc ‖ ciphertext`, base64."""
-
-    v: Literal[1] = 1
-    key_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
-    sealed: Annotated[B64, Field(max_length=(MAX_SEALED_BYTES * 4) // 3 + 4)]
 
 
 # --- seal and open --------------------------------------------------------------------

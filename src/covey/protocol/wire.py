@@ -213,6 +213,18 @@ class GroupCiphertext(WireModel):
     body: B64
 
 
+MAX_SAFETY_COPY_BYTES = 256 * 1024  # sealed; never more than the whole envelope may be
+
+
+class SafetyCopy(WireModel):
+    """A safeguarded message's plaintext sealed to the safety service (RFC 9180 HPKE, see
+    `covey.protocol.safety_copy`): `sealed` is HPKE `enc ‖ ciphertext`, base64."""
+
+    v: Literal[1] = 1
+    key_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+    sealed: Annotated[B64, Field(max_length=(MAX_SAFETY_COPY_BYTES * 4) // 3 + 4)]
+
+
 class SendEnvelope(WireModel):
     """What a device submits. `recipients` must list exactly the target devices."""
 
@@ -222,6 +234,9 @@ class SendEnvelope(WireModel):
     recipients: Annotated[list[RecipientCiphertext], Field(min_length=1)]
     group: GroupCiphertext | None = None
     group_epoch: int | None = Field(default=None, ge=0)
+    safety_copy: SafetyCopy | None = Field(
+        default=None, description="required exactly when the conversation's policy says "
+        "safety_copy_required (GET /v1/conversations/{id}/policy); refused otherwise")
 
 
 class SendReceipt(WireModel):
@@ -329,14 +344,21 @@ class AgeProofNeededFrame(WireModel):
     reason: Literal["unverified", "expired", "expiring"]
 
 
+class GuardianAlertFrame(WireModel):
+    """A new alert for a guardian (`GuardianAlert`, in the guardians section below)."""
+
+    type: Literal["guardian_alert"] = "guardian_alert"
+    alert: GuardianAlert
+
+
 ServerFrame = Annotated[
     DeliveryFrame | SentFrame | ErrorFrame | KeysLowFrame | GroupChangedFrame
-    | AgeProofNeededFrame,
+    | AgeProofNeededFrame | GuardianAlertFrame,
     Field(discriminator="type"),
 ]
 SERVER_FRAME = TypeAdapter[
     DeliveryFrame | SentFrame | ErrorFrame | KeysLowFrame | GroupChangedFrame
-    | AgeProofNeededFrame
+    | AgeProofNeededFrame | GuardianAlertFrame
 ](ServerFrame)
 
 
@@ -362,3 +384,183 @@ class MeResponse(WireModel):
     device_id: DeviceId
     devices: list[DeviceId]
     age: AgeStatus
+
+
+# --- safety policy (docs/safety-policy.md) -------------------------------------------
+
+
+class ConversationPolicyBody(WireModel):
+    """`covey.safety.policy.ConversationPolicy.to_json()`: what every client shows."""
+
+    mode: Literal["safeguarded", "on-device", "e2ee-only"]
+    protection: Literal["end-to-end", "safeguarded", "on-device-detection"]
+    code: str
+    label: str
+    reason: str
+    safety_copy_required: bool
+    server_detection: bool
+    on_device_detection_users: list[UserId]
+    age_threshold_years: int
+
+
+class PolicyStatement(WireModel):
+    """A conversation's policy, signed with the server's policy key (Ed25519) over
+    `covey/conversation-policy/v1 NUL JCS({conversation_id, epoch, issued_at_ms, policy})`."""
+
+    conversation_id: ConversationId
+    epoch: int = Field(ge=0, description="the group's epoch; 0 for direct conversations")
+    issued_at_ms: int
+    policy: ConversationPolicyBody
+    signature: B64_SIG
+
+
+class SafetyKeys(WireModel):
+    """The server's policy-signing key and the safety service's HPKE key, the latter
+    signed by the former over `covey/safety-service-key/v1 NUL JCS({x25519, key_id,
+    mode})`. Clients pin `policy_signing_key` on first use."""
+
+    policy_signing_key: B64_32
+    safety_service_key: B64_32
+    safety_service_key_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+    mode: Literal["safeguarded", "on-device", "e2ee-only"]
+    signature: B64_SIG
+
+
+class OnDeviceRules(WireModel):
+    """The operator's phrase list for clients that scan on the device (mode on-device),
+    signed by the policy key over `covey/on-device-rules/v1 NUL JCS({mode,
+    phrase_list})`. Empty in other modes."""
+
+    mode: Literal["safeguarded", "on-device", "e2ee-only"]
+    phrase_list: Annotated[str, Field(max_length=1024 * 1024)]
+    signature: B64_SIG
+
+
+class UserRef(WireModel):
+    user_id: UserId
+
+
+class UserLookup(WireModel):
+    """A handle search hit. Refused searches are 404s, like unknown handles."""
+
+    user_id: UserId
+    contact: bool
+
+
+class ContactRequestInfo(WireModel):
+    request_id: Annotated[str, Field(pattern=r"^cr_[0-9a-f]{24}$")]
+    requester: UserId
+    target: UserId
+    status: Literal["pending", "accepted", "declined", "cancelled"]
+    created_ms: int
+
+
+class ContactRequestList(WireModel):
+    incoming: list[ContactRequestInfo]
+    outgoing: list[ContactRequestInfo]
+
+
+class SafetyNoticeBody(WireModel):
+    code: str
+    text: str
+
+
+class ContactInfo(WireModel):
+    user_id: UserId
+    since_ms: int
+    safety_notice: SafetyNoticeBody | None = Field(
+        default=None, description="shown to an under-16 viewer next to an account several "
+        "young people blocked or reported")
+
+
+class ContactList(WireModel):
+    contacts: list[ContactInfo]
+
+
+class UserIdList(WireModel):
+    users: list[UserId]
+
+
+class InviteResponse(WireModel):
+    token: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{43}$")]
+    group_id: GroupId
+    expires_ms: int
+
+
+class JoinRequest(WireModel):
+    token: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{43}$")]
+
+
+# --- guardians (docs/safety-policy.md#guardians) -------------------------------------
+
+MAX_GUARDIANS = 4
+GuardianLinkId = Annotated[str, Field(pattern=r"^gl_[A-Za-z0-9_-]{8,36}$")]
+GuardianAlertId = Annotated[str, Field(pattern=r"^ga_[A-Za-z0-9_-]{8,36}$")]
+# A code from the server's own vocabulary (report categories, detector names and codes).
+SafetyCode = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.:-]{0,63}$")]
+GuardianLinkStatus = Literal["pending", "active", "removal_requested"]
+GuardianAlertKind = Literal["report_filed", "contact_accepted", "high_risk_detection",
+                            "removal_requested"]
+
+
+class ProposeGuardianLink(WireModel):
+    """Ask `user_id` to link with you; `role` is the role `user_id` would have: "guardian"
+    when an under-16 account asks a 16+ account, "child" the other way round."""
+
+    user_id: UserId
+    role: Literal["guardian", "child"]
+
+
+class GuardianLink(WireModel):
+    link_id: GuardianLinkId
+    child: UserId
+    guardian: UserId
+    status: GuardianLinkStatus
+    proposed_by: UserId
+    created_at_ms: int
+    accepted_at_ms: int | None = None
+    removal_requested_at_ms: int | None = None
+
+
+class GuardianLinkList(WireModel):
+    """Every link this account is part of, as child or as guardian."""
+
+    links: list[GuardianLink]
+
+
+class GuardianRemoval(WireModel):
+    """`removed`, or `removal_requested` while the link waits for the guardian's consent."""
+
+    link_id: GuardianLinkId
+    outcome: Literal["removed", "removal_requested"]
+    link: GuardianLink | None = None
+
+
+class GuardianAlert(WireModel):
+    """A safety fact about a linked child: ids and codes, never message content. Which
+    optional fields are set depends on `kind` (docs/protocol.md)."""
+
+    alert_id: GuardianAlertId
+    guardian: UserId
+    child: UserId
+    kind: GuardianAlertKind
+    created_at_ms: int
+    acknowledged_at_ms: int | None = None
+    category: SafetyCode | None = None
+    other_user: UserId | None = None
+    conversation_id: ConversationId | None = None
+    detector: SafetyCode | None = None
+    code: SafetyCode | None = None
+    severity: Literal["low", "medium", "high"] | None = None
+
+
+class GuardianAlertList(WireModel):
+    alerts: list[GuardianAlert]
+
+
+class AcknowledgeAlertsRequest(WireModel):
+    alert_ids: Annotated[list[GuardianAlertId], Field(min_length=1, max_length=500)]
+
+
+class AcknowledgeAlertsResponse(WireModel):
+    acknowledged: int

@@ -2,7 +2,6 @@
 except where a detector loads its operator file."""
 
 from covey.protocol.safety_copy import (
-    SafetyCopy,
     SafetyCopyContext,
     SafetyCopyError,
     SafetyServicePrivateKey,
@@ -10,6 +9,7 @@ from covey.protocol.safety_copy import (
     open_safety_copy,
     seal_safety_copy,
 )
+from covey.protocol.wire import SafetyCopy
 from covey.safety.policy import (
     ContactAction,
     ContactCode,

@@ -100,16 +100,35 @@ class ConversationPolicy:
         }
 
     def statement_bytes(self, conversation_id: str, epoch: int, issued_at_ms: int) -> bytes:
-        """What the server signs or MACs when it tells clients this conversation's policy."""
-        return labelled(
-            "conversation-policy",
-            {
-                "conversation_id": conversation_id,
-                "epoch": epoch,
-                "issued_at_ms": issued_at_ms,
-                "policy": self.to_json(),
-            },
-        )
+        """What the server signs when it tells clients this conversation's policy."""
+        return policy_statement_bytes(conversation_id, epoch, issued_at_ms, self.to_json())
+
+
+def policy_statement_bytes(conversation_id: str, epoch: int, issued_at_ms: int,
+                           policy: Mapping[str, Any]) -> bytes:
+    """`covey/conversation-policy/v1 NUL JCS({conversation_id, epoch, issued_at_ms,
+    policy})`: what the server signs (Ed25519) and every client verifies."""
+    return labelled(
+        "conversation-policy",
+        {
+            "conversation_id": conversation_id,
+            "epoch": epoch,
+            "issued_at_ms": issued_at_ms,
+            "policy": dict(policy),
+        },
+    )
+
+
+def on_device_rules_bytes(mode: str, phrase_list: str) -> bytes:
+    """`covey/on-device-rules/v1 NUL JCS({mode, phrase_list})`, signed by the policy key."""
+    return labelled("on-device-rules", {"mode": mode, "phrase_list": phrase_list})
+
+
+def safety_keys_statement_bytes(safety_key_b64: str, key_id: str, mode: str) -> bytes:
+    """`covey/safety-service-key/v1 NUL JCS({x25519, key_id, mode})`: what the policy key
+    signs about the key safety copies are sealed to."""
+    return labelled("safety-service-key", {"x25519": safety_key_b64, "key_id": key_id,
+                                           "mode": mode})
 
 
 def needs_safeguarding(band: AgeBand) -> bool:

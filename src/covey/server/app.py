@@ -50,14 +50,19 @@ def create_app(settings: Settings | None = None, *, fanout: Fanout | None = None
         app.state.services = services
         app.state.limiter = RateLimiter.from_settings(settings)
         reporting = await start_reporting(app, settings, services)
-        purge = asyncio.create_task(services.messages.purge_loop(), name="covey-purge")
+        loops = [asyncio.create_task(services.messages.purge_loop(), name="covey-purge"),
+                 asyncio.create_task(services.safety_copies.purge_loop(),
+                                     name="covey-safety-copy-purge")]
         try:
             yield
         finally:
-            purge.cancel()
+            for loop in loops:
+                loop.cancel()
             await services.age.close()
-            with contextlib.suppress(asyncio.CancelledError):
-                await purge
+            await services.safety_copies.close()
+            for loop in loops:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await loop
             await reporting.stop()
             await chosen_fanout.close()
             await repo.close()

@@ -17,10 +17,12 @@ from covey.protocol.wire import (
     AgeProofNeededFrame,
     DeliveryFrame,
     GroupChangedFrame,
+    GuardianAlertFrame,
     KeysLowFrame,
 )
 
-PushFrame = DeliveryFrame | GroupChangedFrame | KeysLowFrame | AgeProofNeededFrame
+PushFrame = (DeliveryFrame | GroupChangedFrame | KeysLowFrame | AgeProofNeededFrame
+             | GuardianAlertFrame)
 
 
 @dataclass(frozen=True, slots=True)

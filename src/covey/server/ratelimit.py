@@ -43,6 +43,8 @@ class RateLimiter:
             "login": Limit(settings.rate_login_per_min / 60, settings.rate_login_burst),
             "send": Limit(settings.rate_send_per_min / 60, settings.rate_send_burst),
             "age": Limit(settings.rate_age_per_min / 60, settings.rate_age_burst),
+            "guardian": Limit(settings.rate_guardian_per_min / 60,
+                              settings.rate_guardian_burst),
         })
 
     def check(self, action: str, *keys: str, cost: float = 1.0) -> None:

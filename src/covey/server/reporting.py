@@ -65,6 +65,8 @@ async def start_reporting(app: FastAPI, settings: Settings, services: Services) 
                             load_or_create_server_key(settings.resolved_server_key_file()),
                             services.repo.engine)
     moderation = ModerationService(settings, store, reports)
+    reports.events = services.events
+    services.safety_copies.report_sink = reports.file_detection
     await reports.refresh_gate()
     services.auth.login_gate = reports.gate.check_login
     services.messages.send_gate = reports.gate.check_send

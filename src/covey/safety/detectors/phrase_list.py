@@ -139,7 +139,8 @@ class PhraseListDetector(Detector):
                 message_id=context.message_id,
                 conversation_id=context.conversation_id,
                 sender_user=context.sender_user,
-                detail={"line": entry.line, "phrase": entry.phrase, "match": how},
+                detail={"line": entry.line, "phrase": entry.phrase, "match": how,
+                        "category": entry.category},
             ))
         return signals
 

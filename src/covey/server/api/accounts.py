@@ -47,7 +47,9 @@ async def add_device(body: AddDeviceRequest, request: Request, services: Service
 
 @router.get("/v1/users/{user_id}/devices", response_model=DeviceList, tags=["accounts"])
 async def user_devices(user_id: Annotated[str, Path(pattern=USER_ID_PATTERN)],
-                       _principal: PrincipalDep, services: ServicesDep) -> DeviceList:
+                       principal: PrincipalDep, services: ServicesDep) -> DeviceList:
+    """404 for unknown accounts and for accounts the contact rules keep you from."""
+    await services.policy.check_visible(principal.user_id, user_id)
     return await services.accounts.device_list(user_id)
 
 

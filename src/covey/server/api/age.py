@@ -31,7 +31,9 @@ async def age_presentation(request: Request, principal: PrincipalDep,
                            services: ServicesDep, limits: LimiterDep) -> AgeStatus:
     """Verify `{"nonce", "presentation"}`; the account's band changes only on success."""
     limits.check("age", f"user:{principal.user_id}")
-    return await services.age.present(principal, await request.body())
+    status = await services.age.present(principal, await request.body())
+    services.policy.forget(principal.user_id)  # the band may have changed
+    return status
 
 
 @router.get("/v1/me", response_model=MeResponse, tags=["accounts"])

@@ -22,6 +22,8 @@ async def count(principal: PrincipalDep, services: ServicesDep) -> KeyCountRespo
 
 
 @router.post("/v1/keys/claim", response_model=ClaimResponse)
-async def claim(body: ClaimRequest, _principal: PrincipalDep,
+async def claim(body: ClaimRequest, principal: PrincipalDep,
                 services: ServicesDep) -> ClaimResponse:
+    for user in sorted({device.user_id for device in body.devices}):
+        await services.policy.check_visible(principal.user_id, user)
     return await services.keys.claim(body)

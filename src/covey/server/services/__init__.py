@@ -13,11 +13,17 @@ from covey.server.services.accounts import AccountService, DeviceDirectory
 from covey.server.services.age import AgeService
 from covey.server.services.auth import AuthService
 from covey.server.services.blobs import BlobService
+from covey.server.services.contacts import ContactService
 from covey.server.services.groups import GroupService
+from covey.server.services.guardians import GuardianService
 from covey.server.services.keys import KeyService
 from covey.server.services.messages import MessageService
+from covey.server.services.policy import PolicyService
+from covey.server.services.safety_copies import SafetyCopyService
+from covey.server.services.safety_events import SafetyEvents
 from covey.server.storage.age import AgeStorage
 from covey.server.storage.repository import Repository
+from covey.server.storage.safety_repo import SafetyRepository
 from covey.settings import Settings
 
 
@@ -33,6 +39,11 @@ class Services:
     messages: MessageService
     blobs: BlobService
     age: AgeService
+    events: SafetyEvents
+    guardians: GuardianService
+    policy: PolicyService
+    safety_copies: SafetyCopyService
+    contacts: ContactService
 
 
 def load_or_create_server_key(path: Path) -> ServerFrankingKey:
@@ -43,16 +54,27 @@ def load_or_create_server_key(path: Path) -> ServerFrankingKey:
 def build_services(settings: Settings, repo: Repository, fanout: Fanout) -> Services:
     server_key = load_or_create_server_key(settings.resolved_server_key_file())
     directory = DeviceDirectory(repo)
-    groups = GroupService(repo, directory, fanout)
+    events = SafetyEvents()
+    age = AgeService(settings, AgeStorage(repo), directory, fanout)
+    policy = PolicyService(settings, SafetyRepository(repo), age)
+    events.subscribe(policy.on_event)
+    copies = SafetyCopyService(settings, policy.store, policy, events)
+    groups = GroupService(repo, directory, fanout, policy)
     return Services(
         settings=settings, repo=repo, fanout=fanout,
         accounts=AccountService(settings, repo, directory),
         auth=AuthService(settings, repo),
         keys=KeyService(settings, repo, directory, fanout),
         groups=groups,
-        messages=MessageService(settings, repo, directory, groups, fanout, server_key),
+        messages=MessageService(settings, repo, directory, groups, fanout, server_key,
+                                policy, copies),
         blobs=BlobService(settings, repo),
-        age=AgeService(settings, AgeStorage(repo), directory, fanout),
+        age=age,
+        events=events,
+        policy=policy,
+        safety_copies=copies,
+        contacts=ContactService(repo, policy, events),
+        guardians=GuardianService(repo, age, directory, fanout, events, policy),
     )
 
 

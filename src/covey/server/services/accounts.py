@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 import time
 
-from covey.errors import NotFound
+from covey.errors import Conflict, NotFound
 from covey.protocol.wire import (
     AddDeviceRequest,
     DeviceKeys,
@@ -23,6 +23,8 @@ from covey.settings import Settings
 # Device lists change rarely; the TTL only bounds staleness when several processes share
 # one database (each invalidates its own cache on change).
 _DEVICE_CACHE_TTL_S = 30.0
+# Names the server itself uses (reports filed by the safety service).
+RESERVED_HANDLES = frozenset({"covey-safety"})
 
 
 def _check_self_signature(device: DeviceKeys) -> None:
@@ -73,6 +75,9 @@ class AccountService:
         self.directory = directory
 
     async def register(self, request: RegisterRequest) -> RegisterResponse:
+        if request.device.user_id in RESERVED_HANDLES:
+            raise Conflict("this handle is reserved", code="handle_reserved",
+                           details={"field": "user_id"})
         _check_self_signature(request.device)
         await self._repo.create_user(_row(request.device), now_ms())
         self.directory.invalidate(request.device.user_id)

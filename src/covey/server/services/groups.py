@@ -3,6 +3,7 @@ epoch (optimistically, so concurrent changes never both win) and tells member de
 
 from __future__ import annotations
 
+import secrets
 import time
 
 from covey.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -14,14 +15,17 @@ from covey.protocol.wire import (
     GroupInfo,
     GroupList,
     GroupMember,
+    InviteResponse,
 )
 from covey.server.fanout import DeviceAddress, Fanout, PushFrame
-from covey.server.services._common import Principal, now_ms, reject_nul
+from covey.server.services._common import Principal, now_ms, reject_nul, secret_hash
 from covey.server.services.accounts import DeviceDirectory
+from covey.server.services.policy import PolicyService
 from covey.server.storage.repository import GroupRow, Repository
 
 _GROUP_CACHE_TTL_S = 30.0
 _RETRIES = 5
+INVITE_TTL_S = 7 * 24 * 3600
 
 
 def group_info(group: GroupRow) -> GroupInfo:
@@ -31,8 +35,10 @@ def group_info(group: GroupRow) -> GroupInfo:
 
 
 class GroupService:
-    def __init__(self, repo: Repository, directory: DeviceDirectory, fanout: Fanout) -> None:
+    def __init__(self, repo: Repository, directory: DeviceDirectory, fanout: Fanout,
+                 policy: PolicyService) -> None:
         self._repo = repo
+        self._policy = policy
         self._directory = directory
         self._fanout = fanout
         self._cache: dict[str, tuple[float, GroupRow]] = {}
@@ -59,6 +65,12 @@ class GroupService:
         unknown = [u for u in others if u not in known]
         if unknown:
             raise NotFound("unknown users", code="unknown_user", details={"users": unknown})
+        # Each newcomer is checked against the creator and everyone added before them, as
+        # if added one by one: a group is never a way around the contact rules.
+        joined = [principal.user_id]
+        for user in others:
+            await self._policy.check_join(user, joined, adder=principal.user_id)
+            joined.append(user)
         members = {principal.user_id: "admin", **dict.fromkeys(others, "member")}
         group = await self._repo.create_group(new_group_id(), request.name, members, now_ms())
         self._cache[group.group_id] = (time.monotonic(), group)
@@ -90,9 +102,48 @@ class GroupService:
                 raise Conflict(f"{user_id!r} is already a member", code="already_member")
             if len(group.members) >= MAX_GROUP_MEMBERS:
                 raise InvalidInput(f"a group has at most {MAX_GROUP_MEMBERS} members")
+            await self._policy.check_join(user_id, group.members, adder=principal.user_id)
             try:
                 changed = await self._repo.change_membership(
                     group_id, group.epoch, add=(user_id, "member"))
+            except Conflict as exc:
+                if exc.code == "group_changed":
+                    continue
+                raise
+            await self._changed(changed, notify_also=())
+            return group_info(changed)
+        raise Conflict("the group keeps changing, retry", code="group_changed")
+
+    async def create_invite(self, principal: Principal, group_id: str) -> InviteResponse:
+        """An invite link (a bearer token, stored only as its hash) any admin can share."""
+        group = await self._member_view(principal, group_id)
+        if group.members[principal.user_id] != "admin":
+            raise Forbidden("only an admin can create invite links", code="not_admin")
+        token = secrets.token_urlsafe(32)
+        now = now_ms()
+        expires = now + INVITE_TTL_S * 1000
+        await self._policy.store.add_invite(secret_hash(token), group_id, principal.user_id,
+                                            now, expires)
+        return InviteResponse(token=token, group_id=group_id, expires_ms=expires)
+
+    async def join_by_invite(self, principal: Principal, token: str) -> GroupInfo:
+        """Redeem an invite link: the joiner is checked against every member, exactly as
+        an add would be, so a link never reaches someone an add could not."""
+        invite = await self._policy.store.find_invite(secret_hash(token), now_ms())
+        if invite is None:
+            raise NotFound("this invite link is unknown or has expired", code="unknown_invite")
+        for _ in range(_RETRIES):
+            group = await self._repo.get_group(invite.group_id)
+            if group is None or invite.created_by not in group.members:
+                raise NotFound("this invite link is no longer valid", code="unknown_invite")
+            if principal.user_id in group.members:
+                return group_info(group)
+            if len(group.members) >= MAX_GROUP_MEMBERS:
+                raise InvalidInput(f"a group has at most {MAX_GROUP_MEMBERS} members")
+            await self._policy.check_join(principal.user_id, group.members)
+            try:
+                changed = await self._repo.change_membership(
+                    group.group_id, group.epoch, add=(principal.user_id, "member"))
             except Conflict as exc:
                 if exc.code == "group_changed":
                     continue

@@ -27,6 +27,8 @@ from covey.server.fanout import DeviceAddress, Fanout, PushFrame
 from covey.server.services._common import Principal, now_ms, reject_nul
 from covey.server.services.accounts import DeviceDirectory
 from covey.server.services.groups import GroupService
+from covey.server.services.policy import PolicyService
+from covey.server.services.safety_copies import OpenedCopy, SafetyCopyService
 from covey.server.storage.repository import (
     MailboxEntry,
     NewMessage,
@@ -99,8 +101,11 @@ def _log_failure(future: asyncio.Future[Any]) -> None:
 
 class MessageService:
     def __init__(self, settings: Settings, repo: Repository, directory: DeviceDirectory,
-                 groups: GroupService, fanout: Fanout, server_key: ServerFrankingKey) -> None:
+                 groups: GroupService, fanout: Fanout, server_key: ServerFrankingKey,
+                 policy: PolicyService, copies: SafetyCopyService) -> None:
         self._settings = settings
+        self._policy = policy
+        self._copies = copies
         self._repo = repo
         self._directory = directory
         self._groups = groups
@@ -119,19 +124,22 @@ class MessageService:
     async def accept(self, principal: Principal, envelope: SendEnvelope) -> AcceptedSend:
         """Validate and queue the envelope; `future` resolves once the message is durable.
         Callers that queue in order get seqs in that order."""
-        message = await self._prepare(principal, envelope)
+        message, opened = await self._prepare(principal, envelope)
         future = self._repo.submit_message(message)
         # Publishing hangs off the commit, not off the sender's waiter, so a sender that
         # disconnects after sending still gets its message delivered live.
-        future.add_done_callback(lambda f: self._after_commit(message, f))
+        future.add_done_callback(lambda f: self._after_commit(message, opened, f))
         return AcceptedSend(envelope.message_id, future)
 
-    def _after_commit(self, message: NewMessage, future: asyncio.Future[Any]) -> None:
+    def _after_commit(self, message: NewMessage, opened: OpenedCopy | None,
+                      future: asyncio.Future[Any]) -> None:
         if future.cancelled() or future.exception() is not None:
             return
         result: StoreResult = future.result()
         if result.outcome != "stored":
             return
+        if opened is not None:
+            self._copies.scan_soon(message, opened.content)
         group = None
         if message.group_session_id is not None and message.group_body is not None:
             group = GroupCiphertext.model_construct(session_id=message.group_session_id,
@@ -143,7 +151,8 @@ class MessageService:
             for e in message.entries]
         self._fanout.publish(items)
 
-    async def _prepare(self, principal: Principal, env: SendEnvelope) -> NewMessage:
+    async def _prepare(self, principal: Principal,
+                       env: SendEnvelope) -> tuple[NewMessage, OpenedCopy | None]:
         if len(env.recipients) > self._settings.max_recipient_devices:
             raise TooLarge(f"at most {self._settings.max_recipient_devices} recipients",
                            details={"field": "recipients"})
@@ -166,6 +175,9 @@ class MessageService:
             participants = await self._group_participants(principal, env)
         if self.send_gate is not None:
             self.send_gate(principal.user_id, conversation, participants)
+        if dm is not None:
+            await self._policy.check_direct(principal.user_id, conversation)
+        policy = await self._policy.for_participants(participants)
         if env.group is None:
             for r in env.recipients:
                 if r.olm_type is None or r.body is None:
@@ -175,6 +187,7 @@ class MessageService:
                                                "device": f"{r.user_id}/{r.device_id}"})
         entries = await self._target_entries(principal, env, participants)
         server_ts = now_ms()
+        opened = self._copies.check(principal, env, participants, policy, server_ts)
         commitment = FrankingCommitment.from_b64(env.commitment)
         tags: dict[str, str] = {}
         for entry in entries:
@@ -187,13 +200,14 @@ class MessageService:
                 tags[entry.user_id] = tag
             entry.franking_tag = tag
         return NewMessage(
+            safety_copy=None if opened is None else opened.record,
             sender_device_pk=principal.device_pk, sender_user=principal.user_id,
             sender_device=principal.device_id, message_id=env.message_id,
             conversation_id=conversation, commitment=env.commitment, server_ts_ms=server_ts,
             participants=participants,
             group_session_id=None if env.group is None else env.group.session_id,
             group_body=None if env.group is None else env.group.body,
-            expires_ms=server_ts + self._settings.mailbox_ttl_s * 1000, entries=entries)
+            expires_ms=server_ts + self._settings.mailbox_ttl_s * 1000, entries=entries), opened
 
     async def _group_participants(self, principal: Principal, env: SendEnvelope) -> list[str]:
         group = await self._groups.current(env.conversation_id)

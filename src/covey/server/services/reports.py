@@ -22,12 +22,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from covey.errors import CryptoError, Forbidden, InvalidInput
 from covey.moderation import Report, ReportVerification, verify_report
+from covey.moderation.evidence import EvidenceContext, EvidenceItem, ReportCategory
 from covey.protocol import b64decode, b64encode
+from covey.protocol.content import MessageContent
 from covey.protocol.ids import dm_participants
 from covey.protocol.secrets import ServerFrankingKey
+from covey.safety.detectors import Signal
 from covey.server.services._common import Principal, load_or_create_secret_file, now_ms
 from covey.server.services.blobs import BlobService
+from covey.server.services.safety_events import ReportFiled, SafetyEvents, UserBlocked
 from covey.server.storage.reports_repo import AuditRow, NewReport, ReportRepository, ReportRow
+from covey.server.storage.repository import NewMessage
 from covey.server.storage.schema import metadata
 from covey.settings import Settings
 
@@ -35,6 +40,8 @@ log = logging.getLogger(__name__)
 
 UNVERIFIED_BAND = "unverified"
 UNDER_16_BAND = "under-16"
+# Reports the safety service files from detections (a handle no account can register).
+SAFETY_SERVICE_REPORTER = "covey-safety"
 _NONCE = 12
 
 
@@ -141,6 +148,7 @@ class ReportService:
         self._server_key = server_key
         self._engine = engine
         self.vault = EvidenceVault(settings.data_dir / "reports.key")
+        self.events: SafetyEvents | None = None  # set by the relay (guardian alerts, bars)
         self.gate = SafetyGate()
 
     async def refresh_gate(self) -> None:
@@ -185,7 +193,7 @@ class ReportService:
             category=report.category.value,
             priority=report_priority(report.category.is_child_safety, band),
             reporter_band=band,
-            policy_mode=str(getattr(self._settings, "policy_mode", "safeguarded")),
+            policy_mode=self._settings.safety_mode,
             status="open", verified_count=len(verification.verified_items),
             total_count=len(verification.items),
             reported_verified=verification.reported.verified, created_ms=now,
@@ -200,15 +208,71 @@ class ReportService:
             AuditRow(now, f"user:{principal.user_id}", "report_submitted", report_id,
                      f"category {row.category}, {row.verified_count}/{row.total_count} "
                      "verified"))
+        if created and self.events is not None:
+            await self.events.emit(ReportFiled(principal.user_id, reported_user,
+                                               row.category, now))
         if block and reported_user != principal.user_id:
             await self.block(principal, reported_user)
         return ReportReceipt(stored, not created, block, verification)
 
+    async def file_detection(self, signal: Signal, message: NewMessage,
+                             content: MessageContent) -> None:
+        """A detector flagged a safeguarded message: queue it for moderators as a report
+        by the safety service, with the message as franked evidence (its commitment and
+        the tag the server gave the first recipient), verified like any report."""
+        entry = next((e for e in message.entries if e.user_id != message.sender_user), None)
+        if entry is None:
+            return
+        item = EvidenceItem(content=content, commitment=message.commitment,
+                            tag=entry.franking_tag, context=EvidenceContext(
+                                sender_user=message.sender_user,
+                                sender_device=message.sender_device,
+                                recipient_user=entry.user_id,
+                                conversation_id=message.conversation_id,
+                                participants=tuple(message.participants),
+                                server_ts_ms=message.server_ts_ms,
+                                message_id=message.message_id))
+        category = (ReportCategory(signal.detail["category"])
+                    if signal.detail.get("category") in ReportCategory._value2member_map_
+                    else ReportCategory.OTHER)
+        # The evidence is the message as delivered to one recipient (whose tag it carries),
+        # so the report is checked from that recipient's side; the row names the safety
+        # service as the one who filed it.
+        report = Report(reporter=entry.user_id, reported_message_id=message.message_id,
+                        category=category, comment=f"automatic detection by the safety "
+                        f"service: {signal.detector} {signal.code} "
+                        f"({signal.severity.name.lower()}); evidence as delivered to "
+                        f"{entry.user_id}, who did not file this report", messages=(item,))
+        verification = await asyncio.to_thread(verify_report, report, self._server_key,
+                                                blobs={})
+        now = now_ms()
+        report_id = "rep_" + secrets.token_hex(12)
+        row = ReportRow(
+            report_id=report_id, fingerprint=verification.fingerprint,
+            reporter=SAFETY_SERVICE_REPORTER, reported_user=message.sender_user,
+            category=category.value,
+            priority=report_priority(category.is_child_safety, UNDER_16_BAND),
+            reporter_band=SAFETY_SERVICE_REPORTER, policy_mode=self._settings.safety_mode,
+            status="open", verified_count=len(verification.verified_items),
+            total_count=len(verification.items),
+            reported_verified=verification.reported.verified, created_ms=now,
+            actioned_ms=None,
+            preserve_until_ms=now + self._settings.evidence_retention_s * 1000,
+            purged=False)
+        sealed = self.vault.seal(report_id, {"report": report.model_dump(mode="json"),
+                                             "blobs": {}, "signal": signal.to_json()})
+        await self.store.insert_report(NewReport(row, sealed), AuditRow(
+            now, SAFETY_SERVICE_REPORTER, "detection_reported", report_id,
+            f"{signal.detector} {signal.code} {signal.severity.name.lower()}"))
+
     async def block(self, principal: Principal, user_id: str) -> None:
         if user_id == principal.user_id:
             raise InvalidInput("you cannot block yourself", details={"field": "user_id"})
-        await self.store.add_block(principal.user_id, user_id, now_ms())
+        at = now_ms()
+        await self.store.add_block(principal.user_id, user_id, at)
         self.gate.blocked.add((principal.user_id, user_id))
+        if self.events is not None:
+            await self.events.emit(UserBlocked(principal.user_id, user_id, at))
 
     async def open_evidence(self, report_id: str) -> tuple[Report, dict[str, bytes]] | None:
         """The stored report and blobs, decrypted; None once purged."""

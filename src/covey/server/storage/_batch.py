@@ -17,6 +17,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, text
 from sqlalchemy.engine import Connection
 
 from covey.server.storage import schema as t
+from covey.server.storage import schema_safety
 from covey.server.storage.writer import BatchItem
 
 _FIND_SENT = select(t.messages.c.message_id, t.messages.c.commitment,
@@ -187,10 +188,22 @@ def _store(conn: Connection, raw: Any, ids: IdAllocator, stores: Sequence[Any]) 
         raw.executemany(sql.insert_messages, message_rows)
         if mailbox_rows:
             raw.executemany(sql.insert_mailbox, mailbox_rows)
-        return
-    conn.exec_driver_sql(sql.insert_messages, message_rows)
-    if mailbox_rows:
-        conn.exec_driver_sql(sql.insert_mailbox, mailbox_rows)
+    else:
+        conn.exec_driver_sql(sql.insert_messages, message_rows)
+        if mailbox_rows:
+            conn.exec_driver_sql(sql.insert_mailbox, mailbox_rows)
+    copies = [_copy_row(item.message) for item in fresh if item.message.safety_copy is not None]
+    if copies:
+        conn.execute(insert(schema_safety.safety_copies), copies)
+
+
+def _copy_row(m: Any) -> dict[str, Any]:
+    copy = m.safety_copy
+    return {"message_id": m.message_id, "conversation_id": m.conversation_id,
+            "sender_user": m.sender_user, "sender_device": m.sender_device,
+            "participants": json.dumps(m.participants), "commitment": m.commitment,
+            "key_id": copy.key_id, "sealed": copy.sealed, "server_ts_ms": m.server_ts_ms,
+            "expires_ms": copy.expires_ms}
 
 
 __all__ = ["BatchItem", "IdAllocator", "commit_batch"]

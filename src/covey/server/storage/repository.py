@@ -97,6 +97,15 @@ class MailboxEntry:
     seq: int = 0  # set on commit
 
 
+@dataclass(frozen=True, slots=True)
+class SafetyCopyRecord:
+    """A safeguarded message's sealed safety copy, stored with the message."""
+
+    key_id: str
+    sealed: bytes
+    expires_ms: int
+
+
 @dataclass(slots=True)
 class NewMessage:
     sender_device_pk: int
@@ -111,6 +120,7 @@ class NewMessage:
     group_body: str | None
     expires_ms: int
     entries: list[MailboxEntry] = field(default_factory=list)
+    safety_copy: SafetyCopyRecord | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,225 @@
+"""The safety policy on the relay: gathers the facts `covey.safety.policy` decides on
+(bands, contacts, blocks, under-16 flags, request counts), asks it, and enforces the
+answer. Also signs each conversation's policy for its clients (Ed25519, key file outside
+the database), so a client shows what the server really applies.
+
+Bands and direct-conversation decisions are cached for a few seconds per process (the
+send path asks on every message); this process forgets them at once when it changes
+one of their inputs."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from covey.age import AgeBand
+from covey.protocol._encoding import b64encode
+from covey.protocol.ids import dm_participants
+from covey.protocol.safety_copy import SafetyServicePrivateKey
+from covey.protocol.wire import OnDeviceRules, PolicyStatement, SafetyKeys
+from covey.safety.policy import (
+    ContactAction,
+    ContactDecision,
+    ConversationPolicy,
+    Member,
+    Party,
+    PolicyConfig,
+    PolicyMode,
+    Relationship,
+    conversation_policy,
+    decide_contact,
+    decide_group_join,
+    on_device_rules_bytes,
+    safety_keys_statement_bytes,
+)
+from covey.server.services._common import load_or_create_secret_file, now_ms
+from covey.server.services.age import AgeService
+from covey.server.services.safety_events import ReportFiled, SafetyEvent, UserBlocked
+from covey.server.storage.safety_repo import SafetyRepository
+from covey.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_BAND_TTL_S = 5.0
+_DM_TTL_S = 5.0
+_CACHE_MAX = 50_000
+
+
+def policy_config(settings: Settings) -> PolicyConfig:
+    return PolicyConfig(mode=settings.safety_mode,  # type: ignore[arg-type]
+                        age_threshold_years=settings.age_threshold_years,
+                        minor_block_report_threshold=settings.minor_block_report_threshold,
+                        minor_contact_request_limit=settings.minor_contact_request_limit)
+
+
+class PolicyService:
+    def __init__(self, settings: Settings, store: SafetyRepository, age: AgeService) -> None:
+        self.settings = settings
+        self.config = policy_config(settings)
+        self.store = store
+        self._age = age
+        self._signing = Ed25519PrivateKey.from_private_bytes(load_or_create_secret_file(
+            settings.resolved_policy_signing_key_file(),
+            lambda: Ed25519PrivateKey.generate().private_bytes_raw()))
+        self.safety_key = SafetyServicePrivateKey(load_or_create_secret_file(
+            settings.resolved_safety_service_key_file(),
+            lambda: SafetyServicePrivateKey.generate().raw))
+        self._bands: dict[str, tuple[float, AgeBand]] = {}
+        self._policies: dict[tuple[tuple[str, AgeBand], ...], ConversationPolicy] = {}
+        self._dm_allowed: dict[tuple[str, str], float] = {}
+
+    # --- facts -----------------------------------------------------------------------
+
+    async def band(self, user_id: str) -> AgeBand:
+        hit = self._bands.get(user_id)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < _BAND_TTL_S:
+            return hit[1]
+        band = await self._age.band_of(user_id)
+        if len(self._bands) > _CACHE_MAX:
+            self._bands.clear()
+        self._bands[user_id] = (now, band)
+        return band
+
+    def forget(self, *users: str) -> None:
+        """Inputs about these users changed here (band, contacts, blocks): ask again."""
+        for user in users:
+            self._bands.pop(user, None)
+        gone = set(users)
+        for key in [k for k in self._dm_allowed if gone & set(k)]:
+            self._dm_allowed.pop(key, None)
+
+    async def party(self, user_id: str) -> Party:
+        band = await self.band(user_id)
+        flags = 0 if band is AgeBand.UNDER_16 else await self.store.flag_count(user_id)
+        return Party(user_id, band, under_age_blocks_and_reports=flags)
+
+    async def requester(self, user_id: str) -> Party:
+        """The party with its recent requests to under-16 accounts (for requests)."""
+        party = await self.party(user_id)
+        since = now_ms() - self.settings.minor_contact_request_window_s * 1000
+        recent = await self.store.requests_to_under_age_since(user_id, since)
+        return Party(party.user_id, party.band, party.under_age_blocks_and_reports, recent)
+
+    async def relationship(self, actor: str, target: str) -> Relationship:
+        blocked_by_actor = target in await self.store.blocks_of(actor)
+        blocked_by_target = actor in await self.store.blocks_of(target)
+        pending = await self.store.pending_between(actor, target) is not None
+        return Relationship(contacts=await self.store.are_contacts(actor, target),
+                            actor_blocked_target=blocked_by_actor,
+                            target_blocked_actor=blocked_by_target, request_pending=pending)
+
+    # --- decisions ---------------------------------------------------------------------
+
+    async def decide(self, action: ContactAction, actor: str, target: str, *,
+                     actor_party: Party | None = None) -> ContactDecision:
+        decision = decide_contact(action, actor_party or await self.party(actor),
+                                  await self.party(target),
+                                  await self.relationship(actor, target), self.config)
+        if not decision.allowed:
+            log.info("policy refused %s %s -> %s: %s", action.value, actor, target,
+                     decision.code.value)
+        return decision
+
+    async def check(self, action: ContactAction, actor: str, target: str) -> None:
+        (await self.decide(action, actor, target)).raise_if_refused()
+
+    async def check_direct(self, sender: str, conversation_id: str) -> None:
+        """A direct message may only go where the contact rules let the sender reach."""
+        pair = dm_participants(conversation_id)
+        if pair is None:
+            return
+        other = pair[1] if pair[0] == sender else pair[0]
+        key = (sender, other)
+        seen = self._dm_allowed.get(key)
+        if seen is not None and time.monotonic() - seen < _DM_TTL_S:
+            return
+        await self.check(ContactAction.OPEN_CONVERSATION, sender, other)
+        if len(self._dm_allowed) > _CACHE_MAX:
+            self._dm_allowed.clear()
+        self._dm_allowed[key] = time.monotonic()
+
+    async def check_visible(self, viewer: str, target: str) -> None:
+        """Device lists and key bundles are how one reaches someone: visible to oneself,
+        contacts, fellow group members, and whoever could find the account by handle."""
+        if viewer == target or await self.store.are_contacts(viewer, target) \
+                or await self.store.share_a_group(viewer, target):
+            return
+        await self.check(ContactAction.FIND_BY_HANDLE, viewer, target)
+
+    async def check_join(self, joiner: str, members: Iterable[str], *,
+                         adder: str | None = None) -> None:
+        """May `joiner` enter a group of `members`, added by `adder` or by invite link?"""
+        others = [m for m in members if m != joiner]
+        group_members = [Member(await self.party(m), await self.relationship(joiner, m))
+                         for m in others]
+        joiner_party = await self.party(joiner)
+        if adder is None:
+            decision = decide_group_join(joiner_party, group_members, self.config)
+        else:
+            decision = decide_group_join(
+                joiner_party, group_members, self.config, adder=await self.party(adder),
+                adder_relationship=await self.relationship(adder, joiner))
+        if not decision.allowed:
+            log.info("policy refused %s of %s: %s (%s)", decision.action.value, joiner,
+                     decision.code.value, decision.subject)
+        decision.raise_if_refused()
+
+    # --- conversation policy --------------------------------------------------------------
+
+    async def for_participants(self, participants: Sequence[str]) -> ConversationPolicy:
+        bands = tuple(sorted([(u, await self.band(u)) for u in set(participants)]))
+        found = self._policies.get(bands)
+        if found is None:
+            found = conversation_policy(dict(bands), self.config)
+            if len(self._policies) > _CACHE_MAX:
+                self._policies.clear()
+            self._policies[bands] = found
+        return found
+
+    async def statement(self, conversation_id: str, participants: Sequence[str],
+                        epoch: int) -> PolicyStatement:
+        policy = await self.for_participants(participants)
+        issued = now_ms()
+        signature = self._signing.sign(policy.statement_bytes(conversation_id, epoch, issued))
+        return PolicyStatement(conversation_id=conversation_id, epoch=epoch,
+                               issued_at_ms=issued, policy=policy.to_json(),
+                               signature=b64encode(signature))
+
+    def keys(self) -> SafetyKeys:
+        public = self.safety_key.public_key()
+        signature = self._signing.sign(safety_keys_statement_bytes(
+            public.to_b64(), public.key_id(), self.config.mode.value))
+        return SafetyKeys(
+            policy_signing_key=b64encode(self._signing.public_key().public_bytes(
+                Encoding.Raw, PublicFormat.Raw)),
+            safety_service_key=public.to_b64(), safety_service_key_id=public.key_id(),
+            mode=self.config.mode.value, signature=b64encode(signature))
+
+    def on_device_rules(self) -> OnDeviceRules:
+        """The phrase list on-device clients scan with (nothing in other modes)."""
+        phrases = ""
+        path = self.settings.safety_phrase_list
+        if self.config.mode is PolicyMode.ON_DEVICE and path is not None and path.is_file():
+            phrases = path.read_text(encoding="utf-8")
+        mode = self.config.mode.value
+        return OnDeviceRules(mode=mode, phrase_list=phrases, signature=b64encode(
+            self._signing.sign(on_device_rules_bytes(mode, phrases))))
+
+    # --- events --------------------------------------------------------------------------
+
+    async def on_event(self, event: SafetyEvent) -> None:
+        """Under-16 accounts' blocks and reports count toward barring the other account."""
+        if isinstance(event, UserBlocked):
+            actor, target, kind = event.blocker, event.blocked, "block"
+        elif isinstance(event, ReportFiled):
+            actor, target, kind = event.reporter, event.reported_user, "report"
+        else:
+            return
+        self.forget(actor, target)
+        if await self.band(actor) is AgeBand.UNDER_16:
+            await self.store.add_flag(target, actor, kind, now_ms())

@@ -1,0 +1,156 @@
+"""Safety copies on the relay (safeguarded conversations, docs/safety-policy.md).
+
+`check` runs before a message is stored: when the conversation's policy requires a copy
+it opens it with the safety service's key and checks it against the envelope's franking
+commitment (refusing a missing, undecryptable or mismatched copy); when the policy does
+not, it refuses a copy, so an E2EE conversation never hands the server its plaintext.
+The sealed copy is stored as the client made it, in the same transaction as the message,
+and deleted when its retention ends. After the commit the opened content goes through the
+detectors once (a read the audit log records); a reportable signal raises a moderator
+report and a `DetectionRaised` event. Room-key shares are checked and never kept."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from covey.errors import Conflict
+from covey.protocol._encoding import b64decode
+from covey.protocol.content import MessageContent
+from covey.protocol.safety_copy import SafetyCopyContext, open_safety_copy
+from covey.protocol.secrets import FrankingCommitment
+from covey.protocol.wire import SendEnvelope
+from covey.safety.detectors import Detector, ScanContext, Severity, Signal, build_detectors
+from covey.safety.policy import ConversationPolicy
+from covey.server.services._common import Principal, now_ms
+from covey.server.services.policy import PolicyService
+from covey.server.services.safety_events import DetectionRaised, SafetyEvents
+from covey.server.storage.repository import NewMessage, SafetyCopyRecord
+from covey.server.storage.safety_repo import SafetyRepository
+from covey.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Files a detection report: (signal, the stored message, the opened content).
+DetectionSink = Callable[[Signal, NewMessage, MessageContent], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class OpenedCopy:
+    content: MessageContent
+    record: SafetyCopyRecord | None  # None: checked, not kept (room-key shares)
+
+
+class PhraseDetectors:
+    """The operator's detectors, rebuilt when the phrase-list file changes."""
+
+    def __init__(self, phrase_list: Path | None) -> None:
+        self._path = phrase_list
+        self._stamp: tuple[int, int] | None = None
+        self._detectors: list[Detector] = []
+
+    def current(self) -> list[Detector]:
+        if self._path is None:
+            return []
+        try:
+            stat = self._path.stat()
+        except OSError:
+            log.warning("phrase list %s is missing: no phrase detection", self._path)
+            return self._detectors
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        if stamp != self._stamp:
+            try:
+                self._detectors = build_detectors({"phrase_list": {"path": str(self._path)}})
+                self._stamp = stamp
+            except Exception as exc:  # a bad edit keeps the last good list
+                log.warning("phrase list %s not reloaded: %s", self._path, exc)
+        return self._detectors
+
+
+class SafetyCopyService:
+    def __init__(self, settings: Settings, store: SafetyRepository, policy: PolicyService,
+                 events: SafetyEvents) -> None:
+        self._settings = settings
+        self._store = store
+        self._policy = policy
+        self._events = events
+        self._detectors = PhraseDetectors(settings.safety_phrase_list)
+        self._minimum = Severity.parse(settings.detector_report_min_severity)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.report_sink: DetectionSink | None = None  # set by the reporting wiring
+
+    def check(self, principal: Principal, env: SendEnvelope, participants: list[str],
+              policy: ConversationPolicy, server_ts_ms: int) -> OpenedCopy | None:
+        if not policy.safety_copy_required:
+            if env.safety_copy is not None:
+                raise Conflict(
+                    "this conversation is end-to-end encrypted: send it without a safety "
+                    "copy (fetch the conversation's policy again)",
+                    code="safety_copy_not_expected",
+                    details={"protection": policy.protection.value})
+            return None
+        context = SafetyCopyContext(
+            message_id=env.message_id, conversation_id=env.conversation_id,
+            sender_user=principal.user_id, sender_device=principal.device_id,
+            participants=tuple(participants),
+            commitment=FrankingCommitment.from_b64(env.commitment))
+        content = open_safety_copy(env.safety_copy, context, self._policy.safety_key)
+        assert env.safety_copy is not None
+        if content.kind == "room_key":
+            return OpenedCopy(content, None)
+        return OpenedCopy(content, SafetyCopyRecord(
+            key_id=env.safety_copy.key_id,
+            sealed=b64decode(env.safety_copy.sealed, field="safety_copy.sealed"),
+            expires_ms=server_ts_ms + self._settings.safety_copy_retention_s * 1000))
+
+    def scan_soon(self, message: NewMessage, content: MessageContent) -> None:
+        """After the commit: run the detectors on the opened copy (not on room keys)."""
+        if content.kind == "room_key" or not self._detectors.current():
+            return
+        task = asyncio.get_running_loop().create_task(self._scan(message, content))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _scan(self, message: NewMessage, content: MessageContent) -> None:
+        try:
+            context = ScanContext(message.message_id, message.conversation_id,
+                                  message.sender_user)
+            signals = [signal for detector in self._detectors.current()
+                       for signal in detector.scan(content, context)]
+            await self._store.record_scan(message.conversation_id, message.message_id,
+                                          message.sender_user, now_ms())
+            for signal in signals:
+                if not signal.should_report(self._minimum):
+                    continue
+                log.info("detector %s flagged message %s in %s (%s)", signal.detector,
+                         signal.message_id, signal.conversation_id, signal.code)
+                if self.report_sink is not None:
+                    await self.report_sink(signal, message, content)
+                await self._events.emit(DetectionRaised(
+                    conversation_id=message.conversation_id, sender_user=message.sender_user,
+                    participants=tuple(message.participants), detector=signal.detector,
+                    code=signal.code, severity=signal.severity.name.lower(),
+                    at_ms=now_ms()))
+        except Exception:
+            log.exception("scanning message %s failed", message.message_id)
+
+    async def purge_loop(self) -> None:
+        """Delete safety copies whose retention is over, now and then, forever."""
+        while True:
+            try:
+                removed = await self._store.purge_copies(now_ms())
+                if removed:
+                    log.info("deleted %d safety copies past retention", removed)
+            except Exception:
+                log.exception("safety copy purge failed")
+            await asyncio.sleep(self._settings.safety_copy_purge_interval_s)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,0 +1,157 @@
+"""Contact rules on a real server, real clients and real age proofs (every mode): an
+unverified and a 16+ account try every path to an under-16 (direct message, group add,
+handle search, invite link) and are refused with clear errors that do not say why; an
+accepted contact request opens the way; per-sender request limits; the bar after several
+children block or report someone, and the child's safety notice; blocks and mutes for
+everyone."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from covey.client import Client, ServerError
+from tests.integration._safety import People, band_issuer, people, trust_band_issuer
+
+__all__ = ["band_issuer", "people", "trust_band_issuer"]
+
+pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
+
+# What the actor may be told: never "this is a child" or "you are unverified".
+PUBLIC_CODES = {"not_found", "contact_not_permitted", "contact_request_required"}
+
+
+async def _refused(call: Any, *codes: str) -> ServerError:
+    with pytest.raises(ServerError) as caught:
+        await call
+    error = caught.value
+    assert 400 <= error.status < 500, error
+    assert error.code in (codes or PUBLIC_CODES), (error.code, error.message)
+    text = f"{error.code} {error.message} {error.details}".lower()
+    leak = re.search(r"\b(16|ages?|child|children|minor|under|unverified|verified|limit)\b",
+                     text)
+    assert leak is None, f"refusal leaks {leak.group(0)!r}: {text}"
+    return error
+
+
+async def _every_path_refused(stranger: Client, kid: Client) -> None:
+    # Handle search: exactly like an unknown handle.
+    unknown = await _refused(stranger.find_user("nobody-here"), "not_found")
+    found = await _refused(stranger.find_user(kid.user_id), "not_found")
+    assert found.message == unknown.message
+    # Direct message.
+    await _refused(stranger.send_text(kid.user_id, "hi there"))
+    # Group add, at creation and later.
+    await _refused(stranger.create_group("club", [kid.user_id]))
+    group = await stranger.create_group("club", [])
+    await _refused(stranger.add_member(group.group_id, kid.user_id))
+    # Invite link: the child redeeming the stranger's link is refused too.
+    invite = await stranger.create_invite(group.group_id)
+    await _refused(kid.join_invite(invite.token))
+    assert [m.user_id for m in (await stranger._api.group(group.group_id)).members] == [
+        stranger.user_id]
+
+
+async def test_unverified_and_adult_strangers_cannot_reach_a_child(people: People) -> None:
+    kid = await people.child("kid")
+    adult, anon = await people.adult("adam"), await people.unverified("anon")
+    await _every_path_refused(adult, kid)
+    await _every_path_refused(anon, kid)
+    # An unverified account can't even ask.
+    await _refused(anon.request_contact(kid.user_id), "contact_not_permitted")
+    # Nothing reached the child.
+    with pytest.raises(TimeoutError):
+        await kid.next_message(within_s=0.5)
+
+
+async def test_an_accepted_request_opens_the_way(people: People) -> None:
+    kid, adult = await people.child("kid"), await people.adult("aunt")
+    request_id = await adult.request_contact(kid.user_id)
+    await _refused(adult.send_text(kid.user_id, "before accepting"))
+    incoming = (await kid.contact_requests()).incoming
+    assert [(r.request_id, r.requester) for r in incoming] == [(request_id, "aunt")]
+    accepted = await kid.accept_contact(request_id)
+    assert accepted.status == "accepted"
+    assert (await adult.find_user(kid.user_id)).contact
+    await adult.send_text(kid.user_id, "hello!")
+    assert (await kid.next_message(within_s=15)).text == "hello!"
+    group = await adult.create_group("family", [kid.user_id])
+    await adult.send_text(group.group_id, "family news")
+    assert (await kid.next_message(within_s=15)).text == "family news"
+    # Another adult still can't bring the child into a group of strangers via that group.
+    other = await people.adult("stranger")
+    await _refused(other.join_invite((await adult.create_invite(group.group_id)).token))
+
+
+async def test_a_child_declining_keeps_the_door_shut(people: People) -> None:
+    kid, adult = await people.child("kid"), await people.adult("adam")
+    request_id = await adult.request_contact(kid.user_id)
+    assert (await kid.decline_contact(request_id)).status == "declined"
+    await _refused(adult.send_text(kid.user_id, "hello?"))
+
+
+@pytest.fixture
+def _low_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COVEY_MINOR_CONTACT_REQUEST_LIMIT", "2")
+    monkeypatch.setenv("COVEY_MINOR_BLOCK_REPORT_THRESHOLD", "2")
+
+
+async def test_requests_to_children_are_rate_limited_per_sender(_low_limits: None,
+                                                                people: People) -> None:
+    adult = await people.adult("adam")
+    kids = [await people.child(f"kid{i}") for i in range(3)]
+    await adult.request_contact(kids[0].user_id)
+    await adult.request_contact(kids[1].user_id)
+    await _refused(adult.request_contact(kids[2].user_id), "contact_not_permitted")
+    # Requests to adults are not counted against it.
+    await adult.request_contact((await people.adult("bea")).user_id)
+
+
+async def test_children_blocking_bars_an_adult_and_warns_the_rest(_low_limits: None,
+                                                                  people: People) -> None:
+    adult = await people.adult("adam")
+    friend, kid1, kid2, kid3 = [await people.child(h) for h in ("pal", "kid1", "kid2", "kid3")]
+    # `pal` accepted adam earlier: adam stays reachable for pal, with a notice.
+    await friend.accept_contact(await adult.request_contact(friend.user_id))
+    for kid in (kid1, kid2):
+        await kid.accept_contact(await adult.request_contact(kid.user_id))
+        await kid.block(adult.user_id)
+    await _refused(adult.request_contact(kid3.user_id), "contact_not_permitted")
+    (contact,) = await friend.contacts()
+    assert contact.user_id == "adam" and contact.safety_notice is not None
+    assert "blocked or reported" in contact.safety_notice.text
+    # Adults see no notice about adults, and the notice says nothing to adam himself.
+    assert all(c.safety_notice is None for c in await adult.contacts())
+    await adult.send_text(friend.user_id, "still reachable")
+    assert (await friend.next_message(within_s=15)).text == "still reachable"
+
+
+async def test_block_and_mute_work_for_everyone(people: People) -> None:
+    alice, bob, carol = [await people.adult(h) for h in ("alice", "bob", "carol")]
+    await alice.send_text("bob", "hi bob")
+    assert (await bob.next_message(within_s=15)).text == "hi bob"
+    group = await alice.create_group("book club", ["bob", "carol"])
+    await bob.block("alice")
+    assert await bob.blocked() == ["alice"]
+    # Direct: alice can no longer reach bob, nor ask to be his contact.
+    with pytest.raises(ServerError) as caught:
+        await alice.send_text("bob", "are you there?")
+    assert caught.value.status == 403
+    await _refused(alice.request_contact("bob"), "contact_not_permitted")
+    # In the group they share, bob's client hides alice; carol still reads her.
+    await alice.send_text(group.group_id, "chapter 3 tonight")
+    assert (await carol.next_message(within_s=15)).text == "chapter 3 tonight"
+    await carol.send_text(group.group_id, "see you there")
+    assert (await bob.next_message(within_s=15)).text == "see you there"
+    # Mute: carol's messages still arrive for bob, marked muted, on every device.
+    await bob.mute("carol")
+    assert await bob.muted() == ["carol"]
+    await carol.send_text("bob", "psst")
+    message = await bob.next_message(within_s=15)
+    assert message.text == "psst" and message.muted
+    await bob.mute("carol", False)
+    await bob.unblock("alice")
+    await alice.send_text("bob", "friends again?")
+    assert (await bob.next_message(within_s=15)).text == "friends again?"
