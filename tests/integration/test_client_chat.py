@@ -55,7 +55,10 @@ async def test_chat_sends_and_prints(covey_server: Any, tmp_path: Path) -> None:
         store = tmp_path / "alice.db"
         chat = await _chat("--server", covey_server.url, "--store", str(store),
                            "--register", "alice", "--to", "bob")
-        await _read_until(chat, "talking to bob")
+        # Both are unverified: the server's default mode safeguards them, and says so.
+        await _read_until(chat, "■ safeguarded")
+        await _type(chat, "/policy")
+        await _read_until(chat, "the safety service can read this conversation")
         await _type(chat, "hello from the terminal")
         message = await bob.next_message(20)
         assert (message.text, message.sender_user) == ("hello from the terminal", "alice")

@@ -7,12 +7,17 @@ everyone."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import re
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 
 from covey.client import Client, ServerError
+from tests.integration._age import PASSPHRASE
 from tests.integration._safety import People, band_issuer, people, trust_band_issuer
 
 __all__ = ["band_issuer", "people", "trust_band_issuer"]
@@ -155,3 +160,41 @@ async def test_block_and_mute_work_for_everyone(people: People) -> None:
     await bob.unblock("alice")
     await alice.send_text("bob", "friends again?")
     assert (await bob.next_message(within_s=15)).text == "friends again?"
+
+
+# --- the command line --------------------------------------------------------------------
+
+
+def _contacts(*args: str, ok: bool = True) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "covey", "contacts", *args], capture_output=True, text=True,
+        timeout=120, env={"COVEY_PASSPHRASE": PASSPHRASE, "COLUMNS": "200",
+                          "PATH": "/usr/bin:/bin"})
+    assert (result.returncode == 0) is ok, result.stdout + result.stderr
+    return result.stdout
+
+
+async def test_covey_contacts_requests_accepts_and_blocks(people: People) -> None:
+    adam, kid, anon = (await people.adult("adam"), await people.child("kid"),
+                       await people.unverified("anon"))
+    for client in (adam, kid, anon):
+        await client.close()  # the command opens the same stores
+    run = functools.partial(asyncio.to_thread, _contacts)
+    adam_store, kid_store, anon_store = (str(people.tmp / f"{h}.db")
+                                         for h in ("adam", "kid", "anon"))
+
+    assert "not_found" in await run("find", "kid", "--store", anon_store, ok=False)
+    assert "contact_not_permitted" in await run("request", "kid", "--store", anon_store,
+                                                ok=False)
+    sent = await run("request", "kid", "--store", adam_store)
+    (request_id,) = re.findall(r"cr_[0-9a-f]{24}", sent)
+    assert "waiting for you" in await run("requests", "--store", kid_store)
+    assert "adam is now your contact" in await run("accept", request_id, "--store", kid_store)
+    assert "adam" in await run("list", "--store", kid_store)
+    assert "kid (a contact)" in await run("find", "kid", "--store", adam_store)
+    await run("block", "anon", "--store", kid_store)
+    await run("mute", "adam", "--store", kid_store)
+    shown = await run("blocked", "--store", kid_store)
+    assert "blocked: anon" in shown and "muted: adam" in shown
+    await run("unblock", "anon", "--store", kid_store)
+    assert "blocked: —" in await run("blocked", "--store", kid_store)

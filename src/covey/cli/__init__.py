@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import sys
 
 import typer
 
@@ -13,16 +14,24 @@ app = typer.Typer(
     add_completion=False,
 )
 
-# Modules that add commands to `app` when imported.
+
+@app.callback()
+def _covey() -> None:
+    """Keeps `covey COMMAND` a group even when only that command's module is loaded."""
+
+# Modules that add commands to `app` when imported; each module is named after its command.
 _COMMAND_MODULES = ("server", "demo", "chat", "evidence", "issuer", "whoami",
-                    "report", "admin", "transparency", "audit", "guardian")
+                    "report", "admin", "transparency", "audit", "guardian", "contacts")
 
 
-def _load_commands() -> None:
-    for name in _COMMAND_MODULES:
+def _load_commands(argv: list[str]) -> None:
+    """Import the module of the command being run (a server starts without importing the
+    demo or the console's browser tooling), or every module for `covey --help`."""
+    wanted = [argv[0]] if argv and argv[0] in _COMMAND_MODULES else _COMMAND_MODULES
+    for name in wanted:
         importlib.import_module(f"covey.cli.{name}")
 
 
 def main() -> None:
-    _load_commands()
+    _load_commands(sys.argv[1:])
     app()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +18,15 @@ from rich.console import Console
 from rich.markup import escape
 
 from covey.cli import app
-from covey.client import Client, IncomingMessage, MessageDropped, SendFailed
+from covey.cli._device import passphrase as device_passphrase
+from covey.client import (
+    Client,
+    IncomingMessage,
+    MessageDropped,
+    PolicyChanged,
+    SafetyWarning,
+    SendFailed,
+)
 from covey.errors import CoveyError
 
 _HELP = """commands:
@@ -28,14 +35,8 @@ _HELP = """commands:
   /group NAME USER[,USER..]  create a group with these members and talk to it
   /attach PATH               send a file as an encrypted attachment
   /link                      print a link token to add another device
+  /policy                    how this conversation is protected, and why
   /help                      this text"""
-
-
-def _passphrase() -> str:
-    from_env = os.environ.get("COVEY_PASSPHRASE")
-    if from_env:
-        return from_env
-    return str(typer.prompt("store passphrase", hide_input=True))
 
 
 def _read_file(text: str) -> tuple[str, bytes]:
@@ -56,7 +57,9 @@ class _Chat:
     def _show(self, message: IncomingMessage) -> None:
         where = "" if self._is_current(message) else f" [dim]({escape(message.conversation_id)})[/]"
         who = "you" if message.sender_user == self.client.user_id else message.sender_user
-        line = f"[dim]{_time(message.server_ts_ms)}[/] [bold cyan]{escape(who)}[/]{where}: "
+        muted = " [dim](muted)[/]" if message.muted else ""
+        line = (f"[dim]{_time(message.server_ts_ms)}[/] [bold cyan]{escape(who)}[/]"
+                f"{muted}{where}: ")
         line += escape(message.text)
         for ref in message.attachments:
             line += f" [magenta][attachment {escape(ref.name or ref.blob_id)}, {ref.size} B][/]"
@@ -64,6 +67,13 @@ class _Chat:
 
     def _is_current(self, message: IncomingMessage) -> bool:
         return message.conversation_id == self.client.core.conversation_for(self.to)
+
+    async def banner(self, *, reason: bool = False) -> None:
+        """The conversation's protection as the server signed it, so no one is misled."""
+        policy = await self.client.conversation_policy(self.to)
+        colour = "yellow" if policy.protection == "safeguarded" else "green"
+        self.console.print(f"[{colour}]■ {escape(policy.label)}[/]"
+                           + (f" — {escape(policy.reason)}" if reason else ""))
 
     async def incoming(self) -> None:
         async for message in self.client.messages():
@@ -74,6 +84,13 @@ class _Chat:
             if isinstance(event, MessageDropped):
                 self.console.print(f"[yellow]dropped a message from {escape(event.sender_user)}:"
                                    f" {escape(event.reason)}[/]")
+            elif isinstance(event, PolicyChanged):
+                self.console.print(f"[yellow]this conversation is now "
+                                   f"{escape(event.policy.label)}: "
+                                   f"{escape(event.policy.reason)}[/]")
+            elif isinstance(event, SafetyWarning):
+                self.console.print(f"[bold red]⚠ {escape(event.text)}[/] [dim](about "
+                                   f"{escape(event.sender_user)}'s message)[/]")
             elif isinstance(event, SendFailed):
                 self.console.print(f"[red]not delivered ({escape(event.code)}): "
                                    f"{escape(event.detail)}[/]")
@@ -89,6 +106,9 @@ class _Chat:
         elif name == "/to" and rest:
             self.to = rest
             self.console.print(f"[green]now talking to {escape(rest)}[/]")
+            await self.banner()
+        elif name == "/policy":
+            await self.banner(reason=True)
         elif name == "/group" and rest:
             group_name, _, members = rest.partition(" ")
             info = await self.client.create_group(
@@ -127,7 +147,7 @@ class _Chat:
 
 async def _run_chat(server: str | None, store: Path, register: str | None,
                     link_token: str | None, to: str, console: Console) -> None:
-    passphrase = _passphrase()
+    passphrase = device_passphrase()
     if register is not None:
         if server is None:
             raise typer.BadParameter("--server is needed to register", param_hint="--server")
@@ -143,6 +163,8 @@ async def _run_chat(server: str | None, store: Path, register: str | None,
         chat = _Chat(client, to, console)
         console.print(f"[bold]{escape(client.user_id)}[/] talking to [bold]{escape(to)}[/]; "
                       "/help for commands, /quit to leave")
+        with contextlib.suppress(CoveyError):  # offline: the banner comes with /policy
+            await chat.banner()
         background = [asyncio.create_task(chat.incoming()), asyncio.create_task(chat.events())]
         try:
             await chat.typing()

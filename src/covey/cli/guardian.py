@@ -3,13 +3,8 @@ link, and read the alerts a guardian gets — ids and codes, never message conte
 
 from __future__ import annotations
 
-import asyncio
-import os
-from collections.abc import Awaitable, Callable
-from datetime import datetime
 from enum import StrEnum
-from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -17,16 +12,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from covey.cli import app
+from covey.cli._device import StoreOption, run_on_store, when
 from covey.client import Client, GuardianAlert
-from covey.errors import CoveyError
 
 guardian_app = typer.Typer(name="guardian", no_args_is_help=True,
                            help="Guardians: links between an under-16 account and the 16+ "
                            "accounts it chose, and their safety alerts (never content).")
 app.add_typer(guardian_app, name="guardian")
 
-T = TypeVar("T")
-StoreOption = Annotated[Path, typer.Option("--store", help="this device's encrypted store")]
 LinkIdArgument = Annotated[str, typer.Argument(help="the link id (from `covey guardian list`)")]
 
 
@@ -35,36 +28,10 @@ class Role(StrEnum):
     child = "child"
 
 
-def _passphrase() -> str:
-    return os.environ.get("COVEY_PASSPHRASE") or str(
-        typer.prompt("store passphrase", hide_input=True))
-
-
-def _when(ms: int | None) -> str:
-    return "—" if ms is None else datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M")
-
-
-def _run(store: Path, action: Callable[[Client], Awaitable[T]]) -> tuple[T, str]:
-    """Open the store without connecting, run `action(client)`, close; exit 1 on errors."""
-    console = Console(highlight=False)
-    passphrase = _passphrase()
-
-    async def run() -> tuple[T, str]:
-        client = await Client.open(store, passphrase, connect=False)
-        async with client:
-            return await action(client), client.user_id
-
-    try:
-        return asyncio.run(run())
-    except CoveyError as exc:
-        console.print(f"[red]{escape(exc.code)}: {escape(exc.message)}[/]")
-        raise typer.Exit(1) from exc
-
-
 @guardian_app.command("list")
 def list_links(store: StoreOption) -> None:
     """Your links and proposals, as child and as guardian."""
-    links, me = _run(store, lambda c: c.guardian_links())
+    links, me = run_on_store(store, lambda c: c.guardian_links())
     console = Console(highlight=False)
     if not links:
         console.print("no guardian links")
@@ -74,7 +41,7 @@ def list_links(store: StoreOption) -> None:
         waiting = link.status == "pending" and link.proposed_by != me
         status = "waiting for you" if waiting else link.status.replace("_", " ")
         table.add_row(link.link_id, link.child, link.guardian, status, link.proposed_by,
-                      _when(link.accepted_at_ms or link.created_at_ms))
+                      when(link.accepted_at_ms or link.created_at_ms))
     console.print(table)
 
 
@@ -86,7 +53,7 @@ def link(
                                        "are the child, `child` if you offer to be theirs")],
 ) -> None:
     """Propose a link; it is active once the other account accepts."""
-    made, _ = _run(store, lambda c: c.propose_guardian_link(user_id, role=role.value))
+    made, _ = run_on_store(store, lambda c: c.propose_guardian_link(user_id, role=role.value))
     Console(highlight=False).print(
         f"proposed {made.link_id}: {made.child} (child) ↔ {made.guardian} (guardian); "
         f"waiting for {user_id} to accept")
@@ -95,7 +62,7 @@ def link(
 @guardian_app.command("accept")
 def accept(link_id: LinkIdArgument, store: StoreOption) -> None:
     """Accept a proposal the other account made."""
-    made, _ = _run(store, lambda c: c.accept_guardian_link(link_id))
+    made, _ = run_on_store(store, lambda c: c.accept_guardian_link(link_id))
     Console(highlight=False).print(
         f"[green]linked[/]: {made.guardian} is now a guardian of {made.child}")
 
@@ -103,7 +70,7 @@ def accept(link_id: LinkIdArgument, store: StoreOption) -> None:
 @guardian_app.command("remove")
 def remove(link_id: LinkIdArgument, store: StoreOption) -> None:
     """Withdraw or decline a proposal, or end a link (a child under 16 asks its guardian)."""
-    removal, _ = _run(store, lambda c: c.remove_guardian_link(link_id))
+    removal, _ = run_on_store(store, lambda c: c.remove_guardian_link(link_id))
     console = Console(highlight=False)
     if removal.outcome == "removed":
         console.print(f"[green]removed[/] {link_id}")
@@ -114,7 +81,7 @@ def remove(link_id: LinkIdArgument, store: StoreOption) -> None:
 @guardian_app.command("approve-removal")
 def approve_removal(link_id: LinkIdArgument, store: StoreOption) -> None:
     """As the guardian, consent to the child's request to end the link."""
-    _run(store, lambda c: c.approve_guardian_removal(link_id))
+    run_on_store(store, lambda c: c.approve_guardian_removal(link_id))
     Console(highlight=False).print(f"[green]removed[/] {link_id}")
 
 
@@ -141,14 +108,14 @@ def alerts(
             await client.acknowledge_guardian_alerts(mine)
         return shown
 
-    shown, _ = _run(store, action)
+    shown, _ = run_on_store(store, action)
     console = Console(highlight=False)
     if not shown:
         console.print("no alerts")
         return
     table = Table("when", "child", "guardian", "alert", "facts", "read")
     for alert in shown:
-        table.add_row(_when(alert.created_at_ms), alert.child, alert.guardian,
+        table.add_row(when(alert.created_at_ms), alert.child, alert.guardian,
                       alert.kind.replace("_", " "), escape(_facts(alert)),
                       "yes" if alert.acknowledged_at_ms else "")
     console.print(table)

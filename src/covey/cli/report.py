@@ -4,7 +4,6 @@ conversation as franked evidence), optionally blocking its sender in the same ac
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -13,19 +12,15 @@ from rich.console import Console
 from rich.markup import escape
 
 from covey.cli import app
+from covey.cli._device import passphrase
 from covey.client import Client
 from covey.errors import CoveyError
 from covey.moderation import ReportCategory
 
 
-def _passphrase() -> str:
-    return os.environ.get("COVEY_PASSPHRASE") or str(
-        typer.prompt("store passphrase", hide_input=True))
-
-
 async def _report(store: Path, message_id: str, category: ReportCategory,
                   comment: str | None, block: bool, console: Console) -> None:
-    client = await Client.open(store, _passphrase(), connect=False)
+    client = await Client.open(store, passphrase(), connect=False)
     async with client:
         receipt = await client.report(message_id, category, comment, block=block)
     state = "already filed" if receipt.duplicate else "filed"

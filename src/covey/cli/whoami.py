@@ -4,7 +4,6 @@ and, with `--prove`, a fresh age proof from this device's wallet first."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -13,12 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from covey.cli import app
-from covey.cli.chat import _passphrase
+from covey.cli._device import passphrase, when
 from covey.errors import CoveyError
-
-
-def _when(ms: int | None) -> str:
-    return "—" if ms is None else datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M")
 
 
 @app.command("whoami")
@@ -30,10 +25,10 @@ def whoami(
     from covey.client import Client
 
     console = Console()
-    passphrase = _passphrase()
+    secret = passphrase()
 
     async def run() -> None:
-        client = await Client.open(store, passphrase, connect=False)
+        client = await Client.open(store, secret, connect=False)
         try:
             if prove:
                 with console.status("Proving the age band (zero-knowledge proof)…"):
@@ -46,9 +41,9 @@ def whoami(
         table.add_row("devices", ", ".join(me.devices))
         colour = {"16+": "green", "under-16": "cyan"}.get(me.age.band, "yellow")
         table.add_row("age band", f"[bold {colour}]{me.age.band}[/]")
-        table.add_row("band expires", _when(me.age.expires_at_ms))
+        table.add_row("band expires", when(me.age.expires_at_ms))
         table.add_row("vouched for by", me.age.issuer_id or "—")
-        table.add_row("verified", _when(me.age.verified_at_ms))
+        table.add_row("verified", when(me.age.verified_at_ms))
         table.add_row("credentials in wallet", str(credentials))
         console.print(table)
 

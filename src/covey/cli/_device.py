@@ -1,0 +1,49 @@
+"""What the device commands (`covey guardian`, `contacts`, `report`, `whoami`, `chat`)
+share: the store passphrase, running one action on an opened store, and times."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from covey.client import Client
+from covey.errors import CoveyError
+
+T = TypeVar("T")
+StoreOption = Annotated[Path, typer.Option("--store", help="this device's encrypted store")]
+
+
+def passphrase() -> str:
+    """$COVEY_PASSPHRASE, or a prompt that does not echo."""
+    return os.environ.get("COVEY_PASSPHRASE") or str(
+        typer.prompt("store passphrase", hide_input=True))
+
+
+def when(ms: int | None) -> str:
+    return "—" if ms is None else datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M")
+
+
+def run_on_store(store: Path, action: Callable[[Client], Awaitable[T]]) -> tuple[T, str]:
+    """Open the store without connecting, run `action(client)`, close; on a Covey error
+    print its code and message and exit 1. Returns the result and the user id."""
+    console = Console(highlight=False)
+    secret = passphrase()
+
+    async def run() -> tuple[T, str]:
+        client = await Client.open(store, secret, connect=False)
+        async with client:
+            return await action(client), client.user_id
+
+    try:
+        return asyncio.run(run())
+    except CoveyError as exc:
+        console.print(f"[red]{escape(exc.code)}: {escape(exc.message)}[/]")
+        raise typer.Exit(1) from exc
