@@ -217,6 +217,23 @@ async def test_a_phrase_hit_raises_a_verified_moderator_report(
     assert len(reads) == 2 and {r[0] for r in reads} == {"detectors"}
 
 
+async def test_a_phrase_in_an_attachment_caption_is_reported_with_its_blob(
+        _phrase_list: Path, people: People, covey_server: Any) -> None:
+    adult, kid = await people.adult("ada"), await people.child("kid")
+    await _befriend(adult, kid)
+    await adult.send_attachment(kid.user_id, b"\x89PNG generated test bytes", name="a.png",
+                                text="meet me alone, bring this")
+    got = await kid.next_message(within_s=15)
+    assert got.attachments and got.text == "meet me alone, bring this"
+
+    async def reported() -> list[tuple[Any, ...]]:
+        return await _rows(covey_server, "SELECT reporter, verified_count, total_count, "
+                           "reported_verified FROM reports")
+
+    rows = await wait_for(reported)
+    assert [(r[0], r[1], r[2], bool(r[3])) for r in rows] == [("covey-safety", 1, 1, True)]
+
+
 async def test_copies_stop_when_everyone_is_16_plus(band_issuer: Any, people: People,
                                                    covey_server: Any) -> None:
     alice, newcomer = await people.adult("alice"), await people.unverified("newbie")

@@ -243,8 +243,9 @@ class ReportService:
                         f"service: {signal.detector} {signal.code} "
                         f"({signal.severity.name.lower()}); evidence as delivered to "
                         f"{entry.user_id}, who did not file this report", messages=(item,))
+        blobs = await self.fetch_blobs(report)
         verification = await asyncio.to_thread(verify_report, report, self._server_key,
-                                                blobs={})
+                                                blobs=blobs)
         now = now_ms()
         report_id = "rep_" + secrets.token_hex(12)
         row = ReportRow(
@@ -259,8 +260,9 @@ class ReportService:
             actioned_ms=None,
             preserve_until_ms=now + self._settings.evidence_retention_s * 1000,
             purged=False)
-        sealed = self.vault.seal(report_id, {"report": report.model_dump(mode="json"),
-                                             "blobs": {}, "signal": signal.to_json()})
+        sealed = self.vault.seal(report_id, {
+            "report": report.model_dump(mode="json"),
+            "blobs": {k: b64encode(v) for k, v in blobs.items()}, "signal": signal.to_json()})
         await self.store.insert_report(NewReport(row, sealed), AuditRow(
             now, SAFETY_SERVICE_REPORTER, "detection_reported", report_id,
             f"{signal.detector} {signal.code} {signal.severity.name.lower()}"))

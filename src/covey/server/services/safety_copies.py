@@ -129,7 +129,11 @@ class SafetyCopyService:
                 log.info("detector %s flagged message %s in %s (%s)", signal.detector,
                          signal.message_id, signal.conversation_id, signal.code)
                 if self.report_sink is not None:
-                    await self.report_sink(signal, message, content)
+                    try:
+                        await self.report_sink(signal, message, content)
+                    except Exception:  # the guardian alert still goes out
+                        log.exception("filing the detection report for %s failed",
+                                      message.message_id)
                 await self._events.emit(DetectionRaised(
                     conversation_id=message.conversation_id, sender_user=message.sender_user,
                     participants=tuple(message.participants), detector=signal.detector,
