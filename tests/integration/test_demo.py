@@ -34,3 +34,27 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "422 report_unverifiable" in out and "commitment_mismatch" in out
     assert "Escalated: evidence bundle" in out
     assert "bundle verified offline" in out and "NOT verified" not in out
+    # Safety policy: scenes 1-4 in e2ee-only, then safeguarded; the policy each client shows.
+    flat = " ".join(out.split())  # long lines wrap at the terminal width
+    assert "Scenes 1 to 4 show the messaging core with the operator's e2ee-only mode" in flat
+    assert "frank 16+, grace 16+" in flat
+    assert "banner end-to-end encrypted" in flat
+    assert "safety copies stored for dm:frank:grace: 0 " in flat
+    assert "banner safeguarded (on tap: the safety service can read this conversation" in flat
+    assert "2 messages, safety copies stored for dm:emma:frank: 2 " in flat
+    # An unverified account cannot reach the child: search, request and message refused.
+    assert "find emma by handle │ refused: 404 not_found" in flat
+    assert "send emma a contact request │ refused: 403 contact_not_permitted" in flat
+    assert "send emma a direct message │ refused: 404" in flat
+    assert "allowed" not in out and "frank messaged emma" not in out
+    assert "before she accepted him as a contact: refused:" in flat
+    # The guardian: linked with consent, alerted to the new contact and the detection.
+    assert "grace accepted: active" in flat
+    assert "filed by the safety service: grooming_or_enticement" in flat
+    assert "│ kind │ high_risk_detection │ contact_accepted │" in flat
+    assert "│ code │ phrase_list.grooming_or_enticement │ — │" in flat
+    assert "none of the 24 fields holds message text" in flat
+    # The visibility audit, the same workload in each mode, side by side.
+    assert "reuses frank's, grace's and emma's wallets" in flat
+    assert "┃ ┃ safeguarded ┃ on-device ┃ e2ee-only ┃" in flat
+    assert "children's messages in safeguarded only and adults' in no mode" in flat

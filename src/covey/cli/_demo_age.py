@@ -1,6 +1,7 @@
 """The demo's age-assurance scene: a real `covey issuer` (a school), its operator approving
 requests, a 16+ and an under-16 user proving their bands to the relay with zero-knowledge
-proofs, a replayed proof refused, and a revoked credential failing."""
+proofs, a replayed proof refused, and a revoked credential failing. The issuer stays up
+for the later scenes (`_Cast.issuer`); `_run_demo` stops it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,6 +31,7 @@ class _Cast(Protocol):
     root: Path
     server: ServerProcess
     clients: dict[str, Client]
+    issuer: IssuerService | None
 
     def store(self, name: str) -> Path: ...
 
@@ -36,7 +39,7 @@ class _Cast(Protocol):
     def passphrase(name: str) -> str: ...
 
 
-def _covey(*args: str) -> str:
+def run_covey(*args: str) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("COVEY_")}
     env["COLUMNS"] = "160"
     result = subprocess.run([sys.executable, "-m", "covey", *args], capture_output=True,
@@ -46,7 +49,9 @@ def _covey(*args: str) -> str:
     return result.stdout
 
 
-class _Issuer:
+class IssuerService:
+    """A real `covey issuer serve` subprocess for a school, and its trust-registry entry."""
+
     def __init__(self, root: Path) -> None:
         self.dir = root / "issuer"
         self.registry = root / "trust-registry.json"
@@ -55,9 +60,9 @@ class _Issuer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        _covey("issuer", "init", "--dir", str(self.dir), "--id", "did:web:school.example",
-               "--url", self.url, "--capacity", "100")
-        _covey("issuer", "publish", "--dir", str(self.dir), "--out", str(self.registry))
+        run_covey("issuer", "init", "--dir", str(self.dir), "--id", "did:web:school.example",
+                  "--url", self.url, "--capacity", "100")
+        run_covey("issuer", "publish", "--dir", str(self.dir), "--out", str(self.registry))
         env = {k: v for k, v in os.environ.items() if not k.startswith("COVEY_")}
         with (self.dir.parent / "issuer.log").open("ab") as log:
             self.proc = subprocess.Popen(
@@ -72,25 +77,36 @@ class _Issuer:
             self.proc.wait(10)
 
 
-async def _credential(console: Console, issuer: _Issuer, client: Client, evidence: str,
-                      birth_date: date) -> str:
-    """The holder asks; the request waits; the operator checks records and approves."""
+async def issue_credential(console: Console, issuer: IssuerService, client: Client,
+                           evidence: Mapping[str, str], birth_date: date, *,
+                           brief: bool = False) -> str:
+    """The holder asks; the request waits; the operator checks records and approves.
+    `brief`: one line instead of one per step."""
     pending: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     request = asyncio.create_task(client.request_age_credential(
-        issuer.url, {"student_id": evidence}, within_s=WAIT_S,
+        issuer.url, evidence, within_s=WAIT_S,
         on_pending=lambda ticket: pending.set_result(ticket)))
     ticket = await asyncio.wait_for(pending, WAIT_S)
-    console.print(f"  {client.user_id}'s wallet asked the school's issuer for a credential "
-                  f"(evidence: student id {evidence}): [yellow]pending[/] (ticket {ticket[:8]}…)")
-    console.print(f"  [dim]operator:[/] $ covey issuer approve {ticket[:8]}… "
-                  f"--birth-date {birth_date.isoformat()}   [dim](after checking the school "
-                  f"roster)[/]")
-    out = await asyncio.to_thread(_covey, "issuer", "approve", ticket, "--birth-date",
+    shown = ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in evidence.items())
+    approve = f"covey issuer approve {ticket[:8]}… --birth-date {birth_date.isoformat()}"
+    if not brief:
+        console.print(f"  {client.user_id}'s wallet asked the school's issuer for a "
+                      f"credential (evidence: {shown}): [yellow]pending[/] "
+                      f"(ticket {ticket[:8]}…)")
+        console.print(f"  [dim]operator:[/] $ {approve}   [dim](after checking the school's "
+                      f"records)[/]")
+    out = await asyncio.to_thread(run_covey, "issuer", "approve", ticket, "--birth-date",
                                   birth_date.isoformat(), "--dir", str(issuer.dir))
     credential_id = out.split("credential ")[1].split()[0]
     await asyncio.wait_for(request, WAIT_S)
-    console.print(f"  {client.user_id}'s wallet stored the credential in its encrypted store "
-                  f"[green]✓[/] (the issuer keeps only credential id {credential_id[:8]}…)")
+    if brief:
+        console.print(f"  {client.user_id}'s wallet asked the school's issuer (evidence: "
+                      f"{shown}); [dim]operator:[/] $ {approve}; the wallet stored "
+                      f"credential {credential_id[:8]}… [green]✓[/]")
+    else:
+        console.print(f"  {client.user_id}'s wallet stored the credential in its encrypted "
+                      f"store [green]✓[/] (the issuer keeps only credential id "
+                      f"{credential_id[:8]}…)")
     return credential_id
 
 
@@ -107,7 +123,7 @@ def _band_table(rows: list[tuple[str, Any]]) -> Table:
 async def scene_age(console: Console, cast: _Cast, number: int = 5) -> None:
     """Run the scene on the demo's server (restarted to trust the new issuer)."""
     console.rule(f"[bold]{number}. Age assurance: 16+ or under 16, proven in zero knowledge")
-    issuer = _Issuer(cast.root)
+    issuer = cast.issuer = IssuerService(cast.root)
     with console.status("Setting up an age-credential issuer for a school "
                         "(`covey issuer init`: CL keys and a revocation registry)…"):
         started = time.perf_counter()
@@ -116,25 +132,26 @@ async def scene_age(console: Console, cast: _Cast, number: int = 5) -> None:
     console.print(f"  issuer [bold]did:web:school.example[/] ready in {setup_s:.1f} s, "
                   f"serving at {issuer.url}; `covey issuer publish` wrote its entry to the "
                   f"server's trust registry")
-    try:
-        with console.status("Restarting the relay with COVEY_TRUST_REGISTRY…"):
-            await asyncio.to_thread(cast.server.restart,
-                                    {"COVEY_TRUST_REGISTRY": str(issuer.registry)})
-        await _scene_body(console, cast, issuer)
-    finally:
-        issuer.stop()
+    with console.status("Restarting the relay with COVEY_TRUST_REGISTRY and "
+                        "COVEY_SAFETY_MODE=safeguarded…"):
+        await asyncio.to_thread(cast.server.restart,
+                                {"COVEY_TRUST_REGISTRY": str(issuer.registry),
+                                 "COVEY_SAFETY_MODE": "safeguarded"})
+    console.print("  the relay restarted trusting it, in the default mode, [bold]safeguarded[/]")
+    await _scene_body(console, cast, issuer)
 
 
-async def _scene_body(console: Console, cast: _Cast, issuer: _Issuer) -> None:
+async def _scene_body(console: Console, cast: _Cast, issuer: IssuerService) -> None:
     today = datetime.now(UTC).date()
-    people = {"dave": ("S-1001", years_before(today, 17)),
-              "emma": ("S-2002", years_before(today, 13))}
+    people = {"dave": ({"student_id": "S-1001"}, years_before(today, 17)),
+              "emma": ({"student_id": "S-2002"}, years_before(today, 13))}
     credentials: dict[str, str] = {}
     for name, (evidence, born) in people.items():
         client = await Client.register(cast.server.url, name, cast.store(name),
                                        cast.passphrase(name))
         cast.clients[name] = client
-        credentials[name] = await _credential(console, issuer, client, evidence, born)
+        credentials[name] = await issue_credential(console, issuer, client, evidence,
+                                                   born)
 
     for name in people:
         status = await cast.clients[name].prove_age()
@@ -162,9 +179,9 @@ async def _scene_body(console: Console, cast: _Cast, issuer: _Issuer) -> None:
     # Revocation: the school finds dave's credential was obtained with someone else's record.
     console.print(f"  [dim]operator:[/] $ covey issuer revoke {credentials['dave'][:8]}… && "
                   f"covey issuer publish --out trust-registry.json")
-    await asyncio.to_thread(_covey, "issuer", "revoke", credentials["dave"], "--dir",
+    await asyncio.to_thread(run_covey, "issuer", "revoke", credentials["dave"], "--dir",
                             str(issuer.dir))
-    await asyncio.to_thread(_covey, "issuer", "publish", "--dir", str(issuer.dir), "--out",
+    await asyncio.to_thread(run_covey, "issuer", "publish", "--dir", str(issuer.dir), "--out",
                             str(issuer.registry))
     await asyncio.sleep(0.6)  # the relay re-reads the registry file when it changes
     try:

@@ -1,12 +1,12 @@
 """`covey demo`: a real server process on a temporary SQLite database and real clients,
 showing 1:1 and group messages end to end, a device catching up after being offline,
-an attachment, and what the server actually stored (ciphertext and commitments)."""
+an attachment, what the server actually stored (ciphertext and commitments), age
+assurance, reporting, and the age-aware safety policy."""
 
 from __future__ import annotations
 
 import asyncio
 import shutil
-import sqlite3
 import tempfile
 import zlib
 from collections.abc import AsyncIterator
@@ -20,12 +20,13 @@ from rich.panel import Panel
 from rich.table import Table
 
 from covey.cli import app
-from covey.cli._demo_age import scene_age
+from covey.cli._demo_age import IssuerService, scene_age
+from covey.cli._demo_common import WAIT_S, received, server_rows
 from covey.cli._demo_reports import scene_reports
-from covey.client import Client, IncomingMessage, RoomKeyReceived
+from covey.cli._demo_safety import scene_safety
+from covey.client import Client, RoomKeyReceived
+from covey.errors import CoveyError
 from covey.server.process import ServerProcess
-
-WAIT_S = 15.0
 
 
 @dataclass
@@ -37,9 +38,14 @@ class _Cast:
     clients: dict[str, Client] = field(default_factory=dict)
     sent_texts: list[str] = field(default_factory=list)
     sent_files: list[bytes] = field(default_factory=list)
+    issuer: IssuerService | None = None  # the school's issuer, from scene 5 on
 
     def store(self, name: str) -> Path:
         return self.root / "devices" / f"{name}.db"
+
+    @property
+    def database(self) -> Path:
+        return self.root / "server" / "covey.db"
 
     @staticmethod
     def passphrase(name: str) -> str:
@@ -61,12 +67,6 @@ def _demo_image() -> bytes:
     header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + b"\x08\x02\x00\x00\x00"
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
             + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
-
-
-def _received(console: Console, who: str, message: IncomingMessage) -> None:
-    tag = "[green]✓ tag[/]" if message.evidence.tag is not None else "[red]✗ no tag[/]"
-    console.print(f"  [bold]{who}[/] ← {message.sender_user}: "
-                  f"[italic]{message.text or '(attachment)'}[/]  [green]✓ commitment[/] {tag}")
 
 
 async def _send(cast: _Cast, sender: str, to: str, text: str) -> None:
@@ -102,11 +102,11 @@ async def _scene_direct(console: Console, cast: _Cast) -> None:
                   "(✓ tag), so it could prove what was sent in a report.")
     alice, bob, phone = (cast.clients[n] for n in ("alice-laptop", "bob", "alice-phone"))
     await _send(cast, "alice-laptop", "bob", "Hi Bob! Are we still on for climbing on Saturday?")
-    _received(console, "bob", await bob.next_message(WAIT_S))
-    _received(console, "alice-phone", await phone.next_message(WAIT_S))
+    received(console, "bob", await bob.next_message(WAIT_S))
+    received(console, "alice-phone", await phone.next_message(WAIT_S))
     await _send(cast, "bob", "alice", "Yes! 10am at the wall. I'll bring the rope.")
-    _received(console, "alice-laptop", await alice.next_message(WAIT_S))
-    _received(console, "alice-phone", await phone.next_message(WAIT_S))
+    received(console, "alice-laptop", await alice.next_message(WAIT_S))
+    received(console, "alice-phone", await phone.next_message(WAIT_S))
     console.print("Bob's reply reached both of Alice's devices; Alice's own message was "
                   "synced to her phone.")
 
@@ -131,14 +131,14 @@ async def _scene_group(console: Console, cast: _Cast) -> None:
                   f"epoch {group.epoch}.")
     await _send(cast, "alice-laptop", group.group_id, "Welcome to the climbing club!")
     for name in ("bob", "carol", "alice-phone"):
-        _received(console, name, await cast.clients[name].next_message(WAIT_S))
+        received(console, name, await cast.clients[name].next_message(WAIT_S))
 
     group = await alice.remove_member(group.group_id, "carol")
     console.print(f"Alice removed carol (epoch {group.epoch}): her next message uses a new "
                   "Megolm session shared only with the remaining devices.")
     await _send(cast, "alice-laptop", group.group_id, "Carol has left; next trip is in May.")
     for name in ("bob", "alice-phone"):
-        _received(console, name, await cast.clients[name].next_message(WAIT_S))
+        received(console, name, await cast.clients[name].next_message(WAIT_S))
     try:
         leaked = await carol.next_message(2.0)
         console.print(f"[red]carol received {leaked.text!r} after leaving[/]")
@@ -171,7 +171,7 @@ async def _scene_offline(console: Console, cast: _Cast) -> None:
     for text in texts:
         await _send(cast, "bob", "alice", text)
     for _ in texts:
-        _received(console, "alice-laptop", await cast.clients["alice-laptop"].next_message(WAIT_S))
+        received(console, "alice-laptop", await cast.clients["alice-laptop"].next_message(WAIT_S))
     await cast.clients["bob"].flush()
 
     _show_server_storage(console, cast)
@@ -181,16 +181,13 @@ async def _scene_offline(console: Console, cast: _Cast) -> None:
     console.print("Alice's phone comes back online, resuming its sessions from its "
                   "encrypted store:")
     for _ in texts:
-        _received(console, "alice-phone", await phone.next_message(WAIT_S))
+        received(console, "alice-phone", await phone.next_message(WAIT_S))
 
 
 def _show_server_storage(console: Console, cast: _Cast) -> None:
-    database = cast.root / "server" / "covey.db"
-    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as conn:
-        rows = conn.execute(
-            "SELECT m.conversation_id, m.sender_user, m.commitment, mb.body, mb.olm_type "
-            "FROM mailbox mb JOIN messages m ON m.id = mb.message_pk ORDER BY mb.seq"
-        ).fetchall()
+    rows = server_rows(
+        cast.database, "SELECT m.conversation_id, m.sender_user, m.commitment, mb.body, "
+        "mb.olm_type FROM mailbox mb JOIN messages m ON m.id = mb.message_pk ORDER BY mb.seq")
     table = Table("conversation", "from", "franking commitment", "ciphertext (base64)",
                   "size", title="What the server holds for Alice's phone (and any other "
                   "undelivered device)")
@@ -214,11 +211,15 @@ def _show_server_storage(console: Console, cast: _Cast) -> None:
 
 async def _run_demo(root: Path, console: Console) -> None:
     server = ServerProcess(f"sqlite+aiosqlite:///{root / 'server' / 'covey.db'}",
-                           root / "server", log_path=root / "server.log")
+                           root / "server", log_path=root / "server.log",
+                           env={"COVEY_SAFETY_MODE": "e2ee-only"})
     with console.status("Starting a real covey server on a temporary SQLite database…"):
         await asyncio.to_thread(server.start)
     console.print(Panel.fit(f"covey server running at [bold]{server.url}[/]\n"
-                            f"database: {root / 'server' / 'covey.db'}",
+                            f"database: {root / 'server' / 'covey.db'}\n"
+                            "Scenes 1 to 4 show the messaging core with the operator's "
+                            "[bold]e2ee-only[/] mode (COVEY_SAFETY_MODE=e2ee-only);\n"
+                            "from scene 5 the server runs the default, [bold]safeguarded[/].",
                             title="Covey demo"))
     cast = _Cast(root=root, server=server)
     (root / "devices").mkdir(parents=True, exist_ok=True)
@@ -229,14 +230,19 @@ async def _run_demo(root: Path, console: Console) -> None:
         await _scene_offline(console, cast)
         await scene_age(console, cast)
         await scene_reports(console, cast)
+        await scene_safety(console, cast)
         console.rule("[bold green]Done")
         console.print("Every message above was encrypted on one device, relayed as "
                       "ciphertext, decrypted on the others, and opened its franking "
-                      "commitment.")
+                      "commitment; from scene 5 on, each message in a conversation with an "
+                      "under-16 or unverified participant also carried a safety copy the "
+                      "server could read.")
     finally:
         for client in cast.clients.values():
             await client.close()
         server.stop()
+        if cast.issuer is not None:
+            cast.issuer.stop()
 
 
 @app.command("demo")
@@ -248,7 +254,7 @@ def demo(
     root = Path(tempfile.mkdtemp(prefix="covey-demo-"))
     try:
         asyncio.run(_run_demo(root, console))
-    except (TimeoutError, RuntimeError) as exc:
+    except (TimeoutError, RuntimeError, CoveyError) as exc:
         console.print(f"[red]The demo failed: {exc}[/] (files kept in {root})")
         raise typer.Exit(1) from exc
     if keep:
