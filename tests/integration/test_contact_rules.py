@@ -46,6 +46,10 @@ async def _every_path_refused(stranger: Client, kid: Client) -> None:
     unknown = await _refused(stranger.find_user("nobody-here"), "not_found")
     found = await _refused(stranger.find_user(kid.user_id), "not_found")
     assert found.message == unknown.message
+    # A conversation's policy would tell the child's band: refused the same way.
+    policy = await _refused(stranger.conversation_policy(kid.user_id), "not_found")
+    assert policy.message == unknown.message
+    assert (await stranger.find_user(stranger.user_id)).user_id == stranger.user_id
     # Direct message.
     await _refused(stranger.send_text(kid.user_id, "hi there"))
     # Group add, at creation and later.
@@ -100,6 +104,10 @@ async def test_a_child_declining_keeps_the_door_shut(people: People) -> None:
 @pytest.fixture
 def _low_limits(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COVEY_MINOR_CONTACT_REQUEST_LIMIT", "2")
+
+
+@pytest.fixture
+def _low_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COVEY_MINOR_BLOCK_REPORT_THRESHOLD", "2")
 
 
@@ -114,7 +122,7 @@ async def test_requests_to_children_are_rate_limited_per_sender(_low_limits: Non
     await adult.request_contact((await people.adult("bea")).user_id)
 
 
-async def test_children_blocking_bars_an_adult_and_warns_the_rest(_low_limits: None,
+async def test_children_blocking_bars_an_adult_and_warns_the_rest(_low_threshold: None,
                                                                   people: People) -> None:
     adult = await people.adult("adam")
     friend, kid1, kid2, kid3 = [await people.child(h) for h in ("pal", "kid1", "kid2", "kid3")]

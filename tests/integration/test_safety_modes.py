@@ -58,6 +58,10 @@ async def test_on_device_the_child_is_warned_and_the_server_reads_nothing(
     assert policy.protection == "on-device-detection"
     assert policy.on_device_detection_users == ["kid"]
     assert not policy.safety_copy_required
+    # The adult's copy of the same policy does not name the child (it names no one).
+    seen_by_adult = await adult.conversation_policy("kid")
+    assert seen_by_adult.protection == "on-device-detection"
+    assert seen_by_adult.on_device_detection_users == []
     await adult.send_text("kid", "hello, how are you?")
     assert (await kid.next_message(within_s=15)).text == "hello, how are you?"
     await adult.send_text("kid", "Keep this our SECRET, ok?")

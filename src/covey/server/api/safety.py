@@ -59,12 +59,16 @@ async def conversation_policy(conversation_id: ConversationPath, principal: Prin
     if pair is not None:
         if principal.user_id not in pair or pair[0] == pair[1]:
             raise NotFound("no such conversation", code="unknown_conversation")
-        return await services.policy.statement(conversation_id, list(pair), 0)
+        # The answer tells the other's band: only for someone the caller may find.
+        other = pair[1] if pair[0] == principal.user_id else pair[0]
+        await services.contacts.visible(principal, other)
+        return await services.policy.statement(conversation_id, list(pair), 0,
+                                               principal.user_id)
     group = await services.groups.current(conversation_id)
     if group is None or principal.user_id not in group.members:
         raise NotFound("no such conversation", code="unknown_conversation")
     return await services.policy.statement(conversation_id, sorted(group.members),
-                                           group.epoch)
+                                           group.epoch, principal.user_id)
 
 
 @router.get("/v1/users/{user_id}", response_model=UserLookup)

@@ -51,9 +51,16 @@ class ContactService:
         """Handle search. Under-16 accounts are found only by their contacts (and by
         other under-16 accounts); a refusal looks exactly like an unknown handle."""
         await self._existing(handle)
-        await self._policy.check(ContactAction.FIND_BY_HANDLE, principal.user_id, handle)
+        if handle != principal.user_id:
+            await self._policy.check(ContactAction.FIND_BY_HANDLE, principal.user_id, handle)
         return UserLookup(user_id=handle,
                           contact=await self._store.are_contacts(principal.user_id, handle))
+
+    async def visible(self, principal: Principal, user_id: str) -> None:
+        """404 `not_found`, exactly like an unknown handle, unless the caller may reach
+        `user_id`'s devices (themselves, contacts, fellow group members, or by handle)."""
+        await self._existing(user_id)
+        await self._policy.check_visible(principal.user_id, user_id)
 
     # --- requests ------------------------------------------------------------------------
 

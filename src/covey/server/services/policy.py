@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -182,8 +183,12 @@ class PolicyService:
         return found
 
     async def statement(self, conversation_id: str, participants: Sequence[str],
-                        epoch: int) -> PolicyStatement:
+                        epoch: int, viewer: str) -> PolicyStatement:
+        """The policy signed for `viewer`: it names no participant but the viewer among
+        those whose devices scan (who else is a child stays unsaid)."""
         policy = await self.for_participants(participants)
+        policy = replace(policy, on_device_detection_users=(
+            policy.on_device_detection_users & {viewer}))
         issued = now_ms()
         signature = self._signing.sign(policy.statement_bytes(conversation_id, epoch, issued))
         return PolicyStatement(conversation_id=conversation_id, epoch=epoch,
