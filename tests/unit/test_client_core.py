@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from covey.age import AgeBand
 from covey.client._core import ClientCore
 from covey.client._events import (
     FrankingEvidence,
@@ -308,3 +309,28 @@ def test_restart_mid_group_conversation(server: FakeServer) -> None:
     server.send(bob, gid, "three")
     assert texts(server.deliver(bob)) == ["two"]
     assert texts(server.deliver(alice)) == ["three"]
+
+
+def test_group_session_rotates_when_the_group_stops_being_safeguarded(
+        server: FakeServer) -> None:
+    """The safety service saw the room key of a safeguarded group's session: once
+    everyone is 16+, the next message starts a session the server never saw."""
+    server.bands["kid"] = AgeBand.UNDER_16
+    alice, kid = server.new_device("alice"), server.new_device("kid")
+    gid = server.create_group("g", "alice", ["kid"]).group_id
+
+    def session() -> str:
+        return str(alice.store.get("megolm_out", gid)["session_id"])  # type: ignore[index]
+
+    def keys_seen() -> set[str]:
+        return {c.room_key.session_id for _, _, c in server.safety_copies
+                if c.room_key is not None}
+
+    server.send(alice, gid, "one")
+    server.send(alice, gid, "two")
+    first = session()
+    assert keys_seen() == {first}  # safeguarded: the key share was copied, once
+    server.bands["kid"] = AgeBand.SIXTEEN_PLUS
+    server.send(alice, gid, "three")
+    assert session() != first and session() not in keys_seen()
+    assert texts(server.deliver(kid)) == ["one", "two", "three"]

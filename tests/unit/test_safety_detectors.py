@@ -5,6 +5,7 @@ Phrases are written for the test: grooming-style behaviours, nothing sexual or r
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from covey.safety.detectors import (
 from covey.safety.detectors.phrase_list import (
     PhraseListDetector,
     PhraseListError,
+    PhraseListFile,
     parse_phrase_list,
 )
 
@@ -170,3 +172,23 @@ def test_registry_finds_detectors_by_module(tmp_path: Path) -> None:
     assert [d.name for d in built] == ["phrase_list"]
     with pytest.raises(Exception, match="unknown detectors"):
         build_detectors({"telepathy": {}})
+
+
+def test_phrase_list_file_reloads_and_keeps_the_last_good_list(tmp_path: Path) -> None:
+    path = tmp_path / "phrases.txt"
+    assert PhraseListFile(None).current() == ("", None)
+    missing = PhraseListFile(path)
+    assert missing.current() == ("", None)
+    path.write_text("[high] meet me alone\n")
+    text, detector = missing.current()
+    assert text == "[high] meet me alone\n" and detector is not None
+    assert [e.phrase for e in detector.entries] == ["meet me alone"]
+
+    path.write_text("[high meet me alone\n")  # a typo: unclosed bracket
+    os.utime(path, ns=(1, 1))
+    assert missing.current() == (text, detector)  # the last good list stays
+    path.write_text("# nothing yet\n")
+    os.utime(path, ns=(2, 2))
+    assert missing.current() == ("# nothing yet\n", None)
+    path.unlink()
+    assert missing.current() == ("# nothing yet\n", None)

@@ -79,7 +79,7 @@ from covey.protocol.wire import (
     UserLookup,
 )
 from covey.safety.detectors import Detector, ScanContext
-from covey.safety.detectors.phrase_list import PhraseListDetector
+from covey.safety.detectors.phrase_list import PhraseListDetector, PhraseListError
 
 log = logging.getLogger(__name__)
 
@@ -664,7 +664,8 @@ class Client:
                 log.warning("device list of %s unavailable: %s", needed, exc.code)
         for event in self._core.receive(delivery):
             self._emit(event)
-            if isinstance(event, IncomingMessage) and self._on_device:
+            if (isinstance(event, IncomingMessage) and self._on_device
+                    and event.sender_user not in self._blocked):  # hidden: no warning
                 await self._scan_on_device(event)
 
     async def _load_on_device_rules(self) -> None:
@@ -677,8 +678,12 @@ class Client:
             return
         rules = await self._api.on_device_rules()
         check_on_device_rules(rules, keys.policy_signing_key)
-        self._on_device = ([PhraseListDetector.from_text(rules.phrase_list)]
-                           if rules.phrase_list.strip() else [])
+        try:
+            self._on_device = ([PhraseListDetector.from_text(rules.phrase_list)]
+                               if rules.phrase_list.strip() else [])
+        except PhraseListError as exc:  # the operator's mistake must not stop messaging
+            log.warning("the server's on-device rules do not parse (%s): keeping the "
+                        "previous ones", exc)
 
     async def _scan_on_device(self, message: IncomingMessage) -> None:
         """Scan a received message here, on the device, if the conversation's policy says

@@ -529,14 +529,18 @@ class ClientCore:
         device_set = sorted(f"{d.user_id}/{d.device_id}/{d.identity_key.b64}" for d in devices)
         state = self.store.get(_MEGOLM_OUT, group_id)
         envelopes: list[SendEnvelope] = []
+        # A session whose key went to the safety service (safeguarded) ends when the group
+        # becomes end-to-end: the server must not be able to read what follows.
         if (state is None or state["epoch"] != info.epoch or state["devices"] != device_set
-                or state["count"] >= self.rotate_after):
+                or state["count"] >= self.rotate_after
+                or (state.get("copied", False) and not policy.safety_copy_required)):
             session = OutboundGroupSession()
             room_key = RoomKey(group_id=group_id, session_id=session.session_id,
                                session_key=session.session_key(), epoch=info.epoch)
             share = self._content(group_id, kind="room_key", room_key=room_key)
             envelopes.append(self._olm_envelope(share, devices, policy, info.epoch))
-            state = {"epoch": info.epoch, "devices": device_set, "count": 0}
+            state = {"epoch": info.epoch, "devices": device_set, "count": 0,
+                     "copied": policy.safety_copy_required}
         else:
             session = OutboundGroupSession.from_pickle(state["pickle"], self.store.pickle_key)
         commitment = commit(content.fk(), content.committed_part(), self._context(group_id))

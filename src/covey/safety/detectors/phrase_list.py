@@ -14,6 +14,7 @@ of 10 or more letters also match across inserted spaces.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from covey.errors import InvalidInput
 from covey.protocol.content import MessageContent
 from covey.safety.detectors._base import Detector, ScanContext, Severity, Signal
 from covey.safety.detectors._text import compact, normalise
+
+log = logging.getLogger(__name__)
 
 COMPACT_MIN_LETTERS = 10  # shorter phrases would match inside unrelated words
 MAX_PHRASE_CHARS = 500
@@ -158,3 +161,35 @@ class PhraseListDetector(Detector):
         if len(squeezed) >= COMPACT_MIN_LETTERS and any(squeezed in t for t in compacted):
             return "normalised"
         return None
+
+
+class PhraseListFile:
+    """The operator's phrase-list file, re-read when it changes. A bad edit (or a missing
+    file) keeps the last list that parsed, so a typo never stops messaging."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._path = path
+        self._stamp: tuple[int, int] | None = None
+        self._text = ""
+        self._detector: PhraseListDetector | None = None
+
+    def current(self) -> tuple[str, PhraseListDetector | None]:
+        """The last good file text and its detector (None when there is no list)."""
+        if self._path is None:
+            return "", None
+        try:
+            stat = self._path.stat()
+        except OSError:
+            log.warning("phrase list %s is missing: keeping the last one read", self._path)
+            return self._text, self._detector
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        if stamp != self._stamp:
+            self._stamp = stamp
+            try:
+                text = self._path.read_text(encoding="utf-8")
+                detector = PhraseListDetector.from_text(text)
+            except (OSError, UnicodeDecodeError, PhraseListError) as exc:
+                log.warning("phrase list %s not reloaded: %s", self._path, exc)
+            else:
+                self._text, self._detector = text, detector if detector.entries else None
+        return self._text, self._detector

@@ -22,6 +22,7 @@ from covey.protocol._encoding import b64encode
 from covey.protocol.ids import dm_participants
 from covey.protocol.safety_copy import SafetyServicePrivateKey
 from covey.protocol.wire import OnDeviceRules, PolicyStatement, SafetyKeys
+from covey.safety.detectors.phrase_list import PhraseListFile
 from covey.safety.policy import (
     ContactAction,
     ContactDecision,
@@ -72,6 +73,8 @@ class PolicyService:
         self._bands: dict[str, tuple[float, AgeBand]] = {}
         self._policies: dict[tuple[tuple[str, AgeBand], ...], ConversationPolicy] = {}
         self._dm_allowed: dict[tuple[str, str], float] = {}
+        # The operator's phrase list: server-side detection, or on-device rules.
+        self.phrases = PhraseListFile(settings.safety_phrase_list)
 
     # --- facts -----------------------------------------------------------------------
 
@@ -208,9 +211,8 @@ class PolicyService:
     def on_device_rules(self) -> OnDeviceRules:
         """The phrase list on-device clients scan with (nothing in other modes)."""
         phrases = ""
-        path = self.settings.safety_phrase_list
-        if self.config.mode is PolicyMode.ON_DEVICE and path is not None and path.is_file():
-            phrases = path.read_text(encoding="utf-8")
+        if self.config.mode is PolicyMode.ON_DEVICE:
+            phrases = self.phrases.current()[0]
         mode = self.config.mode.value
         return OnDeviceRules(mode=mode, phrase_list=phrases, signature=b64encode(
             self._signing.sign(on_device_rules_bytes(mode, phrases))))

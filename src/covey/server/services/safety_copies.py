@@ -16,7 +16,6 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from covey.errors import Conflict
 from covey.protocol._encoding import b64decode
@@ -24,7 +23,7 @@ from covey.protocol.content import MessageContent
 from covey.protocol.safety_copy import SafetyCopyContext, open_safety_copy
 from covey.protocol.secrets import FrankingCommitment
 from covey.protocol.wire import SendEnvelope
-from covey.safety.detectors import Detector, ScanContext, Severity, Signal, build_detectors
+from covey.safety.detectors import ScanContext, Severity, Signal
 from covey.safety.policy import ConversationPolicy
 from covey.server.services._common import Principal, now_ms
 from covey.server.services.policy import PolicyService
@@ -45,32 +44,6 @@ class OpenedCopy:
     record: SafetyCopyRecord | None  # None: checked, not kept (room-key shares)
 
 
-class PhraseDetectors:
-    """The operator's detectors, rebuilt when the phrase-list file changes."""
-
-    def __init__(self, phrase_list: Path | None) -> None:
-        self._path = phrase_list
-        self._stamp: tuple[int, int] | None = None
-        self._detectors: list[Detector] = []
-
-    def current(self) -> list[Detector]:
-        if self._path is None:
-            return []
-        try:
-            stat = self._path.stat()
-        except OSError:
-            log.warning("phrase list %s is missing: no phrase detection", self._path)
-            return self._detectors
-        stamp = (stat.st_mtime_ns, stat.st_size)
-        if stamp != self._stamp:
-            try:
-                self._detectors = build_detectors({"phrase_list": {"path": str(self._path)}})
-                self._stamp = stamp
-            except Exception as exc:  # a bad edit keeps the last good list
-                log.warning("phrase list %s not reloaded: %s", self._path, exc)
-        return self._detectors
-
-
 class SafetyCopyService:
     def __init__(self, settings: Settings, store: SafetyRepository, policy: PolicyService,
                  events: SafetyEvents) -> None:
@@ -78,7 +51,6 @@ class SafetyCopyService:
         self._store = store
         self._policy = policy
         self._events = events
-        self._detectors = PhraseDetectors(settings.safety_phrase_list)
         self._minimum = Severity.parse(settings.detector_report_min_severity)
         self._tasks: set[asyncio.Task[None]] = set()
         self.report_sink: DetectionSink | None = None  # set by the reporting wiring
@@ -109,7 +81,7 @@ class SafetyCopyService:
 
     def scan_soon(self, message: NewMessage, content: MessageContent) -> None:
         """After the commit: run the detectors on the opened copy (not on room keys)."""
-        if content.kind == "room_key" or not self._detectors.current():
+        if content.kind == "room_key" or self._policy.phrases.current()[1] is None:
             return
         task = asyncio.get_running_loop().create_task(self._scan(message, content))
         self._tasks.add(task)
@@ -119,8 +91,8 @@ class SafetyCopyService:
         try:
             context = ScanContext(message.message_id, message.conversation_id,
                                   message.sender_user)
-            signals = [signal for detector in self._detectors.current()
-                       for signal in detector.scan(content, context)]
+            detector = self._policy.phrases.current()[1]
+            signals = [] if detector is None else detector.scan(content, context)
             await self._store.record_scan(message.conversation_id, message.message_id,
                                           message.sender_user, now_ms())
             for signal in signals:
