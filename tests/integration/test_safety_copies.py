@@ -100,6 +100,10 @@ async def test_a_childs_conversation_is_safeguarded_and_copied(people: People,
     await _exchange(adult, kid, "how was school?")
     await _exchange(kid, adult, "fine")
     assert await _copies(covey_server) == 2
+    # The relay's opening of each copy is in the read log, with the copy.
+    reads = await _rows(covey_server, "SELECT r.reader, r.message_id = c.message_id FROM "
+                        "safety_copy_reads r JOIN safety_copies c ON c.id = r.copy_id")
+    assert sorted((r[0], bool(r[1])) for r in reads) == [("relay", True)] * 2
     # Stored sealed, as the client made it: the plaintext is not in the database file.
     if covey_server.database_url.startswith("sqlite"):
         database = Path(covey_server.database_url.split("///", 1)[1])
@@ -213,8 +217,10 @@ async def test_a_phrase_hit_raises_a_verified_moderator_report(
 
     rows = await wait_for(reported)
     assert rows == [("covey-safety", "ada", "grooming_or_enticement", 1, 1)]
-    reads = await _rows(covey_server, "SELECT reader, purpose FROM safety_copy_reads")
-    assert len(reads) == 2 and {r[0] for r in reads} == {"detectors"}
+    # Every read is logged: the relay's check on arrival and the detectors' scan, per copy.
+    reads = await _rows(covey_server, "SELECT reader, count(DISTINCT copy_id) FROM "
+                        "safety_copy_reads GROUP BY reader ORDER BY reader")
+    assert [tuple(r) for r in reads] == [("detectors", 2), ("relay", 2)]
 
 
 async def test_a_phrase_in_an_attachment_caption_is_reported_with_its_blob(

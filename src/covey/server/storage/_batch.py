@@ -13,12 +13,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, text
+from sqlalchemy import bindparam, delete, func, insert, literal, select, text, tuple_
 from sqlalchemy.engine import Connection
 
 from covey.server.storage import schema as t
 from covey.server.storage import schema_safety
 from covey.server.storage.writer import BatchItem
+
+ARRIVAL_READER = "relay"
+ARRIVAL_PURPOSE = "opened on arrival: checked against the franking commitment"
 
 _FIND_SENT = select(t.messages.c.message_id, t.messages.c.commitment,
                     t.messages.c.server_ts_ms).where(
@@ -195,6 +198,16 @@ def _store(conn: Connection, raw: Any, ids: IdAllocator, stores: Sequence[Any]) 
     copies = [_copy_row(item.message) for item in fresh if item.message.safety_copy is not None]
     if copies:
         conn.execute(insert(schema_safety.safety_copies), copies)
+        # The relay opened each copy to check it: that read is logged with the copy.
+        c = schema_safety.safety_copies.c
+        opened = select(c.id, c.message_id, c.conversation_id, literal(ARRIVAL_READER),
+                        literal(ARRIVAL_PURPOSE), c.server_ts_ms).where(
+            tuple_(c.sender_user, c.message_id).in_(
+                [(row["sender_user"], row["message_id"]) for row in copies]))
+        reads = schema_safety.safety_copy_reads.c
+        conn.execute(insert(schema_safety.safety_copy_reads).from_select(
+            [reads.copy_id, reads.message_id, reads.conversation_id, reads.reader,
+             reads.purpose, reads.read_ms], opened))
 
 
 def _copy_row(m: Any) -> dict[str, Any]:

@@ -5,7 +5,6 @@ Reads go straight to the engine; writes go through the relay's serial writer."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -37,20 +36,6 @@ class InviteRow:
     group_id: str
     created_by: str
     expires_ms: int
-
-
-@dataclass(frozen=True)
-class StoredCopy:
-    copy_id: int
-    message_id: str
-    conversation_id: str
-    sender_user: str
-    sender_device: str
-    participants: tuple[str, ...]
-    commitment: str
-    key_id: str
-    sealed: bytes
-    server_ts_ms: int
 
 
 _REQUEST_COLUMNS = (s.contact_requests.c.request_id, s.contact_requests.c.requester,
@@ -259,31 +244,6 @@ class SafetyRepository:
             return None if row is None else InviteRow(str(row[0]), str(row[1]), int(row[2]))
 
     # --- safety copies -------------------------------------------------------------------
-
-    async def copies_for(self, conversation_id: str, *, limit: int = 100) -> list[StoredCopy]:
-        c = s.safety_copies.c
-        async with self._engine.connect() as conn:
-            rows = await conn.execute(select(
-                c.id, c.message_id, c.conversation_id, c.sender_user, c.sender_device,
-                c.participants, c.commitment, c.key_id, c.sealed, c.server_ts_ms,
-            ).where(c.conversation_id == conversation_id).order_by(c.server_ts_ms.desc())
-                .limit(limit))
-            return [StoredCopy(int(x[0]), str(x[1]), str(x[2]), str(x[3]), str(x[4]),
-                               tuple(json.loads(x[5])), str(x[6]), str(x[7]), bytes(x[8]),
-                               int(x[9])) for x in rows]
-
-    async def record_reads(self, copies: list[StoredCopy], reader: str, purpose: str,
-                           now_ms: int) -> None:
-        if not copies:
-            return
-
-        async def job(conn: AsyncConnection) -> None:
-            await conn.execute(insert(s.safety_copy_reads), [
-                {"copy_id": copy.copy_id, "message_id": copy.message_id,
-                 "conversation_id": copy.conversation_id, "reader": reader,
-                 "purpose": purpose, "read_ms": now_ms} for copy in copies])
-
-        await self._write(job)
 
     async def record_scan(self, conversation_id: str, message_id: str, sender_user: str,
                           now_ms: int) -> None:
