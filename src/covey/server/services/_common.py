@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,19 +29,25 @@ class Principal:
 def load_or_create_secret_file(path: Path, create: Callable[[], bytes]) -> bytes:
     """The bytes of a secret key file; on first use `create()` is written with mode 0600.
 
-    O_EXCL makes creation atomic, so two processes starting together agree on one key."""
+    The key is written whole to a private temporary file, then hard-linked into place
+    (atomic, and refused if the name exists): two processes starting together agree on
+    one key, and neither ever reads a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    if path.exists():
         return path.read_bytes()
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         data = create()
         os.write(fd, data)
         os.fsync(fd)
-    finally:
         os.close(fd)
-    return data
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return path.read_bytes()
+        return data
+    finally:
+        os.unlink(temporary)
 
 
 def now_ms() -> int:
