@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     # Guardian link changes (propose, accept, remove, approve) per account.
     rate_guardian_per_min: float = 20
     rate_guardian_burst: int = 20
+    # Looking accounts up (handle search, a DM's policy) and contact requests, per account:
+    # each answer says something about an account, so probing is slowed.
+    rate_lookup_per_min: float = 60
+    rate_lookup_burst: int = 60
+    rate_contact_per_min: float = 10
+    rate_contact_burst: int = 20
     # Reporting and moderation.
     evidence_retention_s: int = Field(
         default=365 * 24 * 3600, description="how long report evidence is preserved")

@@ -122,6 +122,31 @@ async def test_requests_to_children_are_rate_limited_per_sender(_low_limits: Non
     await adult.request_contact((await people.adult("bea")).user_id)
 
 
+@pytest.fixture
+def _low_lookup_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COVEY_RATE_LOOKUP_BURST", "3")
+    monkeypatch.setenv("COVEY_RATE_LOOKUP_PER_MIN", "1")
+    monkeypatch.setenv("COVEY_RATE_CONTACT_BURST", "2")
+    monkeypatch.setenv("COVEY_RATE_CONTACT_PER_MIN", "1")
+
+
+async def test_probing_for_accounts_is_rate_limited(_low_lookup_limits: None,
+                                                    people: People) -> None:
+    """Each answer says something about an account: searches, a DM's policy and contact
+    requests (to anyone) are limited per account, with a clear 429."""
+    prober = await people.adult("adam")
+    await prober.find_user("adam")
+    await _refused(prober.find_user("nobody1"), "not_found")
+    await _refused(prober.conversation_policy("nobody2"), "not_found")
+    limited = await _refused(prober.find_user("nobody3"), "rate_limited")
+    assert limited.status == 429 and limited.details["retry_after_s"] >= 1
+    await _refused(prober._api.conversation_policy("dm:adam:nobody4"), "rate_limited")
+    bea, cal = await people.adult("bea"), await people.adult("cal")
+    await prober.request_contact(bea.user_id)
+    await prober.request_contact(cal.user_id)
+    await _refused(prober.request_contact("dan"), "rate_limited")
+
+
 async def test_children_blocking_bars_an_adult_and_warns_the_rest(_low_threshold: None,
                                                                   people: People) -> None:
     adult = await people.adult("adam")

@@ -30,7 +30,9 @@ TIME_BUDGET_S = 100
 def test_no_server_errors_and_documented_answers(covey_server):
     covey_server.restart(env={"COVEY_RATE_REGISTER_BURST": "100000",
                               "COVEY_RATE_LOGIN_BURST": "100000",
-                              "COVEY_RATE_SEND_BURST": "100000"})
+                              "COVEY_RATE_SEND_BURST": "100000",
+                              "COVEY_RATE_LOOKUP_BURST": "100000",
+                              "COVEY_RATE_CONTACT_BURST": "100000"})
     alice = register(covey_server.url, "alice")
     headers = {"Authorization": f"Bearer {alice.token}"}
     schema = schemathesis.openapi.from_url(f"{covey_server.url}/openapi.json")

@@ -45,6 +45,8 @@ class RateLimiter:
             "age": Limit(settings.rate_age_per_min / 60, settings.rate_age_burst),
             "guardian": Limit(settings.rate_guardian_per_min / 60,
                               settings.rate_guardian_burst),
+            "lookup": Limit(settings.rate_lookup_per_min / 60, settings.rate_lookup_burst),
+            "contact": Limit(settings.rate_contact_per_min / 60, settings.rate_contact_burst),
         })
 
     def check(self, action: str, *keys: str, cost: float = 1.0) -> None:

@@ -30,7 +30,7 @@ from covey.protocol.wire import (
     UserLookup,
     UserRef,
 )
-from covey.server.api._deps import ERRORS, PrincipalDep, ServicesDep
+from covey.server.api._deps import ERRORS, LimiterDep, PrincipalDep, ServicesDep
 
 router = APIRouter(responses=ERRORS, tags=["safety"])
 UserIdPath = Annotated[str, Path(pattern=USER_ID_PATTERN)]
@@ -53,13 +53,14 @@ async def on_device_rules(_principal: PrincipalDep, services: ServicesDep) -> On
 
 @router.get("/v1/conversations/{conversation_id}/policy", response_model=PolicyStatement)
 async def conversation_policy(conversation_id: ConversationPath, principal: PrincipalDep,
-                              services: ServicesDep) -> PolicyStatement:
+                              services: ServicesDep, limits: LimiterDep) -> PolicyStatement:
     """How this conversation is protected, signed: every client shows `policy.label`."""
     pair = dm_participants(conversation_id)
     if pair is not None:
         if principal.user_id not in pair or pair[0] == pair[1]:
             raise NotFound("no such conversation", code="unknown_conversation")
         # The answer tells the other's band: only for someone the caller may find.
+        limits.check("lookup", f"user:{principal.user_id}")
         other = pair[1] if pair[0] == principal.user_id else pair[0]
         await services.contacts.visible(principal, other)
         return await services.policy.statement(conversation_id, list(pair), 0,
@@ -73,15 +74,17 @@ async def conversation_policy(conversation_id: ConversationPath, principal: Prin
 
 @router.get("/v1/users/{user_id}", response_model=UserLookup)
 async def find_user(user_id: UserIdPath, principal: PrincipalDep,
-                    services: ServicesDep) -> UserLookup:
+                    services: ServicesDep, limits: LimiterDep) -> UserLookup:
     """Handle search: 404 for unknown handles and for accounts you may not find."""
+    limits.check("lookup", f"user:{principal.user_id}")
     return await services.contacts.lookup(principal, user_id)
 
 
 @router.post("/v1/contacts/requests", status_code=201, response_model=ContactRequestInfo)
 async def request_contact(body: UserRef, principal: PrincipalDep,
-                          services: ServicesDep) -> ContactRequestInfo:
+                          services: ServicesDep, limits: LimiterDep) -> ContactRequestInfo:
     """Ask to become contacts (if they already asked you, this accepts theirs)."""
+    limits.check("contact", f"user:{principal.user_id}")
     return await services.contacts.request(principal, body.user_id)
 
 
