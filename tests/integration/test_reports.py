@@ -173,7 +173,11 @@ async def test_block_and_report_stops_the_sender(covey_server: Any, devices: Dev
     assert refused.value.code == "blocked_by_recipient" and refused.value.status == 403
     with pytest.raises(TimeoutError):
         await bob.next_message(1.0)
-    # bob can still write to alice: the block is one way
+    # bob must unblock alice before writing to her himself (as on any messenger)
+    with pytest.raises(CoveyError) as own:
+        await bob.send_text("alice", "stop messaging me")
+    assert own.value.code == "unblock_first"
+    await bob.unblock("alice")
     await bob.send_text("alice", "stop messaging me")
     assert (await receive(alice, 1))[0].text == "stop messaging me"
 

@@ -180,37 +180,15 @@ class ReportService:
         if report.reporter != principal.user_id:
             raise Forbidden("the reporter must be the authenticated user",
                             code="reporter_mismatch")
-        blobs = await self.fetch_blobs(report)
-        verification = await asyncio.to_thread(verify_report, report, self._server_key,
-                                                blobs=blobs)
-        reported_user = verification.reported.item.context.sender_user
         band = await reporter_age_band(self._engine, principal.user_id)
-        now = now_ms()
-        report_id = "rep_" + secrets.token_hex(12)
-        row = ReportRow(
-            report_id=report_id, fingerprint=verification.fingerprint,
-            reporter=principal.user_id, reported_user=reported_user,
-            category=report.category.value,
+        stored, created, verification = await self._file(
+            report, reporter=principal.user_id, reporter_band=band,
             priority=report_priority(report.category.is_child_safety, band),
-            reporter_band=band,
-            policy_mode=self._settings.safety_mode,
-            status="open", verified_count=len(verification.verified_items),
-            total_count=len(verification.items),
-            reported_verified=verification.reported.verified, created_ms=now,
-            actioned_ms=None,
-            preserve_until_ms=now + self._settings.evidence_retention_s * 1000,
-            purged=False)
-        sealed = self.vault.seal(report_id, {
-            "report": report.model_dump(mode="json"),
-            "blobs": {k: b64encode(v) for k, v in blobs.items()}})
-        stored, created = await self.store.insert_report(
-            NewReport(row, sealed),
-            AuditRow(now, f"user:{principal.user_id}", "report_submitted", report_id,
-                     f"category {row.category}, {row.verified_count}/{row.total_count} "
-                     "verified"))
+            audit=(f"user:{principal.user_id}", "report_submitted"))
+        reported_user = verification.reported.item.context.sender_user
         if created and self.events is not None:
             await self.events.emit(ReportFiled(principal.user_id, reported_user,
-                                               row.category, now))
+                                               stored.category, stored.created_ms))
         if block and reported_user != principal.user_id:
             await self.block(principal, reported_user)
         return ReportReceipt(stored, not created, block, verification)
@@ -243,18 +221,29 @@ class ReportService:
                         f"service: {signal.detector} {signal.code} "
                         f"({signal.severity.name.lower()}); evidence as delivered to "
                         f"{entry.user_id}, who did not file this report", messages=(item,))
+        await self._file(
+            report, reporter=SAFETY_SERVICE_REPORTER, reporter_band=SAFETY_SERVICE_REPORTER,
+            priority=report_priority(category.is_child_safety, UNDER_16_BAND),
+            audit=(SAFETY_SERVICE_REPORTER, "detection_reported"),
+            extra={"signal": signal.to_json()},
+            detail=f"{signal.detector} {signal.code} {signal.severity.name.lower()}")
+
+    async def _file(self, report: Report, *, reporter: str, reporter_band: str,
+                    priority: int, audit: tuple[str, str], extra: dict[str, Any] | None = None,
+                    detail: str | None = None) -> tuple[ReportRow, bool, ReportVerification]:
+        """Verify the evidence against the server's own blobs and key, seal it, and store
+        the report (a replay lands on the stored one: `created` is False)."""
         blobs = await self.fetch_blobs(report)
         verification = await asyncio.to_thread(verify_report, report, self._server_key,
                                                 blobs=blobs)
         now = now_ms()
         report_id = "rep_" + secrets.token_hex(12)
         row = ReportRow(
-            report_id=report_id, fingerprint=verification.fingerprint,
-            reporter=SAFETY_SERVICE_REPORTER, reported_user=message.sender_user,
-            category=category.value,
-            priority=report_priority(category.is_child_safety, UNDER_16_BAND),
-            reporter_band=SAFETY_SERVICE_REPORTER, policy_mode=self._settings.safety_mode,
-            status="open", verified_count=len(verification.verified_items),
+            report_id=report_id, fingerprint=verification.fingerprint, reporter=reporter,
+            reported_user=verification.reported.item.context.sender_user,
+            category=report.category.value, priority=priority, reporter_band=reporter_band,
+            policy_mode=self._settings.safety_mode, status="open",
+            verified_count=len(verification.verified_items),
             total_count=len(verification.items),
             reported_verified=verification.reported.verified, created_ms=now,
             actioned_ms=None,
@@ -262,10 +251,12 @@ class ReportService:
             purged=False)
         sealed = self.vault.seal(report_id, {
             "report": report.model_dump(mode="json"),
-            "blobs": {k: b64encode(v) for k, v in blobs.items()}, "signal": signal.to_json()})
-        await self.store.insert_report(NewReport(row, sealed), AuditRow(
-            now, SAFETY_SERVICE_REPORTER, "detection_reported", report_id,
-            f"{signal.detector} {signal.code} {signal.severity.name.lower()}"))
+            "blobs": {k: b64encode(v) for k, v in blobs.items()}, **(extra or {})})
+        actor, action = audit
+        stored, created = await self.store.insert_report(NewReport(row, sealed), AuditRow(
+            now, actor, action, report_id, detail or (
+                f"category {row.category}, {row.verified_count}/{row.total_count} verified")))
+        return stored, created, verification
 
     async def block(self, principal: Principal, user_id: str) -> None:
         if user_id == principal.user_id:
