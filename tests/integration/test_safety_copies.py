@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+from sqlalchemy import text
 
 from covey.client import Client, ServerError
 from covey.client._core import NeedPolicy
@@ -26,6 +27,7 @@ from covey.protocol.safety_copy import (
 )
 from covey.protocol.secrets import FrankingCommitment
 from covey.protocol.wire import SafetyCopy, SendEnvelope
+from covey.server.storage.engine import create_engine
 from tests.integration._age import wait_for
 from tests.integration._safety import People, band_issuer, people, trust_band_issuer
 
@@ -196,6 +198,31 @@ async def test_retention_deletes_copies(_short_retention: None, people: People,
     await wait_for(gone, within_s=20)
 
 
+async def test_the_purge_also_removes_expired_invites_and_old_answered_requests(
+        _short_retention: None, people: People, covey_server: Any) -> None:
+    adult, other, kid = (await people.adult("ada"), await people.adult("bea"),
+                         await people.child("kid"))
+    await kid.decline_contact(await adult.request_contact(kid.user_id))
+    pending = await adult.request_contact(other.user_id)
+    invite = await adult.create_invite((await adult.create_group("club", [])).group_id)
+    # Time passes (in the database): the link expires, the answer is a month old.
+    await _execute(covey_server, "UPDATE group_invites SET expires_ms = 1")
+    await _execute(covey_server, "UPDATE contact_requests SET decided_ms = 1 "
+                                 "WHERE status <> 'pending'")
+
+    async def purged() -> bool:
+        left = await _rows(covey_server, "SELECT (SELECT count(*) FROM group_invites), "
+                           "(SELECT count(*) FROM contact_requests)")
+        return tuple(left[0]) == (0, 1)
+
+    await wait_for(purged, within_s=20)
+    # A pending request is kept; the expired link is gone.
+    assert (await other.contact_requests()).incoming[0].request_id == pending
+    with pytest.raises(ServerError) as caught:
+        await other.join_invite(invite.token)
+    assert caught.value.code == "unknown_invite"
+
+
 @pytest.fixture
 def _phrase_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "phrases.txt"
@@ -261,3 +288,12 @@ async def test_copies_stop_when_everyone_is_16_plus(band_issuer: Any, people: Pe
 async def _rows(server: Any, sql: str) -> list[tuple[Any, ...]]:
     rows: list[tuple[Any, ...]] = await asyncio.to_thread(server.rows, sql)
     return rows
+
+
+async def _execute(server: Any, sql: str) -> None:
+    engine = create_engine(server.database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(sql))
+    finally:
+        await engine.dispose()

@@ -248,7 +248,9 @@ CATALOG: Mapping[str, TableVisibility] = {
         "id": meta(), "at_ms": meta(), "actor": meta(), "action": meta(),
         "report_id": meta(), "detail": meta("short description of the action, no content")}),
     # --- safety policy (schema_safety.py) ------------------------------------------------
-    "contact_requests": TableVisibility("contact requests", _KEPT, {
+    "contact_requests": TableVisibility("contact requests", Retention(
+        "pending ones until answered; answered ones purged 30 days after the answer (never "
+        "within minor_contact_request_window_s)"), {
         "request_id": meta(), "requester": meta(), "target": meta(), "status": meta(),
         "to_under_age": meta("whether the target was under 16"), "created_ms": meta(),
         "decided_ms": meta()}),
@@ -262,7 +264,7 @@ CATALOG: Mapping[str, TableVisibility] = {
             "flagged": meta(), "flagger": meta(), "kind": meta("block or report"),
             "created_ms": meta()}),
     "group_invites": TableVisibility("group invite links", Retention(
-        "expire at expires_ms; expired rows are kept (no purge yet)"), {
+        "valid for 7 days, then purged"), {
         "token_hash": secret_hash("SHA-256 of the invite token"), "group_id": meta(),
         "created_by": meta(), "created_ms": meta(), "expires_ms": meta()}),
     "safety_copies": TableVisibility(

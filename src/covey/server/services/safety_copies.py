@@ -34,6 +34,8 @@ from covey.settings import Settings
 
 log = logging.getLogger(__name__)
 
+ANSWERED_REQUEST_RETENTION_S = 30 * 24 * 3600
+
 # Files a detection report: (signal, the stored message, the opened content).
 DetectionSink = Callable[[Signal, NewMessage, MessageContent], Awaitable[None]]
 
@@ -115,14 +117,20 @@ class SafetyCopyService:
             log.exception("scanning message %s failed", message.message_id)
 
     async def purge_loop(self) -> None:
-        """Delete safety copies whose retention is over, now and then, forever."""
+        """Now and then, forever: delete safety copies past retention, expired invite
+        links, and contact requests answered more than `ANSWERED_REQUEST_RETENTION_S`
+        ago (never inside the window that limits requests to children)."""
+        keep_s = max(ANSWERED_REQUEST_RETENTION_S,
+                     self._settings.minor_contact_request_window_s)
         while True:
             try:
-                removed = await self._store.purge_copies(now_ms())
-                if removed:
-                    log.info("deleted %d safety copies past retention", removed)
+                now = now_ms()
+                removed = await self._store.purge(now, now - keep_s * 1000)
+                for what, count in removed.items():
+                    if count:
+                        log.info("deleted %d %s past retention", count, what)
             except Exception:
-                log.exception("safety copy purge failed")
+                log.exception("safety purge failed")
             await asyncio.sleep(self._settings.safety_copy_purge_interval_s)
 
     async def close(self) -> None:

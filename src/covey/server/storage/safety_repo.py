@@ -261,10 +261,22 @@ class SafetyRepository:
 
         await self._write(job)
 
-    async def purge_copies(self, now_ms: int) -> int:
-        async def job(conn: AsyncConnection) -> int:
-            result = await conn.execute(delete(s.safety_copies).where(
-                s.safety_copies.c.expires_ms <= now_ms))
-            return int(result.rowcount or 0)
+    async def purge(self, now_ms: int, requests_before_ms: int) -> dict[str, int]:
+        """Delete what has outlived its use: safety copies past retention, expired invite
+        links, and answered contact requests decided before `requests_before_ms`."""
+        requests = s.contact_requests.c
+
+        async def job(conn: AsyncConnection) -> dict[str, int]:
+            removed = {}
+            for name, stmt in (
+                    ("safety copies", delete(s.safety_copies).where(
+                        s.safety_copies.c.expires_ms <= now_ms)),
+                    ("invite links", delete(s.group_invites).where(
+                        s.group_invites.c.expires_ms <= now_ms)),
+                    ("answered contact requests", delete(s.contact_requests).where(
+                        requests.status != "pending",
+                        requests.decided_ms < requests_before_ms))):
+                removed[name] = int((await conn.execute(stmt)).rowcount or 0)
+            return removed
 
         return await self._write(job)
