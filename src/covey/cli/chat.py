@@ -1,4 +1,5 @@
-"""`covey chat`: an interactive end-to-end encrypted terminal chat with one user or group.
+"""`covey chat`: an interactive terminal chat with one user or group, end to end encrypted
+or safeguarded as the server's signed policy says (shown as a banner; /policy says why).
 
 Lines typed are sent; incoming messages print with sender and time. `/quit` leaves,
 `/help` lists the other commands.
@@ -192,8 +193,8 @@ def chat(
         "--link-token", help="with --register: add a device to an existing account instead")
     ] = None,
 ) -> None:
-    """Chat end to end encrypted with a user or group. Passphrase: $COVEY_PASSPHRASE or a
-    prompt."""
+    """Chat with a user or group; a banner says how the conversation is protected.
+    Passphrase: $COVEY_PASSPHRASE or a prompt."""
     console = Console(highlight=False)
     try:
         asyncio.run(_run_chat(server, store, register, link_token, to, console))
