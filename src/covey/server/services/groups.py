@@ -103,15 +103,9 @@ class GroupService:
             if len(group.members) >= MAX_GROUP_MEMBERS:
                 raise InvalidInput(f"a group has at most {MAX_GROUP_MEMBERS} members")
             await self._policy.check_join(user_id, group.members, adder=principal.user_id)
-            try:
-                changed = await self._repo.change_membership(
-                    group_id, group.epoch, add=(user_id, "member"))
-            except Conflict as exc:
-                if exc.code == "group_changed":
-                    continue
-                raise
-            await self._changed(changed, notify_also=())
-            return group_info(changed)
+            changed = await self._change(group, add=(user_id, "member"))
+            if changed is not None:
+                return changed
         raise Conflict("the group keeps changing, retry", code="group_changed")
 
     async def create_invite(self, principal: Principal, group_id: str) -> InviteResponse:
@@ -141,15 +135,9 @@ class GroupService:
             if len(group.members) >= MAX_GROUP_MEMBERS:
                 raise InvalidInput(f"a group has at most {MAX_GROUP_MEMBERS} members")
             await self._policy.check_join(principal.user_id, group.members)
-            try:
-                changed = await self._repo.change_membership(
-                    group.group_id, group.epoch, add=(principal.user_id, "member"))
-            except Conflict as exc:
-                if exc.code == "group_changed":
-                    continue
-                raise
-            await self._changed(changed, notify_also=())
-            return group_info(changed)
+            changed = await self._change(group, add=(principal.user_id, "member"))
+            if changed is not None:
+                return changed
         raise Conflict("the group keeps changing, retry", code="group_changed")
 
     async def remove_member(self, principal: Principal, group_id: str,
@@ -160,16 +148,24 @@ class GroupService:
                 raise Forbidden("only an admin can remove other members", code="not_admin")
             if user_id not in group.members:
                 raise NotFound(f"{user_id!r} is not a member", code="not_a_member")
-            try:
-                changed = await self._repo.change_membership(group_id, group.epoch,
-                                                             remove=user_id)
-            except Conflict as exc:
-                if exc.code == "group_changed":
-                    continue
-                raise
-            await self._changed(changed, notify_also=(user_id,))
-            return group_info(changed)
+            changed = await self._change(group, remove=user_id)
+            if changed is not None:
+                return changed
         raise Conflict("the group keeps changing, retry", code="group_changed")
+
+    async def _change(self, group: GroupRow, *, add: tuple[str, str] | None = None,
+                      remove: str | None = None) -> GroupInfo | None:
+        """Apply one membership change at the epoch `group` was read at and tell every
+        device (a removed member too); None when the group changed meanwhile (retry)."""
+        try:
+            changed = await self._repo.change_membership(group.group_id, group.epoch,
+                                                         add=add, remove=remove)
+        except Conflict as exc:
+            if exc.code == "group_changed":
+                return None
+            raise
+        await self._changed(changed, notify_also=(remove,) if remove else ())
+        return group_info(changed)
 
     async def _changed(self, group: GroupRow, notify_also: tuple[str, ...]) -> None:
         self._cache[group.group_id] = (time.monotonic(), group)
