@@ -24,6 +24,7 @@ from covey.protocol.safety_copy import SafetyCopyContext, open_safety_copy
 from covey.protocol.secrets import FrankingCommitment
 from covey.protocol.wire import SendEnvelope
 from covey.safety.detectors import ScanContext, Severity, Signal
+from covey.safety.detectors.phrase_list import PhraseListDetector
 from covey.safety.policy import ConversationPolicy
 from covey.server.services._common import Principal, now_ms
 from covey.server.services.policy import PolicyService
@@ -83,18 +84,18 @@ class SafetyCopyService:
 
     def scan_soon(self, message: NewMessage, content: MessageContent) -> None:
         """After the commit: run the detectors on the opened copy (not on room keys)."""
-        if content.kind == "room_key" or self._policy.phrases.current()[1] is None:
+        detector = self._policy.phrases.current()[1]
+        if content.kind == "room_key" or detector is None:
             return
-        task = asyncio.get_running_loop().create_task(self._scan(message, content))
+        task = asyncio.get_running_loop().create_task(self._scan(detector, message, content))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _scan(self, message: NewMessage, content: MessageContent) -> None:
+    async def _scan(self, detector: PhraseListDetector, message: NewMessage,
+                    content: MessageContent) -> None:
         try:
-            context = ScanContext(message.message_id, message.conversation_id,
-                                  message.sender_user)
-            detector = self._policy.phrases.current()[1]
-            signals = [] if detector is None else detector.scan(content, context)
+            signals = detector.scan(content, ScanContext(
+                message.message_id, message.conversation_id, message.sender_user))
             await self._store.record_scan(message.conversation_id, message.message_id,
                                           message.sender_user, now_ms())
             for signal in signals:
