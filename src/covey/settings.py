@@ -116,6 +116,17 @@ class Settings(BaseSettings):
         default="medium", description="detector signals at or above this severity (low, "
         "medium, high) raise a moderator report")
 
+    # Known-image detection (docs/detection.md#known-images-pdq).
+    pdq_match_distance: int = Field(
+        default=31, ge=0, le=255, description="PDQ hashes within this Hamming distance of a "
+        "banked hash match (PDQ's reference: 31)")
+    hash_bank_poll_interval_s: float = Field(
+        default=2.0, gt=0, description="how often each process checks the hash banks' "
+        "version and loads what changed")
+    pdq_multihash_min: int = Field(
+        default=2_000_000, ge=1, description="banks of at least this many hashes are searched "
+        "with FAISS multi-index hashing instead of the flat index")
+
     @field_validator("safety_mode")
     @classmethod
     def _known_mode(cls, value: str) -> str:
