@@ -124,7 +124,7 @@ class Settings(BaseSettings):
         default=2.0, gt=0, description="how often each process checks the hash banks' "
         "version and loads what changed")
     pdq_multihash_min: int = Field(
-        default=2_000_000, ge=1, description="banks of at least this many hashes are searched "
+        default=1_000_000, ge=1, description="banks of at least this many hashes are searched "
         "with FAISS multi-index hashing instead of the flat index")
 
     @field_validator("safety_mode")

@@ -20,12 +20,13 @@ DatabaseOption = Annotated[str | None, typer.Option(
 DataDirOption = Annotated[Path | None, typer.Option(
     "--data-dir", help="the server's data dir (default: settings)")]
 
-err = Console(stderr=True, highlight=False)
+# No markup: messages carry file names and list lines; no wrapping: one error, one line.
+err = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
 
 
 def fail(message: str) -> NoReturn:
     """One clear line on stderr and exit code 2."""
-    err.print(f"[red]error:[/] {message}", markup=True, soft_wrap=True)
+    err.print(f"error: {message}")
     raise typer.Exit(2)
 
 

@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from covey.safety.images._hash import MATCH_DISTANCE, PDQ_BITS, PDQ_BYTES, PdqHash
 
-MULTIHASH_MIN = 2_000_000  # measured: see docs/detection.md#matching
+MULTIHASH_MIN = 1_000_000  # measured: see docs/detection.md#matching
 _MIH_TABLES = 16  # 16 sub-hashes of 16 bits: distance <= 31 leaves one within 1 bit
 _COMPACT_DEAD_FRACTION = 0.25
 
