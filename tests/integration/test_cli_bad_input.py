@@ -21,6 +21,12 @@ CASES = [
     (["server", "--database-url", MISSING_PG], {}, "does not exist"),
     (["server"], {"COVEY_SAFETY_MODE": "bogus"}, "COVEY_SAFETY_MODE"),
     (["server"], {"COVEY_PORT": "eighty"}, "COVEY_PORT"),
+    # Admin commands in a directory without the server's database never create one.
+    (["admin", "create-user", "mod"], {"COVEY_ADMIN_PASSWORD": "pw"}, "no server database"),
+    (["admin", "export-key", "--out", "key.pem"], {}, "no attestation key"),
+    (["transparency", "--json"], {}, "no server database"),
+    (["admin", "create-user", "mod", "--database-url", MISSING_PG],
+     {"COVEY_ADMIN_PASSWORD": "pw"}, "does not exist"),
 ]
 
 
@@ -37,5 +43,5 @@ def test_bad_input_gets_one_clear_line(args: list[str], env: dict[str, str], phr
     lines = [line for line in output.splitlines() if line.strip()]
     assert len(lines) == 1, output
     assert phrase in lines[0]
-    # Nothing was created in the working directory by a refused start.
-    assert not (tmp_path / "covey.db").exists()
+    # Nothing was created in the working directory by a refused command.
+    assert list(tmp_path.iterdir()) == []

@@ -4,6 +4,7 @@ pydantic traceback when a value is wrong."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import typer
@@ -44,3 +45,54 @@ def database_label(url: str) -> str:
     if parsed.get_backend_name() == "sqlite":
         return f"SQLite {parsed.database}"
     return f"PostgreSQL {parsed.render_as_string(hide_password=True)}"
+
+
+def open_existing_database(console: Console, settings: Settings) -> None:
+    """For commands that work on the server's database but must never create one (`covey
+    admin`, `covey transparency`): exit 2 with one line when it is not there or cannot be
+    opened; otherwise say on standard error which database is used."""
+    import asyncio
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    url = settings.database_url
+    problem = None
+    with contextlib.suppress(Exception):  # a malformed URL: database_problem names it
+        parsed = make_url(url)
+        if (parsed.get_backend_name() == "sqlite" and parsed.database
+                and not Path(parsed.database).expanduser().is_file()):
+            problem = (f"no server database at {parsed.database}: run this where the "
+                       f"server runs, or pass --database-url (or set COVEY_DATABASE_URL)")
+    problem = problem or asyncio.run(database_problem(url))
+    if problem is not None:
+        console.print(f"[red]{escape(problem)}[/]")
+        raise typer.Exit(2)
+    console.print(f"database: {escape(database_label(url))}")
+
+
+async def database_problem(url: str) -> str | None:
+    """Why `url` cannot be used (a bad URL, an unreachable server, a missing database), in
+    one line; None when a connection works."""
+    from sqlalchemy import text
+
+    from covey.errors import CoveyError
+    from covey.server.storage import create_engine
+
+    label = database_label(url)
+    try:
+        engine = create_engine(url)
+    except CoveyError as exc:
+        return f"--database-url / COVEY_DATABASE_URL: {exc.message}"
+    except Exception as exc:  # SQLAlchemy's ArgumentError for a malformed URL
+        return f"--database-url / COVEY_DATABASE_URL is not a database URL ({exc})"
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        return (f"cannot open the database ({label}): {reason}. Check --database-url; "
+                f"for PostgreSQL, create the database first (createdb NAME)")
+    finally:
+        await engine.dispose()
+    return None

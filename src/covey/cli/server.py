@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from covey.cli import app
-from covey.cli._settings import database_label, settings_or_exit
+from covey.cli._settings import database_label, database_problem, settings_or_exit
 from covey.settings import Settings
 
 
@@ -69,29 +69,3 @@ def server(
         loop="uvloop",
     )
 
-
-async def database_problem(url: str) -> str | None:
-    """Why the server could not use `url` (a bad URL, an unreachable server, a missing
-    database), in one line; None when a connection works."""
-    from sqlalchemy import text
-
-    from covey.errors import CoveyError
-    from covey.server.storage import create_engine
-
-    label = database_label(url)
-    try:
-        engine = create_engine(url)
-    except CoveyError as exc:
-        return f"--database-url / COVEY_DATABASE_URL: {exc.message}"
-    except Exception as exc:  # SQLAlchemy's ArgumentError for a malformed URL
-        return f"--database-url / COVEY_DATABASE_URL is not a database URL ({exc})"
-    try:
-        async with engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-    except Exception as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        return (f"cannot open the database ({label}): {reason}. Check --database-url; "
-                f"for PostgreSQL, create the database first (createdb NAME)")
-    finally:
-        await engine.dispose()
-    return None
