@@ -19,7 +19,7 @@ from covey.server.services.bank_index import BankIndex
 from covey.server.storage import Repository, create_engine, upgrade_to_head
 from covey.server.storage.banks import BankStorage, NewEntry
 from tests.integration.conftest import BACKENDS
-from tests.integration.test_pdq_cli import covey
+from tests.integration.test_pdq_cli import covey, migrated
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGET = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"
@@ -29,7 +29,7 @@ RELOAD_S = 10.0
 
 @pytest.fixture(params=BACKENDS)
 def database_url(request: pytest.FixtureRequest) -> str:
-    return str(request.getfixturevalue("_database_" + request.param))
+    return migrated(str(request.getfixturevalue("_database_" + request.param)))
 
 
 class Watcher:
@@ -57,7 +57,7 @@ class Watcher:
 
 def test_change_reaches_another_process_within_10s(database_url: str) -> None:
     db = ("--database-url", database_url)
-    covey("bank", "create", "known", *db)  # migrates the database before the watcher reads
+    covey("bank", "create", "known", *db)
     watcher = Watcher(database_url)
     try:
         assert watcher.next(timeout=120)["match"] is None  # loaded, nothing matches yet

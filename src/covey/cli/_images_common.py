@@ -11,7 +11,8 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 from rich.console import Console
 
-from covey.settings import Settings, load_settings
+from covey.cli._settings import open_existing_database, settings_or_exit
+from covey.settings import Settings
 
 T = TypeVar("T")
 DatabaseOption = Annotated[str | None, typer.Option(
@@ -31,21 +32,21 @@ def fail(message: str) -> NoReturn:
 
 
 def server_settings(database_url: str | None, data_dir: Path | None) -> Settings:
-    given: dict[str, Any] = {"database_url": database_url, "data_dir": data_dir}
-    try:
-        return load_settings(**{k: v for k, v in given.items() if v is not None})
-    except ValueError as exc:
-        fail(f"bad settings: {exc}")
+    """The server's settings with the flags given; a wrong value is one line, exit 2."""
+    return settings_or_exit(err, database_url=database_url, data_dir=data_dir)
 
 
 def run_on_banks(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
-    """Run `work(BankStorage)` on the server's migrated database, then close it; database
-    and input errors become one line and exit 2."""
+    """Run `work(BankStorage)` on the server's database (which must exist: a bank in a
+    database no server reads would match nothing), then close it; database and input
+    errors become one line and exit 2."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from covey.errors import CoveyError
     from covey.server.storage import Repository, create_engine, upgrade_to_head
     from covey.server.storage.banks import BankStorage
+
+    open_existing_database(err, settings)
 
     async def run() -> T:
         engine = create_engine(settings.database_url)
