@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--sizes", default="10k,100k,1M",
                        help="bank sizes to match against: any of 10k,100k,1M,10M")
     group.add_argument("--impls", default="covey,pdqindex",
-                       help="covey (flat below the multi-hash switch), covey-flat, "
+                       help="covey (the default: flat), covey-flat, "
                             "covey-multihash, pdqindex")
     group.add_argument("--hash-images", type=int, default=60,
                        help="2-megapixel JPEGs to hash (0: skip hashing)")

@@ -124,8 +124,9 @@ class Settings(BaseSettings):
         default=2.0, gt=0, description="how often each process checks the hash banks' "
         "version and loads what changed")
     pdq_multihash_min: int = Field(
-        default=1_000_000, ge=1, description="banks of at least this many hashes are searched "
-        "with FAISS multi-index hashing instead of the flat index")
+        default=0, ge=0, description="banks of at least this many hashes are searched with "
+        "FAISS multi-index hashing instead of the flat index; 0 (the default): always flat "
+        "(measured faster up to 1M hashes, docs/detection.md)")
 
     @field_validator("safety_mode")
     @classmethod

@@ -24,7 +24,7 @@ def _brute(ids: list[int], codes: np.ndarray, query: np.ndarray, radius: int) ->
     return {ids[i] for i in np.nonzero(distances <= radius)[0]}
 
 
-@pytest.mark.parametrize("multihash_min", [10**9, 1], ids=["flat", "multihash"])
+@pytest.mark.parametrize("multihash_min", [0, 1], ids=["flat", "multihash"])
 def test_matches_equal_brute_force_through_updates(multihash_min: int) -> None:
     rng = np.random.default_rng(5)
     codes = _random_codes(rng, 3000)
@@ -32,7 +32,7 @@ def test_matches_equal_brute_force_through_updates(multihash_min: int) -> None:
     matcher = PdqMatcher(31, multihash_min=multihash_min)
     matcher.add(ids[:2000], codes[:2000])
     matcher.add(ids[2000:], codes[2000:])  # incremental
-    assert matcher.kind == ("flat" if multihash_min > 1 else "multihash")
+    assert matcher.kind == ("flat" if multihash_min == 0 else "multihash")
     removed = set(ids[::3])
     assert matcher.remove(sorted(removed)) == len(removed)  # compacts (a third is dead)
     assert len(matcher) == 3000 - len(removed)
@@ -89,3 +89,10 @@ def test_switches_to_multihash_when_it_grows() -> None:
     assert matcher.kind == "multihash"
     assert [m.entry_id for m in matcher.search(codes[10][None, :])] == [10]
     assert [m.entry_id for m in matcher.search(codes[250][None, :])] == [250]
+
+
+def test_default_is_flat_at_any_size() -> None:
+    rng = np.random.default_rng(6)
+    matcher = PdqMatcher()
+    matcher.add(range(5000), _random_codes(rng, 5000))
+    assert matcher.kind == "flat"

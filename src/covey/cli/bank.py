@@ -120,7 +120,7 @@ def import_list(
                        delta.updates.values() if r is not None]
     except CoveyError as exc:
         fail(exc.message)
-    source = f"import:{file.name or 'stdin'}"
+    source = "import:stdin" if str(file) == "-" else f"import:{file.name}"
     entries = [NewEntry(r.pdq.value, r.meta, source) for r in records]
 
     async def work(banks: Any) -> int:

@@ -3,8 +3,8 @@
 Built once, then updated in place: additions go straight into the FAISS index (both
 `IndexBinaryFlat` and `IndexBinaryMultiHash` take adds), removals are tombstoned and the
 index is compacted only when a quarter of it is dead (multi-hash has no `remove_ids`).
-Below `multihash_min` hashes the exhaustive flat index is used, above it multi-index
-hashing; docs/detection.md gives the measurements behind the switch point."""
+The exhaustive flat index is used unless `multihash_min` (> 0) is reached, then
+multi-index hashing; docs/detection.md gives the measurements behind that default."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ import numpy.typing as npt
 
 from covey.safety.images._hash import MATCH_DISTANCE, PDQ_BITS, PDQ_BYTES, PdqHash
 
-MULTIHASH_MIN = 1_000_000  # measured: see docs/detection.md#matching
+# 0: always flat. Measured here (docs/detection.md#matching), FAISS's multi-hash index was
+# slower than the flat scan at every size up to 1M hashes and took ten times the memory.
+MULTIHASH_MIN = 0
 _MIH_TABLES = 16  # 16 sub-hashes of 16 bits: distance <= 31 leaves one within 1 bit
 _COMPACT_DEAD_FRACTION = 0.25
 
@@ -76,7 +78,7 @@ class PdqMatcher:
             raise ValueError("one id per hash")
         if ids.size == 0:
             return
-        if self.kind == "flat" and self._ids.size + ids.size >= self.multihash_min:
+        if self.kind == "flat" and self._wants_multihash(self._ids.size + ids.size):
             self._rebuild(extra_ids=ids, extra_codes=codes)
             return
         self._index.add(codes)
@@ -103,6 +105,9 @@ class PdqMatcher:
         self._alive = np.empty(0, dtype=np.bool_)
         self._dead = 0
 
+    def _wants_multihash(self, size: int) -> bool:
+        return 0 < self.multihash_min <= size
+
     def _codes(self) -> Codes:
         index: Any = self._index  # both kinds keep their codes in a flat `xb` vector
         storage = index.storage if self.kind == "multihash" else index
@@ -117,7 +122,7 @@ class PdqMatcher:
         if extra_ids is not None and extra_codes is not None:
             ids, codes = np.concatenate([ids, extra_ids]), np.concatenate([codes, extra_codes])
         index: faiss.IndexBinary
-        if ids.size >= self.multihash_min:
+        if self._wants_multihash(int(ids.size)):
             index = faiss.IndexBinaryMultiHash(PDQ_BITS, _MIH_TABLES, PDQ_BITS // _MIH_TABLES)
         else:
             index = faiss.IndexBinaryFlat(PDQ_BITS)

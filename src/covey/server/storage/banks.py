@@ -160,12 +160,10 @@ class BankStorage:
             dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
             statement = dialect_insert(hash_bank_entries).on_conflict_do_nothing(
                 index_elements=["bank_id", "pdq"])
-            result = await conn.execute(statement, rows)
-            added = result.rowcount
-            if added is None or added < 0:  # a driver that does not count executemany
-                added = int(await conn.scalar(select(func.count()).select_from(
-                    hash_bank_entries).where(hash_bank_entries.c.version == version)) or 0)
-            return int(added)
+            await conn.execute(statement, rows)
+            # Counted by this transaction's version: drivers disagree on executemany's rowcount.
+            return int(await conn.scalar(select(func.count()).select_from(
+                hash_bank_entries).where(hash_bank_entries.c.version == version)) or 0)
 
         return await self._repo.writer.run_job(job)
 
