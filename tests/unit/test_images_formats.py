@@ -34,6 +34,14 @@ def test_text_hashes_metadata_and_comments() -> None:
         (A, {}), (B, {"text": "case 12 (a,b)"}), (C, {"text": "seen twice"})]
 
 
+def test_text_reads_threatexchange_local_file_exchange_lines() -> None:
+    # LocalFileSignalExchangeAPI.report_opinion appends f"{PdqSignal.get_name()} {hash}".
+    from threatexchange.signal_type.pdq.signal import PdqSignal
+
+    records = _parse(f"{PdqSignal.get_name()} {A}\n", HashListFormat.TEXT)
+    assert [(r.pdq.hex, dict(r.meta)) for r in records] == [(A, {})]
+
+
 def test_text_bad_line_names_its_number() -> None:
     with pytest.raises(HashListError, match="line 3: not a 64-hex PDQ hash"):
         _parse(f"{A}\n# fine\n{A[:-1]}\n", HashListFormat.TEXT)

@@ -1,7 +1,8 @@
 """Hash-list file formats: plain text, and ThreatExchange's and HMA's CSV (`.te`) records.
 
 - `text`: one 64-hex PDQ hash per line, optional metadata after a comma or whitespace,
-  `#` comments and blank lines ignored. Metadata is kept as `{"text": ...}`.
+  `#` comments and blank lines ignored. Metadata is kept as `{"text": ...}`. Lines of
+  threatexchange's local file exchange (`pdq HASH`) read as well.
 - `te`: python-threatexchange's `CliIndicatorSerialization` rows (the CLI's
   `simple.HASH_PDQ.te` files): hash, first descriptor id, added on, labels.
 - `hma`: its `HMASerialization` rows (what HMA 1.0 reads from ThreatExchange datasets):
@@ -25,7 +26,9 @@ from typing import Any, TextIO
 from covey.errors import InvalidInput
 from covey.safety.images._hash import InvalidHash, PdqHash
 
-_TEXT_LINE = re.compile(r"([0-9a-fA-F]{64})(?:(?:\s*,\s*|\s+)(.*))?")
+# An optional leading "pdq " is the signal type that threatexchange's local file exchange
+# (`LocalFileSignalExchangeAPI`) writes before each hash.
+_TEXT_LINE = re.compile(r"(?:pdq\s+)?([0-9a-fA-F]{64})(?:(?:\s*,\s*|\s+)(.*))?")
 TE_INDICATOR_TYPE = "HASH_PDQ"  # PdqSignal.INDICATOR_TYPE
 
 
