@@ -21,7 +21,8 @@ def _covey() -> None:
 
 # Modules that add commands to `app` when imported; each module is named after its command.
 _COMMAND_MODULES = ("server", "demo", "chat", "evidence", "issuer", "whoami",
-                    "report", "admin", "transparency", "audit", "guardian", "contacts")
+                    "report", "admin", "transparency", "audit", "guardian", "contacts",
+                    "detect")
 
 
 def _load_commands(argv: list[str]) -> None:

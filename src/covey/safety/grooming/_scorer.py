@@ -7,7 +7,6 @@ Pure: no I/O, no clock (callers pass message times), state in and state out.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -72,6 +71,10 @@ class ConversationResult:
     language: str | None = None
 
 
+_MISSING = object()
+_RANK = {a.value: a.rank for a in Action}
+
+
 class Scorer:
     """The grooming scorer: lexicons compiled once, then any number of conversations."""
 
@@ -80,6 +83,9 @@ class Scorer:
         self.lexicons = lexicons or load_lexicons()
         self.settings = settings or ScorerSettings()
         self._matchers: dict[str, Matcher] = {}
+        self._direction_cache: dict[tuple[str, tuple[tuple[str, Band], ...]], float | None] = {}
+        self._combinations = [(a.value, b.value, bonus)
+                              for (a, b), bonus in self.settings.combinations.items()]
 
     @property
     def languages(self) -> tuple[str, ...]:
@@ -103,13 +109,20 @@ class Scorer:
     def direction_weight(self, sender: str, participants: Mapping[str, Band]) -> float | None:
         """How much `sender`'s words count, or None when no under-16 is in the
         conversation (adult-to-adult chats are end-to-end encrypted and never scanned)."""
-        children = [name for name, band in participants.items() if band is Band.UNDER_16]
-        if not children:
-            return None
-        sender_band = participants.get(sender, Band.UNVERIFIED)
-        recipients = [participants[n] for n in participants if n != sender] or [sender_band]
-        return max(self.settings.direction.get((sender_band, band), 0.0)
-                   for band in recipients)
+        key = (sender, tuple(participants.items()))
+        cached = self._direction_cache.get(key, _MISSING)
+        if cached is not _MISSING:
+            return cached  # type: ignore[return-value]
+        weight: float | None = None
+        if any(band is Band.UNDER_16 for band in participants.values()):
+            sender_band = participants.get(sender, Band.UNVERIFIED)
+            recipients = [b for n, b in participants.items() if n != sender] or [sender_band]
+            weight = max(self.settings.direction.get((sender_band, band), 0.0)
+                         for band in recipients)
+        if len(self._direction_cache) > 4096:
+            self._direction_cache.clear()
+        self._direction_cache[key] = weight
+        return weight
 
     def score_message(self, state: ConversationState, participants: Mapping[str, Band],
                       message: Message) -> tuple[ConversationState, MessageResult] | None:
@@ -119,15 +132,19 @@ class Scorer:
         if direction is None:
             return None
         s = self.settings
-        state = copy.deepcopy(state)
-        language = state.language or "en"
-        index = state.messages
+        # A new state each message (callers may keep the old one); alert records are
+        # replaced, never changed, so copying the dictionaries is enough.
         fade = s.message_decay
         if message.time is not None and state.last_time is not None:
             fade *= 0.5 ** (max(0.0, message.time - state.last_time) / s.half_life_s)
-        state.levels = {k: v * fade for k, v in state.levels.items() if v * fade > 0.01}
-        state.mitigators = {k: v * s.mitigator_decay for k, v in state.mitigators.items()
-                            if v * s.mitigator_decay > 0.05}
+        m_fade = s.mitigator_decay
+        state = ConversationState(
+            state.language, state.messages, state.last_time,
+            {k: v * fade for k, v in state.levels.items() if v * fade > 0.01},
+            {k: v * m_fade for k, v in state.mitigators.items() if v * m_fade > 0.05},
+            dict(state.alerts), state.max_score, state.max_action)
+        language = state.language or "en"
+        index = state.messages
         hits = self.matcher(language).match(message.text) if direction > 0 else []
         for hit in hits:
             if hit.mitigator:
@@ -141,7 +158,7 @@ class Scorer:
         action = s.action_for(score)
         if score > state.max_score:
             state.max_score = score
-        if action.rank > Action(state.max_action).rank:
+        if action.rank > _RANK[state.max_action]:
             state.max_action = action.value
         alert = self._alert(state, action, index, message.time, language)
         return state, MessageResult(tuple(signals), score, action, alert)
@@ -171,10 +188,11 @@ class Scorer:
         s = self.settings
         levels = state.levels
         score = sum(levels.values())
-        for (a, b), bonus in s.combinations.items():
-            la, lb = levels.get(a.value, 0.0), levels.get(b.value, 0.0)
-            if la and lb:
-                score += bonus * min(la, lb)
+        if len(levels) < 2:
+            return round(score, 4)
+        for a, b, bonus in self._combinations:
+            if a in levels and b in levels:
+                score += bonus * min(levels[a], levels[b])
         present = sum(1 for v in levels.values() if v >= s.present)
         score += s.breadth_bonus * max(0, present - 2)
         return round(score, 4)
@@ -182,7 +200,7 @@ class Scorer:
     def _alert(self, state: ConversationState, action: Action, index: int,
                time: float | None, language: str) -> Alert | None:
         """An alert for behaviours that are new, or escalated, outside their cool-down."""
-        if action is Action.NONE:
+        if action is Action.NONE or not state.levels:
             return None
         s = self.settings
         due = []
