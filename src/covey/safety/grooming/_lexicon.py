@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from covey.safety.grooming._behaviours import Behaviour
-from covey.safety.grooming._normalise import fold_word, squeeze
+from covey.safety.grooming._normalise import EMOJI_WORDS, fold_word, squeeze
 
 WEAK_WEIGHT = 0.4  # a `weak` entry: a word that is often innocent on its own
 _MAX_EXPANSIONS = 5000
@@ -182,6 +182,19 @@ def _compile(language: str, data: dict[str, Any]) -> Lexicon:
     return lexicon
 
 
+# Elided words written with a space ("t as", "j ai", "l age") meet the text's
+# "t'as", "j'ai", "l'âge", which normalisation joins into one word ("tas").
+_ELIDED = re.compile(r"(?<= )(?:[cdjlmnst]|qu) (?=[a-z])")
+_ODD = re.compile("[^\\w\\s'\u2019*{}.,?!\\-]")
+
+
+def _elisions(form: str) -> list[str]:
+    """`form` and, if it has elided words, the form with each joined to the next."""
+    if not _ELIDED.search(form):
+        return [form]
+    return [form, _ELIDED.sub(lambda m: m.group().rstrip(), form)]
+
+
 def _fold_literal(piece: str) -> str:
     """A literal piece of an entry, normalised, keeping the spaces that separate it from the
     placeholders around it (normalising the pieces once is much faster than every form)."""
@@ -196,6 +209,10 @@ def _fold_literal(piece: str) -> str:
 def _expand(language: str, category: str, entry: str, weight: float,
             words: Mapping[str, list[str]], mitigator: bool) -> list[Pattern]:
     """Every concrete form of `entry`: placeholders filled, each part normalised."""
+    odd = _ODD.findall(entry.replace("...", ""))
+    if any(ch not in EMOJI_WORDS for ch in odd):
+        raise LexiconError(f"{language}: {category}: {entry!r} has characters that "
+                           "normalisation removes (" + "".join(odd) + ")")
     part_forms: list[list[str]] = []
     for part in entry.split("..."):
         part = part.strip()
@@ -214,6 +231,7 @@ def _expand(language: str, category: str, entry: str, weight: float,
                 forms.append(f" {folded}" + ("" if prefix else " "))
         if not forms:
             raise LexiconError(f"{language}: {category}: {entry!r} matches nothing")
+        forms = list(dict.fromkeys(v for form in forms for v in _elisions(form)))
         part_forms.append(list(dict.fromkeys(forms)))
     combos = list(itertools.islice(itertools.product(*part_forms), _MAX_EXPANSIONS + 1))
     if len(combos) > _MAX_EXPANSIONS:

@@ -70,14 +70,16 @@ _FOLD = _build_fold_table()
 _EMOJI_CLASS = "".join(sorted(EMOJI_WORDS))
 _TOKEN = re.compile(
     rf"[^\W_]+(?:[{re.escape(_INTERIOR)}@$!|]+[^\W_]+)*|[{_EMOJI_CLASS}]", re.UNICODE)
-_LEET_INSIDE = re.compile(r"(?<=[a-z])[0-9@$!|]+(?=[a-z])|(?<![a-z0-9])[013457](?=[a-z]{3,})")
+_LEET_INSIDE = re.compile(r"(?<=[a-z])[0-9@$!|]+(?=[a-z])|(?<![a-z0-9])[013457](?=[a-z]{3,})"
+                          r"|(?<=[a-z])[013457]+(?![a-z0-9])")
 _STRIP_INTERIOR = re.compile(f"[{re.escape(_INTERIOR)}]")
 # One literal alternative per letter: faster in `re` than a back-reference.
 _REPEATS = re.compile("|".join(c + c + "+" for c in "abcdefghijklmnopqrstuvwxyz"))
 _LEET_CHARS = re.compile(r"[0-9@$!|]")
 _INTERIOR_CHARS = _STRIP_INTERIOR
 _EMOJI_ANY = re.compile(f"[{_EMOJI_CLASS}]")
-_SPACED_RUN = re.compile(r"(?:^| )[a-z](?: [a-z]){2,}(?= |$)")
+# Letters typed one by one ("w h a t s a p p"): runs of single letters one space apart.
+_SPACED_RUN = re.compile(r"(?<!\w)[^\W\d_](?: [^\W\d_])+(?!\w)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +125,8 @@ def normalise(message: str, *, with_spans: bool = True) -> Normalised:
         if len(folded) != len(message):  # a lowercase that expands ("İ"): keep it 1:1
             folded = "".join(c.lower() if len(c.lower()) == 1 else c
                              for c in message.translate(_FOLD))
+    if " " in folded and _SPACED_RUN.search(folded):
+        folded = _join_spaced(folded)
     if with_spans:
         matches = list(_TOKEN.finditer(folded))
         spans = [m.span() for m in matches]
@@ -138,8 +142,6 @@ def normalise(message: str, *, with_spans: bool = True) -> Normalised:
         raw = _STRIP_INTERIOR.sub("", raw)
     raw = _REPEATS.sub(_first, raw)
     words = raw.split(" ")
-    if _SPACED_RUN.search(raw):
-        words, spans = _join_spaced(words, spans)
     if not raw.isascii() and _EMOJI_ANY.search(raw):
         words = [EMOJI_WORDS.get(w, w) for w in words]
     if not with_spans:
@@ -151,25 +153,16 @@ def normalise(message: str, *, with_spans: bool = True) -> Normalised:
     return Normalised(" " + " ".join(words) + " ", tuple(starts), tuple(spans))
 
 
-def _join_spaced(words: list[str], spans: list[tuple[int, int]]
-                 ) -> tuple[list[str], list[tuple[int, int]]]:
-    """Join runs of three or more single letters: "w h a t s a p p" is one word. `spans`
-    may be empty (the fast path), then only the words are joined."""
-    out_words: list[str] = []
-    out_spans: list[tuple[int, int]] = []
-    i = 0
-    while i < len(words):
-        j = i
-        while j < len(words) and len(words[j]) == 1 and words[j].isalpha():
-            j += 1
-        if j - i >= 3:
-            out_words.append(_REPEATS.sub(_first, "".join(words[i:j])))
-            if spans:
-                out_spans.append((spans[i][0], spans[j - 1][1]))
-            i = j
-        else:
-            out_words.append(words[i])
-            if spans:
-                out_spans.append(spans[i])
-            i += 1
-    return out_words, out_spans
+def _join_spaced(folded: str) -> str:
+    """Join letters typed one by one into words, keeping the text's length (the spaces
+    become joiners). Only when some run has three letters or more ("w h a t s"), so
+    "y a mí" stays; then two-letter runs join too ("a d d   m e   o n" is three words)."""
+    runs = list(_SPACED_RUN.finditer(folded))
+    if not any(len(m.group()) >= 5 for m in runs):
+        return folded
+    out = list(folded)
+    for m in runs:
+        for i in range(m.start(), m.end()):
+            if out[i] == " ":
+                out[i] = _JOINER
+    return "".join(out)

@@ -84,6 +84,9 @@ class Scorer:
         self.settings = settings or ScorerSettings()
         self._matchers: dict[str, Matcher] = {}
         self._direction_cache: dict[tuple[str, tuple[tuple[str, Band], ...]], float | None] = {}
+        self._mitigates = {code: {name: frozenset(b.value for b in behaviours)
+                                  for name, behaviours in lexicon.mitigates.items()}
+                           for code, lexicon in self.lexicons.languages.items()}
         self._combinations = [(a.value, b.value, bonus)
                               for (a, b), bonus in self.settings.combinations.items()]
 
@@ -146,9 +149,15 @@ class Scorer:
         language = state.language or "en"
         index = state.messages
         hits = self.matcher(language).match(message.text) if direction > 0 else []
+        mitigates = self._mitigates.get(language, {})
         for hit in hits:
             if hit.mitigator:
                 state.mitigators[hit.category] = 1.0
+                # Context explains what came just before it too ("I sent you a gift card"
+                # ... "love, grandma"), though never an action already taken.
+                for behaviour in mitigates.get(hit.category, ()):
+                    if behaviour in state.levels:
+                        state.levels[behaviour] *= s.mitigation_earlier
         signals = [self._add(state, hit, direction, index, message.text, language)
                    for hit in hits if not hit.mitigator]
         state.messages = index + 1
@@ -170,10 +179,9 @@ class Scorer:
         behaviour = Behaviour(hit.category)
         base = s.weights.get(behaviour, 1.0)
         factor = 1.0
+        mitigates = self._mitigates.get(language, {})
         for name, level in state.mitigators.items():
-            mitigated = self.lexicons.languages[language].mitigates.get(name, frozenset()) \
-                if language in self.lexicons.languages else frozenset()
-            if behaviour in mitigated:
+            if behaviour.value in mitigates.get(name, ()):
                 factor = min(factor, 1.0 - (1.0 - s.mitigation) * min(1.0, level))
         added = base * hit.weight * direction * factor
         current = state.levels.get(behaviour.value, 0.0)

@@ -63,6 +63,8 @@ class ScorerSettings:
     # its effect fades by `mitigator_decay` per message.
     mitigation: float = 0.3
     mitigator_decay: float = 0.8
+    # ... and scales what it mitigates that was said before it by this.
+    mitigation_earlier: float = 0.6
     notice: float = 1.3
     guardian: float = 2.2
     report: float = 3.4
