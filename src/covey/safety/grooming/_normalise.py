@@ -141,11 +141,11 @@ def normalise(message: str, *, with_spans: bool = True) -> Normalised:
     if _INTERIOR_CHARS.search(raw):
         raw = _STRIP_INTERIOR.sub("", raw)
     raw = _REPEATS.sub(_first, raw)
-    words = raw.split(" ")
     if not raw.isascii() and _EMOJI_ANY.search(raw):
-        words = [EMOJI_WORDS.get(w, w) for w in words]
+        raw = " ".join(EMOJI_WORDS.get(w, w) for w in raw.split(" "))
     if not with_spans:
-        return Normalised(" " + " ".join(words) + " ", (), ())
+        return Normalised(" " + raw + " ", (), ())
+    words = raw.split(" ")
     starts, position = [], 1
     for word in words:
         starts.append(position)

@@ -135,6 +135,15 @@ class Scorer:
         if direction is None:
             return None
         s = self.settings
+        language = state.language or "en"
+        hits = self.matcher(language).match(message.text) if direction > 0 else []
+        if not hits and not state.levels and not state.mitigators:
+            # Nothing seen yet and nothing now: the common case, kept cheap.
+            quiet = ConversationState(state.language, state.messages + 1,
+                                      message.time if message.time is not None
+                                      else state.last_time, {}, {}, state.alerts,
+                                      state.max_score, state.max_action)
+            return quiet, MessageResult((), 0.0, Action.NONE, None)
         # A new state each message (callers may keep the old one); alert records are
         # replaced, never changed, so copying the dictionaries is enough.
         fade = s.message_decay
@@ -146,9 +155,7 @@ class Scorer:
             {k: v * fade for k, v in state.levels.items() if v * fade > 0.01},
             {k: v * m_fade for k, v in state.mitigators.items() if v * m_fade > 0.05},
             dict(state.alerts), state.max_score, state.max_action)
-        language = state.language or "en"
         index = state.messages
-        hits = self.matcher(language).match(message.text) if direction > 0 else []
         mitigates = self._mitigates.get(language, {})
         for hit in hits:
             if hit.mitigator:
