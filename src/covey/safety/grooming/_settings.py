@@ -35,7 +35,7 @@ _COMBINATIONS = {
 # How much a message counts by who sends it to whom. Adult-to-adult is never scanned.
 _DIRECTION = {
     (Band.ADULT, Band.UNDER_16): 1.0, (Band.UNVERIFIED, Band.UNDER_16): 1.0,
-    (Band.UNDER_16, Band.UNDER_16): 0.3, (Band.UNDER_16, Band.ADULT): 0.1,
+    (Band.UNDER_16, Band.UNDER_16): 0.2, (Band.UNDER_16, Band.ADULT): 0.1,
     (Band.UNDER_16, Band.UNVERIFIED): 0.1,
 }
 
@@ -56,7 +56,7 @@ class ScorerSettings:
     # One behaviour repeated saturates at this multiple of its weight.
     cap: float = 1.6
     # A behaviour present at this level counts towards breadth and names an alert.
-    present: float = 0.3
+    present: float = 0.45
     # Each behaviour present beyond the second adds this much.
     breadth_bonus: float = 0.25
     # A mitigator ("it's a surprise", "ask your mum") multiplies what it mitigates by this;
