@@ -46,6 +46,7 @@ class Matcher:
             automaton.add_word(key, (len(key), tuple(targets)))
         automaton.make_automaton()
         self._automaton = automaton
+        self._iter = automaton.iter
         self._regexes = regexes
         self._regex = (re.compile("|".join(f"(?P<r{i}>{r.pattern})" for i, r in
                                            enumerate(regexes)), re.IGNORECASE)
@@ -54,8 +55,7 @@ class Matcher:
     def match(self, text: str) -> list[Hit]:
         """Every pattern found in `text`, spans in the original text's offsets."""
         hits: list[Hit] = []
-        fast = normalise(text, with_spans=False).text
-        found = list(self._automaton.iter(fast)) if len(fast) > 2 else []
+        found = list(self._iter(normalise(text, with_spans=False).text))
         if found:
             spanned = normalise(text)
             partial: dict[int, list[tuple[int, int, int]]] = {}

@@ -82,6 +82,10 @@ _EMOJI_ANY = re.compile(f"[{_EMOJI_CLASS}]")
 _SPACED_RUN = re.compile(r"(?<!\w)[^\W\d_](?: [^\W\d_])+(?!\w)")
 
 
+_NO_STARTS: tuple[int, ...] = ()
+_NO_SPANS: tuple[tuple[int, int], ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class Normalised:
     """The matching form of one message: ` tok tok tok ` plus each token's original span."""
@@ -144,7 +148,7 @@ def normalise(message: str, *, with_spans: bool = True) -> Normalised:
     if not raw.isascii() and _EMOJI_ANY.search(raw):
         raw = " ".join(EMOJI_WORDS.get(w, w) for w in raw.split(" "))
     if not with_spans:
-        return Normalised(" " + raw + " ", (), ())
+        return Normalised(" " + raw + " ", _NO_STARTS, _NO_SPANS)
     words = raw.split(" ")
     starts, position = [], 1
     for word in words:

@@ -176,7 +176,8 @@ class Scorer:
             state.max_score = score
         if action.rank > _RANK[state.max_action]:
             state.max_action = action.value
-        alert = self._alert(state, action, index, message.time, language)
+        # Without a new signal no behaviour is new or escalated (levels only fade).
+        alert = self._alert(state, action, index, message.time, language) if signals else None
         return state, MessageResult(tuple(signals), score, action, alert)
 
     def _add(self, state: ConversationState, hit: Hit, direction: float, index: int,
@@ -204,13 +205,13 @@ class Scorer:
         levels = state.levels
         score = sum(levels.values())
         if len(levels) < 2:
-            return round(score, 4)
+            return score
         for a, b, bonus in self._combinations:
             if a in levels and b in levels:
                 score += bonus * min(levels[a], levels[b])
         present = sum(1 for v in levels.values() if v >= s.present)
         score += s.breadth_bonus * max(0, present - 2)
-        return round(score, 4)
+        return score
 
     def _alert(self, state: ConversationState, action: Action, index: int,
                time: float | None, language: str) -> Alert | None:
@@ -254,5 +255,5 @@ class Scorer:
             if outcome.alert is not None:
                 result.alerts.append(outcome.alert)
         result.action = Action(state.max_action)
-        result.score = state.max_score
+        result.score = round(state.max_score, 4)
         return result
