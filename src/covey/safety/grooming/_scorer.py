@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from covey.safety.grooming._behaviours import Action, Band, Behaviour
 from covey.safety.grooming._language import detect_language
@@ -73,6 +74,7 @@ class ConversationResult:
 
 _MISSING = object()
 _RANK = {a.value: a.rank for a in Action}
+_BEHAVIOURS = {b.value: b for b in Behaviour}
 
 
 class Scorer:
@@ -87,8 +89,13 @@ class Scorer:
         self._mitigates = {code: {name: frozenset(b.value for b in behaviours)
                                   for name, behaviours in lexicon.mitigates.items()}
                            for code, lexicon in self.lexicons.languages.items()}
-        self._combinations = [(a.value, b.value, bonus)
-                              for (a, b), bonus in self.settings.combinations.items()]
+        # Each pair once, under its first behaviour: scoring walks only the levels present.
+        self._partners: dict[str, list[tuple[str, float]]] = {}
+        for (a, b), bonus in self.settings.combinations.items():
+            self._partners.setdefault(a.value, []).append((b.value, bonus))
+        self._weights = {b.value: self.settings.weights.get(b, 1.0) for b in Behaviour}
+        self._reason = lru_cache(maxsize=256)(self.lexicons.reason)
+        self._notice = lru_cache(maxsize=256)(self.lexicons.notice)
 
     @property
     def languages(self) -> tuple[str, ...]:
@@ -184,8 +191,8 @@ class Scorer:
              text: str, language: str) -> Signal:
         """Raise the hit's behaviour level (capped, mitigated) and describe it."""
         s = self.settings
-        behaviour = Behaviour(hit.category)
-        base = s.weights.get(behaviour, 1.0)
+        behaviour = _BEHAVIOURS[hit.category]
+        base = self._weights[hit.category]
         factor = 1.0
         mitigates = self._mitigates.get(language, {})
         for name, level in state.mitigators.items():
@@ -195,7 +202,7 @@ class Scorer:
         current = state.levels.get(behaviour.value, 0.0)
         state.levels[behaviour.value] = min(base * s.cap, current + added)
         matched = text[hit.start:hit.end]
-        reason = (f"{self.lexicons.reason(behaviour, language)}: “{matched}” "
+        reason = (f"{self._reason(behaviour, language)}: “{matched}” "
                   f"(lexicon {language}: {hit.source!r})")
         return Signal(behaviour, index, hit.start, hit.end, matched, round(added, 4), reason)
 
@@ -206,9 +213,11 @@ class Scorer:
         score = sum(levels.values())
         if len(levels) < 2:
             return score
-        for a, b, bonus in self._combinations:
-            if a in levels and b in levels:
-                score += bonus * min(levels[a], levels[b])
+        for a, level_a in levels.items():
+            for b, bonus in self._partners.get(a, ()):
+                level_b = levels.get(b)
+                if level_b is not None:
+                    score += bonus * min(level_a, level_b)
         present = sum(1 for v in levels.values() if v >= s.present)
         score += s.breadth_bonus * max(0, present - 2)
         return score
@@ -227,14 +236,14 @@ class Scorer:
             if last is not None:
                 recent = index - last.message_index < s.cooldown_messages and (
                     time is None or last.time is None or time - last.time < s.cooldown_s)
-                if recent and Action(last.action).rank >= action.rank:
+                if recent and _RANK[last.action] >= action.rank:
                     continue
-            due.append(Behaviour(key))
+            due.append(_BEHAVIOURS[key])
         if not due:
             return None
         for behaviour in due:
             state.alerts[behaviour.value] = AlertRecord(action.value, index, time)
-        notices = {b: self.lexicons.notice(b, language) for b in due}
+        notices = {b: self._notice(b, language) for b in due}
         return Alert(action, tuple(due), index, notices)
 
     def score_conversation(self, participants: Mapping[str, Band],
