@@ -28,6 +28,9 @@ CASES = [
     ("punctuation inside", "s.n.a.p-c_h*a.t", " snapchat "),
     ("zero width", "whats\u200bapp", " whatsap "),
     ("elision", "t'as quel âge", " tas quel age "),
+    ("leet first letter", "5n4p 1nsta", " snap insta "),
+    ("slashes", "s/n/a/p", " snap "),
+    ("circled", "ⓢⓝⓐⓟ", " snap "),
 ]
 
 
@@ -57,6 +60,7 @@ def test_spans_map_each_token_back() -> None:
     ("en", "аrе u hоmе аlоnе", "supervision_probe"),
     ("en", "s3nd m3 a p1c", "photo_request"),
     ("en", "add me on the yellow ghost app", "off_platform"),
+    ("en", "add me on snpchat", "off_platform"),
     ("es", "pá.sa.me tu nú.me.ro", "off_platform"),
     ("fr", "e n v o i e moi une photo", "photo_request"),
     ("de", "sag es n i e m a n d e m", "secrecy"),

@@ -28,7 +28,7 @@ _HOMOGLYPHS = {
 }
 # Characters that join a word when they sit inside it: "s.n.a.p", "snap_chat", "wh\u200bats".
 _JOINER = "\x00"
-_INTERIOR = ".-_'’*·~^+" + _JOINER
+_INTERIOR = ".-_'’*·~^+/\\" + _JOINER
 # Emoji people use instead of a word. They become that word for matching.
 EMOJI_WORDS: dict[str, str] = {
     "👻": "snapchat", "📸": "photo", "📷": "photo", "🤳": "selfie", "🤫": "secret",
@@ -70,8 +70,9 @@ _FOLD = _build_fold_table()
 _EMOJI_CLASS = "".join(sorted(EMOJI_WORDS))
 _TOKEN = re.compile(
     rf"[^\W_]+(?:[{re.escape(_INTERIOR)}@$!|]+[^\W_]+)*|[{_EMOJI_CLASS}]", re.UNICODE)
-_LEET_INSIDE = re.compile(r"(?<=[a-z])[0-9@$!|]+(?=[a-z])|(?<![a-z0-9])[013457](?=[a-z]{3,})"
-                          r"|(?<=[a-z])[013457]+(?![a-z0-9])")
+_LEET_INSIDE = re.compile(r"(?<=[a-z])[0-9@$!|]+(?=[a-z])|(?<=[a-z])[013457]+(?![a-z0-9])")
+# A leading digit only once the rest of the word is letters: "5n4p" -> "5nap" -> "snap".
+_LEET_LEADING = re.compile(r"(?<![a-z0-9])[013457](?=[a-z]{3,})")
 _STRIP_INTERIOR = re.compile(f"[{re.escape(_INTERIOR)}]")
 # One literal alternative per letter: faster in `re` than a back-reference.
 _REPEATS = re.compile("|".join(c + c + "+" for c in "abcdefghijklmnopqrstuvwxyz"))
@@ -99,6 +100,10 @@ class Normalised:
         first = max(0, bisect_right(self.starts, start) - 1)
         last = max(first, bisect_right(self.starts, max(start, end - 1)) - 1)
         return self.spans[first][0], self.spans[last][1]
+
+
+def _unleet(match: re.Match[str]) -> str:
+    return match.group().translate(_LEET)
 
 
 def _first(match: re.Match[str]) -> str:
@@ -141,7 +146,8 @@ def normalise(message: str, *, with_spans: bool = True) -> Normalised:
     if not raw:
         return Normalised(" ", (), ())
     if _LEET_CHARS.search(raw):
-        raw = _LEET_INSIDE.sub(lambda m: m.group().translate(_LEET), raw)
+        raw = _LEET_INSIDE.sub(_unleet, raw)
+        raw = _LEET_LEADING.sub(_unleet, raw)
     if _INTERIOR_CHARS.search(raw):
         raw = _STRIP_INTERIOR.sub("", raw)
     raw = _REPEATS.sub(_first, raw)
