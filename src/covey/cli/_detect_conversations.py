@@ -35,8 +35,19 @@ class Conversation:
     messages: list[Message]
 
 
-@detect_app.command("conversations", epilog=f"Example line of FILE.jsonl:\n\n{_EXAMPLE}\n\n"
-                    "covey detect conversations chats.jsonl --json")
+_HELP = ("Score conversations for grooming behaviour, one result per input line.\n\n"
+         "Prints, in input order, the highest action each conversation reached as its "
+         'messages arrive ("none", "notice", "guardian", "report"), its score and the '
+         "signals (behaviour, message index, reason). Conversations without an under-16 "
+         'participant are never scanned. Without "lang" the language is detected per '
+         "conversation.")
+
+
+_EPILOG = (f"Example line of FILE.jsonl:\n\n{_EXAMPLE}\n\n"
+           "covey detect conversations chats.jsonl --json")
+
+
+@detect_app.command("conversations", help=_HELP, epilog=_EPILOG)
 def conversations(
     file: Annotated[Path, typer.Argument(help="JSON lines, one conversation each ('-': stdin)",
                                          allow_dash=True)],
@@ -46,10 +57,7 @@ def conversations(
         help="an operator directory of lexicon files merged on top of the shipped ones")]
     = None,
 ) -> None:
-    """Score each conversation with the grooming scorer; print, in input order, the highest
-    action it reached as its messages arrive ("none", "notice", "guardian", "report"), its
-    score and the signals (behaviour, message index, reason). Adult-only conversations are
-    never scanned."""
+    """Score conversations for grooming behaviour, one result per input line."""
     try:
         scorer = Scorer(load_lexicons(lexicons))
         parsed = list(_read(file))
