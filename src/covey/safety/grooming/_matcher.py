@@ -53,35 +53,59 @@ class Matcher:
                        if regexes else None)
 
     def match(self, text: str) -> list[Hit]:
-        """Every pattern found in `text`, spans in the original text's offsets."""
-        hits: list[Hit] = []
+        """Every behaviour found in `text` (the heaviest match of each), and the mitigators
+        no risk phrase covers; spans in the original text's offsets."""
         found = list(self._iter(normalise(text, with_spans=False).text))
+        # Candidates in normalised offsets: (pattern index, start, end).
+        candidates: list[tuple[int, int, int]] = []
         if found:
-            spanned = normalise(text)
             partial: dict[int, list[tuple[int, int, int]]] = {}
             for end, (length, targets) in found:
                 start = end - length + 1
                 for index, part_no in targets:
-                    pattern = self._patterns[index]
-                    if len(pattern.parts) == 1:
-                        hits.append(self._hit(pattern, spanned.original_span(start + 1, end)))
-                    else:
+                    if len(self._patterns[index].parts) == 1:
+                        candidates.append((index, start, end))
+                    elif part_no == 0:
                         partial.setdefault(index, []).append((part_no, start, end))
+                    elif index in partial:
+                        # Later parts end after the first: the automaton reports in end
+                        # order, so a pattern whose first part was not seen is skipped.
+                        partial[index].append((part_no, start, end))
             for index, parts in partial.items():
                 span = _in_order(parts, len(self._patterns[index].parts))
                 if span is not None:
-                    hits.append(self._hit(self._patterns[index],
-                                          spanned.original_span(span[0] + 1, span[1])))
+                    candidates.append((index, *span))
+        hits = self._winners(text, candidates) if candidates else []
         if self._regex is not None and _MAY_HAVE_REGEX.search(text):
             for m in self._regex.finditer(text):
                 regex = self._regexes[int(str(m.lastgroup)[1:])]
                 hits.append(Hit(regex.behaviour.value, False, regex.weight, regex.name,
                                 m.start(), m.end()))
-        return _resolve(hits) if len(hits) > 1 else hits
+            return _resolve(hits) if len(hits) > 1 else hits
+        return hits
 
-    @staticmethod
-    def _hit(pattern: Pattern, span: tuple[int, int]) -> Hit:
-        return Hit(pattern.category, pattern.mitigator, pattern.weight, pattern.source, *span)
+    def _winners(self, text: str, candidates: list[tuple[int, int, int]]) -> list[Hit]:
+        """One match per category (the heaviest, then longest); no mitigator where a risk
+        phrase covers the same words ("don't tell your mum" is secrecy, not "tell your
+        mum"). Only the winners are mapped back to the original text."""
+        patterns = self._patterns
+        risks = [(s, e) for i, s, e in candidates if not patterns[i].mitigator]
+        best: dict[str, tuple[float, int, int, int, int]] = {}
+        for index, start, end in candidates:
+            pattern = patterns[index]
+            if pattern.mitigator and any(s < end and start < e for s, e in risks):
+                continue
+            key = (pattern.weight, end - start)
+            current = best.get(pattern.category)
+            if current is None or key > current[:2]:
+                best[pattern.category] = (*key, index, start, end)
+        spanned = normalise(text)
+        hits = []
+        for _, _, index, start, end in best.values():
+            pattern = patterns[index]
+            hits.append(Hit(pattern.category, pattern.mitigator, pattern.weight, pattern.source,
+                            *spanned.original_span(start + 1, end)))
+        return sorted(hits, key=lambda h: (h.start, h.category))
 
 
 # Every common regex needs a digit, an @, a dot or a slash: most messages skip them.
