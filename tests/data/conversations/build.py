@@ -1,6 +1,6 @@
 # ruff: noqa: RUF001  (look-alike letters are one of the evasions the set exercises)
 """Build the grooming evaluation set: `conversations.jsonl` from the hand-written
-conversations (`handwritten.txt`, `handwritten_2.txt`) and conversations composed from
+conversations (`handwritten*.txt`) and conversations composed from
 hand-written message pools (`pools.py`), with a fixed split stratified by language and label.
 
     python tests/data/conversations/build.py      # rewrites conversations.jsonl (seeded)
@@ -155,9 +155,10 @@ def main() -> None:
         conversations += [compose_benign(lang, n, rng) for n in range(count)]
     assign_split(conversations)
     # Later batches are split among themselves: the earlier split never moves.
-    second = parse_handwritten(HERE / "handwritten_2.txt")
-    assign_split(second)
-    conversations += second
+    for batch in ("handwritten_2.txt", "handwritten_3.txt"):
+        later = parse_handwritten(HERE / batch)
+        assign_split(later)
+        conversations += later
     with (HERE / "conversations.jsonl").open("w", encoding="utf-8") as out:
         for c in conversations:
             out.write(json.dumps(c, ensure_ascii=False) + "\n")
