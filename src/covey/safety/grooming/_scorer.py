@@ -213,10 +213,14 @@ class Scorer:
         score = sum(levels.values())
         if len(levels) < 2:
             return score
+        present_level = s.present
         for a, level_a in levels.items():
+            if level_a < present_level:
+                continue
             for b, bonus in self._partners.get(a, ()):
                 level_b = levels.get(b)
-                if level_b is not None:
+                # Both said in full: a weak word ("pic", "pick you up") combines with nothing.
+                if level_b is not None and level_b >= present_level:
                     score += bonus * min(level_a, level_b)
         present = sum(1 for v in levels.values() if v >= s.present)
         score += s.breadth_bonus * max(0, present - 2)
