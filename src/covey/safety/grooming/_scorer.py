@@ -256,7 +256,11 @@ class Scorer:
         """Every message in order; the result's action is the highest reached."""
         if not any(band is Band.UNDER_16 for band in participants.values()):
             return ConversationResult(Action.NONE, 0.0)
-        language = language or self.detect_language(m.text for m in messages)
+        # "pt-BR" is "pt"; a language without a lexicon is scored with the closest one.
+        code = (language or "").lower().replace("_", "-").split("-")[0]
+        if code not in self.lexicons.languages:
+            code = self.detect_language(m.text for m in messages)
+        language = code
         state = self.new_state(language)
         result = ConversationResult(Action.NONE, 0.0, language=language)
         for message in messages:
