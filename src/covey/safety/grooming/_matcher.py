@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import ahocorasick
 
-from covey.safety.grooming._behaviours import Behaviour
 from covey.safety.grooming._lexicon import Lexicon, Pattern, RegexPattern
 from covey.safety.grooming._normalise import normalise
 
@@ -143,8 +142,8 @@ def _in_order(parts: list[tuple[int, int, int]], count: int) -> tuple[int, int] 
 
 
 def _resolve(hits: list[Hit]) -> list[Hit]:
-    """One hit per category (the heaviest, then longest), and no mitigator where a risk
-    phrase covers the same words: "don't tell your mum" is secrecy, not "tell your mum"."""
+    """Phrase winners and regular-expression hits together, in original offsets: one per
+    category (the heaviest, then longest), no mitigator under a risk."""
     risks = [h for h in hits if not h.mitigator]
     best: dict[str, Hit] = {}
     for hit in hits:
@@ -156,5 +155,3 @@ def _resolve(hits: list[Hit]) -> list[Hit]:
             best[hit.category] = hit
     return sorted(best.values(), key=lambda h: (h.start, h.category))
 
-
-__all__ = ["Behaviour", "Hit", "Matcher"]
