@@ -209,3 +209,10 @@ def test_mitigating_context_discounts_what_came_just_before(scorer: Scorer) -> N
     scored = scorer.score_message(scored[0], ADULT_CHILD, Message("x", "love, grandma"))
     assert scored is not None
     assert scored[0].levels["gifts"] < 0.7 * before
+
+
+def test_one_behaviour_repeated_stays_below_a_notice(scorer: Scorer) -> None:
+    texts = ["are you home alone?", "r ur parents home?", "is anyone home with you?"]
+    result = scorer.score_conversation(ADULT_CHILD, [Message("x", t) for t in texts], "en")
+    assert {s.behaviour for s in result.signals} == {Behaviour.SUPERVISION_PROBE}
+    assert len(result.signals) == 3 and result.action is Action.NONE
