@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 
 from covey.cli import app
 from covey.settings import Settings, load_settings
@@ -39,7 +40,13 @@ def server(
 
     given = {"host": host, "port": port, "database_url": database_url, "data_dir": data_dir}
     overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
-    settings = load_settings(**overrides)
+    try:
+        settings = load_settings(**overrides)
+    except ValidationError as exc:  # one clear line per bad setting, not a traceback
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"]) or "settings"
+            typer.echo(f"covey server: invalid setting {where}: {error['msg']}", err=True)
+        raise typer.Exit(2) from exc
     # The SQLite writer thread hands the GIL back and forth with the event loop around
     # every fsync; the default 5 ms switch interval would stall each commit that long.
     sys.setswitchinterval(0.0005)
