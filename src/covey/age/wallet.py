@@ -29,6 +29,7 @@ from covey.age.errors import (
     WalletCorrupt,
 )
 from covey.age.registry import Revocation, TrustedIssuer
+from covey.age.tails import tails_path
 from covey.errors import InvalidInput
 
 _FORMAT = 1
@@ -265,7 +266,8 @@ class Wallet:
             if registry is None or index is None:
                 continue
             bits = registry.status_list.get("revocationList") or []
-            if index >= len(bits) or bits[index] or not (tails_dir / registry.tails_hash).exists():
+            if (index >= len(bits) or bits[index]
+                    or not tails_path(tails_dir, registry.tails_hash).exists()):
                 continue
             with contextlib.suppress(InvalidInput):
                 self._revocation_state(held, registry, registry.status_list, tails_dir)
@@ -301,7 +303,7 @@ class Wallet:
         key = (registry.rev_reg_def_id, int(status_list["timestamp"]), held.rev_reg_index)
         state = self._rev_states.get(key)
         if state is None:
-            tails = tails_dir / registry.tails_hash
+            tails = tails_path(tails_dir, registry.tails_hash)
             try:
                 state = anoncreds.CredentialRevocationState.create(
                     registry.rev_reg_def_object, dict(status_list), held.rev_reg_index,
