@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     revocation_status_max_age_s: int = Field(
         default=7 * 24 * 3600, gt=0, description="an issuer whose revocation status list "
         "is older than this (`covey issuer publish` refreshes it) vouches for no band")
+    public_origin: str | None = Field(
+        default=None, description="the server's origin as clients reach it (https://"
+        "chat.example); age challenges name it and wallets check it. Default: the scheme "
+        "and Host of each request")
     age_threshold_years: int = 16
     age_band_validity_days: int = 90
     age_challenge_ttl_s: int = 300

@@ -20,7 +20,7 @@ from typing import Any
 import anoncreds
 
 from covey.age.bands import BIRTHDATE_ATTRIBUTE, DEFAULT_THRESHOLD_YEARS, is_band_predicate
-from covey.age.challenge import PREDICATE_REFERENT, AgeChallenge
+from covey.age.challenge import PREDICATE_REFERENT, AgeChallenge, normalize_origin
 from covey.age.errors import (
     ChallengeRefused,
     CredentialRevoked,
@@ -49,6 +49,21 @@ class LinkSecret:
         return "LinkSecret(<redacted>)"
 
     __str__ = __repr__
+
+
+def check_binding(challenge: AgeChallenge, origin: str | None, account: str | None) -> None:
+    """Refuse a challenge not made by `origin` for `account` (`ChallengeRefused`)."""
+    if origin is not None and challenge.origin != normalize_origin(origin):
+        named = challenge.origin or "an unnamed verifier"
+        raise ChallengeRefused(f"the challenge is from {named}, not from "
+                               f"{normalize_origin(origin)}, the server this account is "
+                               f"registered with")
+    if account is not None and challenge.account != account:
+        raise ChallengeRefused("the challenge was made for another account (a relayed "
+                               "challenge?)")
+    if not challenge.binding_holds():
+        raise ChallengeRefused("the challenge's nonce is not bound to its verifier and "
+                               "account")
 
 
 @dataclass(frozen=True)
@@ -216,15 +231,22 @@ class Wallet:
 
     def present(self, challenge: AgeChallenge | Mapping[str, Any], *,
                 status_lists: Mapping[str, Mapping[str, Any]] | None = None,
-                tails_dir: Path | None = None) -> dict[str, Any]:
+                tails_dir: Path | None = None, origin: str | None = None,
+                account: str | None = None) -> dict[str, Any]:
         """Prove the challenge's predicate with a suitable credential.
 
         `status_lists` are the current status lists by revocation registry id (the
         verifier's trust registry publishes them); `tails_dir` holds the issuers' tails
         files named by their hash. Reveals no attribute: only the predicate holds.
+
+        With `origin` (the server this wallet's account is on) and `account` (its id), the
+        challenge must name both and its nonce must recompute from them: a challenge
+        relayed from another account or another verifier is refused.
         """
         if not isinstance(challenge, AgeChallenge):
             challenge = AgeChallenge.from_json(challenge)
+        if origin is not None or account is not None:
+            check_binding(challenge, origin, account)
         if not is_band_predicate(challenge.band, challenge.predicate, self._clock(),
                                  threshold_years=self._threshold,
                                  horizon_days=challenge.horizon_days):

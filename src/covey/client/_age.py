@@ -229,14 +229,24 @@ async def prove_band(wallet: Wallet, api: Api, tails_dir: Path | None,
     # The witness does not depend on the challenge: computed while the challenge travels.
     challenge, _ = await asyncio.gather(api.age_challenge(band.value, horizon),
                                         asyncio.to_thread(wallet.warm_up, tails_dir))
+    submission = await answer_challenge(wallet, challenge, api.server_url, api.user_id,
+                                        tails_dir)
+    return await api.age_presentation(submission)
+
+
+async def answer_challenge(wallet: Wallet, challenge: Mapping[str, Any], server_url: str,
+                           account: str, tails_dir: Path | None) -> dict[str, Any]:
+    """The wallet's answer to `challenge`, only if it names the server this account is
+    registered with (`server_url`) and this account, with a nonce derived from both: a
+    challenge relayed from someone else's account or from another verifier is refused."""
+    log.info("answering an age challenge from %s", challenge.get("origin") or "?")
     try:
         # ~0.1 s of CPU in anoncreds, which lets go of the GIL.
-        submission = await asyncio.to_thread(
+        return await asyncio.to_thread(
             wallet.present, challenge, status_lists=challenge.get("status_lists"),
-            tails_dir=tails_dir)
+            tails_dir=tails_dir, origin=server_url, account=account)
     except CoveyError as exc:  # revoked, no trusted credential, refused challenge
         raise ClientError(exc.message, code=exc.code, status=exc.status) from exc
-    return await api.age_presentation(submission)
 
 
 async def fetch_tails(held: HeldCredential, tails_dir: Path | None,

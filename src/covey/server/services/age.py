@@ -227,8 +227,9 @@ class SharedChallenges:
         return hashlib.sha256(nonce.encode("ascii")).digest()
 
     async def add(self, challenge: AgeChallenge, subject: str) -> None:
+        # Neither the nonce nor the seed it was derived from.
         body = {k: v for k, v in challenge.to_json().items()
-                if k not in ("nonce", "presentation_request")}
+                if k not in ("nonce", "nonce_seed", "presentation_request")}
         await self._storage.add_challenge(
             self._key(challenge.nonce), subject, json.dumps(body, separators=(",", ":")),
             _ms(challenge.expires_at),
@@ -320,17 +321,19 @@ class AgeService:
     # --- challenge and presentation ------------------------------------------------------
 
     async def challenge(self, principal: Principal, request: AgeChallengeRequest,
-                        ) -> dict[str, Any]:
-        """A fresh single-use challenge bound to the account, plus the status lists the
-        wallet must prove non-revocation against."""
+                        origin: str) -> dict[str, Any]:
+        """A fresh single-use challenge bound to the account and to this server's `origin`
+        (the nonce is derived from both), plus the status lists the wallet must prove
+        non-revocation against."""
         registry = await self._registry()
         if not registry.cred_def_ids():
             stale = " (its trust registry is out of date)" if (
                 self.source.health().get("state") == "stale") else ""
             raise AgeVerificationUnavailable(
                 f"this server trusts no age-credential issuer{stale}")
-        challenge = self._verifier.make_challenge(AgeBand(request.band),
-                                                  horizon_days=request.horizon_days)
+        challenge = self._verifier.make_challenge(
+            AgeBand(request.band), horizon_days=request.horizon_days,
+            origin=self._settings.public_origin or origin, account=principal.user_id)
         await self._challenges.add(challenge, principal.user_id)
         body = challenge.to_json()
         body["status_lists"] = registry.status_lists()
