@@ -1,7 +1,7 @@
-"""Detection benchmarks (JSON lines): known images (PDQ hashing and matching, against
-python-threatexchange's PDQIndex) and grooming, whichever parts are present.
+"""Detection benchmarks, JSON lines: grooming scorer quality and speed
+(`_grooming_bench.py`), and image matching (`_images_bench.py`) where present.
 
-    python benchmarks/detection.py [--only images|grooming] [--sizes 10k,100k,1M,10M]
+    python benchmarks/detection.py [--only grooming|images] [part options]
 """
 
 from __future__ import annotations
@@ -14,28 +14,27 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-PARTS = {"images": "_images_bench", "grooming": "_grooming_bench"}
+PARTS = {"grooming": "_grooming_bench", "images": "_images_bench"}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--only", choices=sorted(PARTS), help="run one part")
+    parser.add_argument("--only", choices=sorted(PARTS))
     modules = {}
-    for part, name in PARTS.items():
+    for name, module_name in PARTS.items():
         try:
-            modules[part] = importlib.import_module(name)
+            modules[name] = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name != name:
+            if exc.name != module_name:
                 raise
             continue
-        add_arguments = getattr(modules[part], "add_arguments", None)
-        if add_arguments is not None:
-            add_arguments(parser)
+        if hasattr(modules[name], "add_arguments"):
+            modules[name].add_arguments(parser)
     args = parser.parse_args()
-    for part, module in modules.items():
-        if args.only in (None, part):
-            for row in module.run(args):
-                print(json.dumps(row), flush=True)
+    for name, module in modules.items():
+        if args.only in (None, name):
+            for line in module.run(args):
+                print(json.dumps(line), flush=True)
 
 
 if __name__ == "__main__":

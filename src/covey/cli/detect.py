@@ -1,6 +1,5 @@
-"""`covey detect`: run Covey's detectors over files, for investigators and tests.
-
-Each kind of content has its own sub-command module (`_detect_images.py`, ...)."""
+"""`covey detect`: run Covey's detectors over files, offline. Each sub-command lives in its
+own module (`_detect_*.py`) and registers itself on `detect_app`."""
 
 from __future__ import annotations
 
@@ -9,8 +8,8 @@ import typer
 from covey.cli import app
 
 detect_app = typer.Typer(name="detect", no_args_is_help=True,
-                         help="Run detectors over files.\n\n"
-                              "Example: covey detect images --hash-list known.txt a.jpg")
+                         help="Run the detectors offline over files (no server needed).")
 app.add_typer(detect_app, name="detect")
 
-from covey.cli import _detect_images  # noqa: E402, F401  (registers `detect images`)
+# Each module registers its command on `detect_app`.
+from covey.cli import _detect_conversations, _detect_images  # noqa: E402,F401

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
@@ -83,7 +84,14 @@ def create_app(settings: Settings | None = None, *, fanout: Fanout | None = None
         return RedirectResponse("/console/", status_code=307)
 
     @app.get("/healthz", tags=["meta"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> dict[str, Any]:
+        # The process answers; `trust_registry` tells an operator whether age proofs
+        # count (a stale or unsigned registry fails closed, see docs/operations.md).
+        services: Services | None = getattr(app.state, "services", None)
+        body: dict[str, Any] = {"status": "ok"}
+        if services is not None:
+            await services.age.source.fresh()
+            body["trust_registry"] = services.age.source.health()
+        return body
 
     return app
