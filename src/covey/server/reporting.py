@@ -68,7 +68,8 @@ async def start_reporting(app: FastAPI, settings: Settings, services: Services) 
     reports.events = services.events
     services.safety_copies.report_sink = reports.file_detection
     await reports.refresh_gate()
-    services.auth.login_gate = reports.gate.check_login
+    services.auth.account_gate = reports.gate.check_login
+    reports.revoke_account = services.auth.revoke_account
     services.messages.send_gate = reports.gate.check_send
     app.state.reports = reports
     app.state.moderation = moderation

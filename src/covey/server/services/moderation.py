@@ -213,7 +213,7 @@ class ModerationService:
             return f"{row.reported_user} warned."
         if action == "suspend":
             await self.store.suspend(row.reported_user, report_id, session.actor, now, audit)
-            self._reports.gate.suspended.add(row.reported_user)
+            await self._reports.suspend_account(row.reported_user)
             return f"{row.reported_user} suspended: they can no longer log in or send."
         bundle_id, _ = await self.escalate(session, row)
         return (f"Escalated: evidence bundle {bundle_id} signed, CyberTipline XML validated "

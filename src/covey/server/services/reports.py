@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 import shutil
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,10 +151,23 @@ class ReportService:
         self.vault = EvidenceVault(settings.data_dir / "reports.key")
         self.events: SafetyEvents | None = None  # set by the relay (guardian alerts, bars)
         self.gate = SafetyGate()
+        # Revokes an account's tokens and sockets (set by the relay).
+        self.revoke_account: Callable[[str], Awaitable[None]] | None = None
+
+    async def suspend_account(self, user_id: str) -> None:
+        """Apply a recorded suspension here at once: refuse, revoke, disconnect."""
+        self.gate.suspended.add(user_id)
+        if self.revoke_account is not None:
+            await self.revoke_account(user_id)
 
     async def refresh_gate(self) -> None:
         self.gate.blocked = await self.store.blocks()
-        self.gate.suspended = await self.store.suspended()
+        suspended = await self.store.suspended()
+        added = suspended - self.gate.suspended
+        self.gate.suspended = suspended
+        for user_id in added:  # suspended by another process: end the sessions held here
+            if self.revoke_account is not None:
+                await self.revoke_account(user_id)
 
     async def gate_loop(self, interval_s: float = 2.0) -> None:
         while True:

@@ -374,6 +374,15 @@ class Repository:
 
         await self.writer.run_job(job)
 
+    async def revoke_user_tokens(self, user_id: str) -> None:
+        """Delete every bearer token of every device of `user_id` (suspension)."""
+
+        async def job(conn: AsyncConnection) -> None:
+            await conn.execute(delete(t.tokens).where(t.tokens.c.device_pk.in_(
+                select(t.devices.c.id).where(t.devices.c.user_id == user_id))))
+
+        await self.writer.run_job(job)
+
     async def get_token(self, token_hash: bytes) -> TokenRow | None:
         async with self.engine.connect() as conn:
             row = (await conn.execute(
