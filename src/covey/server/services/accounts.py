@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 import time
 
-from covey.errors import Conflict, NotFound
+from covey.errors import Conflict, InvalidInput, NotFound
 from covey.protocol.wire import (
     AddDeviceRequest,
     DeviceKeys,
@@ -16,15 +16,15 @@ from covey.protocol.wire import (
     RegisterResponse,
     device_signing_bytes,
 )
+from covey.safety.detectors.phrase_list import PhraseListFile
 from covey.server.services._common import Principal, now_ms, secret_hash, verify_ed25519
+from covey.server.services.handles import HandlePhrases, handle_skeleton, is_reserved
 from covey.server.storage.repository import DeviceRow, Repository
 from covey.settings import Settings
 
 # Device lists change rarely; the TTL only bounds staleness when several processes share
 # one database (each invalidates its own cache on change).
 _DEVICE_CACHE_TTL_S = 30.0
-# Names the server itself uses (reports filed by the safety service).
-RESERVED_HANDLES = frozenset({"covey-safety"})
 
 
 def _check_self_signature(device: DeviceKeys) -> None:
@@ -69,17 +69,23 @@ class DeviceDirectory:
 
 
 class AccountService:
-    def __init__(self, settings: Settings, repo: Repository, directory: DeviceDirectory) -> None:
+    def __init__(self, settings: Settings, repo: Repository, directory: DeviceDirectory,
+                 phrases: PhraseListFile) -> None:
         self._settings = settings
         self._repo = repo
         self.directory = directory
+        self._phrases = HandlePhrases(phrases)
 
     async def register(self, request: RegisterRequest) -> RegisterResponse:
-        if request.device.user_id in RESERVED_HANDLES:
+        handle = request.device.user_id
+        if is_reserved(handle):
             raise Conflict("this handle is reserved", code="handle_reserved",
                            details={"field": "user_id"})
+        if self._phrases.matches(handle):
+            raise InvalidInput("this handle is not allowed: choose another",
+                               code="handle_not_allowed", details={"field": "user_id"})
         _check_self_signature(request.device)
-        await self._repo.create_user(_row(request.device), now_ms())
+        await self._repo.create_user(_row(request.device), now_ms(), handle_skeleton(handle))
         self.directory.invalidate(request.device.user_id)
         return RegisterResponse(user_id=request.device.user_id,
                                 device_id=request.device.device_id)

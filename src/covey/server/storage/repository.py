@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from covey.errors import Conflict, NotFound, Unauthorized
@@ -264,14 +265,22 @@ class Repository:
 
     # --- users and devices --------------------------------------------------------
 
-    async def create_user(self, device: DeviceRow, now_ms: int) -> int:
+    async def create_user(self, device: DeviceRow, now_ms: int, skeleton: str) -> int:
+        """A new account; 409 `handle_taken` when the handle or a look-alike of it (same
+        `skeleton`) exists, with the same answer for both."""
+        taken = Conflict(f"the handle {device.user_id!r} is taken", code="handle_taken")
+
         async def job(conn: AsyncConnection) -> int:
-            exists = await conn.scalar(
-                select(t.users.c.user_id).where(t.users.c.user_id == device.user_id))
+            exists = await conn.scalar(select(t.users.c.user_id).where(
+                (t.users.c.user_id == device.user_id)
+                | (t.users.c.handle_skeleton == skeleton)).limit(1))
             if exists is not None:
-                raise Conflict(f"the handle {device.user_id!r} is taken", code="handle_taken")
-            await conn.execute(insert(t.users).values(user_id=device.user_id,
-                                                      created_ms=now_ms))
+                raise taken
+            try:
+                await conn.execute(insert(t.users).values(
+                    user_id=device.user_id, created_ms=now_ms, handle_skeleton=skeleton))
+            except IntegrityError as exc:  # another process registered a look-alike first
+                raise taken from exc
             return await _insert_device(conn, device, now_ms)
 
         return await self.writer.run_job(job)
