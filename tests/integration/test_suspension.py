@@ -136,3 +136,6 @@ async def test_suspension_revokes_tokens_closes_sockets_and_refuses_every_action
     assert not (await carol.contact_requests()).incoming
     listed = {g.group_id: g for g in await bob.groups()}
     assert [m.user_id for m in listed[group.group_id].members] == ["bob"]
+    audit = await asyncio.to_thread(
+        covey_server.rows, "SELECT detail FROM audit_log WHERE action = 'suspend'")
+    assert audit == [("reported user alice; reason: grooming",)], audit

@@ -39,8 +39,10 @@ class ReportBodyLimit(BodyLimitMiddleware):
 
 def include_reporting(app: FastAPI) -> None:
     from covey.web import router as console_router
+    from covey.web.headers import ConsoleHeaders
 
     app.add_middleware(ReportBodyLimit)
+    app.add_middleware(ConsoleHeaders)
     app.include_router(reports_api.router)
     app.include_router(console_router)
 
