@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
@@ -16,6 +17,7 @@ from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect
 
 from covey.errors import CoveyError, Forbidden, TooLarge, Unauthorized
+from covey.protocol.ids import MESSAGE_ID_PATTERN
 from covey.protocol.wire import (
     CLIENT_FRAME,
     AckFrame,
@@ -34,6 +36,7 @@ from covey.server.services._common import now_ms
 from covey.server.services.messages import AcceptedSend, pending_delivery
 
 log = logging.getLogger(__name__)
+_MESSAGE_ID = re.compile(MESSAGE_ID_PATTERN.strip("^$"))
 router = APIRouter()
 
 _DRAIN_PAGE = 500
@@ -49,13 +52,14 @@ def _error_frame(exc: CoveyError, message_id: str | None) -> str:
 
 
 def _guess_message_id(text: str) -> str | None:
-    """The message id of a frame that failed validation, when it can be read."""
+    """The message id of a frame that failed validation, when it can be read and is a
+    well-formed id (so it is safe to echo)."""
     try:
         raw = json.loads(text)
         mid = raw["envelope"]["message_id"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, IndexError, RecursionError):
         return None
-    return mid if isinstance(mid, str) and len(mid) <= 64 else None
+    return mid if isinstance(mid, str) and _MESSAGE_ID.fullmatch(mid) else None
 
 
 @router.websocket("/v1/ws")
@@ -209,6 +213,10 @@ class _Connection:
                 self._reply_error(CoveyError(msg, code="invalid_request",
                                              details={"errors": errors}),
                                   _guess_message_id(text))
+                continue
+            except (ValueError, RecursionError):  # input the parser itself gives up on
+                self._reply_error(CoveyError("the frame is not valid JSON",
+                                             code="invalid_request"), None)
                 continue
             try:
                 if isinstance(frame, SendFrame):
