@@ -105,4 +105,5 @@ async def test_moderator_escalates_a_report_in_chromium(covey_server: Any,
                                   full_page=True)
         finally:
             await browser.close()
-    assert (covey_server.data_dir / "escalations" / report_id / "evidence-bundle.zip").is_file()
+    sealed = covey_server.data_dir / "escalations" / report_id / "evidence-bundle.zip.sealed"
+    assert sealed.is_file() and not sealed.read_bytes().startswith(b"PK")  # sealed at rest

@@ -242,10 +242,11 @@ async def escalation_file(request: Request, report_id: str, name: str) -> Respon
     if session is None:
         return _to_login()
     try:
-        path = await _moderation(request).escalation_file(session, report_id, name)
+        data = await _moderation(request).escalation_file(session, report_id, name)
     except CoveyError as exc:
         return _refused(request, session, exc.status, exc.message)
-    return FileResponse(path, filename=name)
+    return Response(data, media_type="application/octet-stream",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 @router.get("/attestation-key.pem")

@@ -32,6 +32,7 @@ from covey.moderation import (
     public_key_pem,
 )
 from covey.moderation.transparency import TransparencyRow, transparency_counts
+from covey.server.files import write_private
 from covey.server.services._common import load_or_create_secret_file, now_ms
 from covey.server.services.console_guard import LoginBackoff, PasswordSlots, throttled
 from covey.server.services.reports import UNDER_16_BAND, ReportService
@@ -51,6 +52,8 @@ ACTIONS = ("dismiss", "warn", "suspend", "escalate")
 # Actions that the console confirms, with a reason kept in the audit log.
 CONFIRMED_ACTIONS = ("suspend", "escalate")
 MAX_REASON_CHARS = 500
+# Escalation files are stored sealed under the reports key, as NAME.sealed.
+SEALED_SUFFIX = ".sealed"
 _REPORT_ID = re.compile(r"rep_[0-9a-f]{24}")
 _HASHER = PasswordHasher()
 # A fixed hash to verify against for unknown users, so timing does not reveal names.
@@ -294,8 +297,14 @@ class ModerationService:
         for document in (documents.report, *documents.file_details):
             schema.validate(document.decode("utf-8"))
         directory = self._settings.data_dir / "escalations" / row.report_id
-        await asyncio.to_thread(_write_package, directory, bundle.to_zip(), documents.report,
-                                documents.file_details, self.attestation_public_pem())
+        files = {"evidence-bundle.zip": bundle.to_zip(),
+                 "cybertip-report.xml": documents.report,
+                 **{f"cybertip-file-{i}.xml": d
+                    for i, d in enumerate(documents.file_details, 1)},
+                 "attestation-public-key.pem": self.attestation_public_pem()}
+        vault = self._reports.vault
+        await asyncio.to_thread(_write_package, directory, {
+            name: vault.seal_file(row.report_id, name, data) for name, data in files.items()})
         await self.store.record_escalation(
             row.report_id, bundle_id, session.actor, str(directory), now,
             AuditRow(now, session.actor, "escalate", row.report_id,
@@ -310,13 +319,16 @@ class ModerationService:
         return self._schema
 
     async def escalation_file(self, session: ConsoleSession, report_id: str,
-                              name: str) -> Path:
+                              name: str) -> bytes:
+        """One file of the escalation package, decrypted for this download (audited)."""
         found = await self.store.escalation(report_id) if _REPORT_ID.fullmatch(
             report_id) else None
         if found is None or name not in _package_names(Path(found[1])):
             raise NotFound("no such escalation file", code="unknown_file")
+        sealed = await asyncio.to_thread((Path(found[1]) / (name + SEALED_SUFFIX)).read_bytes)
+        data = self._reports.vault.open_file(report_id, name, sealed)
         await self.store.audit(AuditRow(now_ms(), session.actor, "download", report_id, name))
-        return Path(found[1]) / name
+        return data
 
     # --- audit and transparency ------------------------------------------------------
 
@@ -361,16 +373,14 @@ def _split_name(name: str) -> tuple[str, str]:
 
 def _package_names(directory: Path) -> set[str]:
     try:
-        return {p.name for p in directory.iterdir() if p.is_file()}
+        return {p.name.removesuffix(SEALED_SUFFIX) for p in directory.iterdir()
+                if p.is_file() and p.name.endswith(SEALED_SUFFIX)}
     except OSError:
         return set()
 
 
-def _write_package(directory: Path, bundle: bytes, report_xml: bytes,
-                   file_details: tuple[bytes, ...], public_pem: bytes) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "evidence-bundle.zip").write_bytes(bundle)
-    (directory / "cybertip-report.xml").write_bytes(report_xml)
-    for index, document in enumerate(file_details, 1):
-        (directory / f"cybertip-file-{index}.xml").write_bytes(document)
-    (directory / "attestation-public-key.pem").write_bytes(public_pem)
+def _write_package(directory: Path, sealed: dict[str, bytes]) -> None:
+    """Write the sealed files 0600 in a 0700 directory."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for name, data in sealed.items():
+        write_private(directory / (name + SEALED_SUFFIX), data)

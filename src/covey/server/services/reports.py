@@ -67,9 +67,26 @@ class EvidenceVault:
         opened: dict[str, Any] = json.loads(plain)
         return opened
 
+    def seal_file(self, report_id: str, name: str, data: bytes) -> bytes:
+        """An escalation package file, sealed at rest (bound to its report and name)."""
+        nonce = os.urandom(_NONCE)
+        return nonce + self._aead.encrypt(nonce, data, _file_aad(report_id, name))
+
+    def open_file(self, report_id: str, name: str, sealed: bytes) -> bytes:
+        try:
+            return self._aead.decrypt(sealed[:_NONCE], sealed[_NONCE:],
+                                      _file_aad(report_id, name))
+        except Exception as exc:
+            raise CryptoError("the escalation file does not open under the report key",
+                              code="evidence_unreadable") from exc
+
 
 def _aad(report_id: str) -> bytes:
     return f"covey-report-evidence/v1:{report_id}".encode()
+
+
+def _file_aad(report_id: str, name: str) -> bytes:
+    return f"covey-escalation-file/v1:{report_id}/{name}".encode()
 
 
 def _load_or_create_key(path: Path) -> bytes:
