@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Awaitable, Callable, Mapping
 
 from covey.errors import Conflict, InvalidInput, NotFound
 from covey.protocol.wire import (
     AddDeviceRequest,
     DeviceKeys,
     DeviceList,
+    DeviceListChangedFrame,
     LinkTokenResponse,
     RegisterRequest,
     RegisterResponse,
     device_signing_bytes,
 )
 from covey.safety.detectors.phrase_list import PhraseListFile
+from covey.server.fanout import DeviceAddress, Fanout, PushFrame
 from covey.server.services._common import Principal, now_ms, secret_hash, verify_ed25519
 from covey.server.services.handles import HandlePhrases, handle_skeleton, is_reserved
 from covey.server.storage.repository import DeviceRow, Repository
@@ -70,11 +73,14 @@ class DeviceDirectory:
 
 class AccountService:
     def __init__(self, settings: Settings, repo: Repository, directory: DeviceDirectory,
-                 phrases: PhraseListFile) -> None:
+                 phrases: PhraseListFile, fanout: Fanout,
+                 contacts_of: Callable[[str], Awaitable[Mapping[str, int]]]) -> None:
         self._settings = settings
         self._repo = repo
         self.directory = directory
         self._phrases = HandlePhrases(phrases)
+        self._fanout = fanout
+        self._contacts_of = contacts_of
 
     async def register(self, request: RegisterRequest) -> RegisterResponse:
         handle = request.device.user_id
@@ -101,8 +107,23 @@ class AccountService:
         await self._repo.add_device_with_link_token(
             secret_hash(request.link_token), _row(request.device), now_ms())
         self.directory.invalidate(request.device.user_id)
+        await self._announce_device_change(request.device.user_id)
         return RegisterResponse(user_id=request.device.user_id,
                                 device_id=request.device.device_id)
+
+    async def _announce_device_change(self, user_id: str) -> None:
+        """Tell the connected devices of the account, its contacts and its groups'
+        members that its device list changed (their clients show it: a device the
+        user did not add is how a compromised account or server shows up)."""
+        audience = {user_id, *await self._contacts_of(user_id)}
+        for group in await self._repo.groups_of_user(user_id):
+            audience.update(group.members)
+        frame = DeviceListChangedFrame(user_id=user_id)
+        items: list[tuple[DeviceAddress, PushFrame]] = []
+        for user in sorted(audience):
+            for device_id in await self.directory.devices(user):
+                items.append((DeviceAddress(user, device_id), frame))
+        self._fanout.publish(items)
 
     async def device_list(self, user_id: str) -> DeviceList:
         devices = await self.directory.devices(user_id)
