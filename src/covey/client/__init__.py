@@ -5,9 +5,10 @@
     async for message in client.messages(): ...
 """
 
-from covey.client._client import Client
+from covey.client._client import AttachmentUnverifiable, Client
 from covey.client._core import ClientCore, ClientError
 from covey.client._events import (
+    AttachmentDownload,
     Event,
     FrankingEvidence,
     GuardianAlert,
@@ -23,6 +24,8 @@ from covey.client._store import StoreError, WrongPassphrase
 from covey.client._transport import Offline, ServerError
 
 __all__ = [
+    "AttachmentDownload",
+    "AttachmentUnverifiable",
     "Client",
     "ClientCore",
     "ClientError",
