@@ -46,6 +46,7 @@ UNDER_16_BAND = "under-16"
 # Reports the safety service files from detections (a handle no account can register).
 SAFETY_SERVICE_REPORTER = "covey-safety"
 _NONCE = 12
+_READABLE = frozenset({AttachmentStatus.VERIFIED, AttachmentStatus.SIZE_MISMATCH})
 
 
 class EvidenceVault:
@@ -180,15 +181,17 @@ class ReportService:
 
     async def fetch_blobs(self, report: Report) -> dict[str, bytes]:
         """The server's own stored ciphertext for the attachments of the messages whose
-        commitment and tag verify, and only where the blob table's hash and size match
-        the reference: a report never makes the server read other people's blobs."""
+        commitment and tag verify, and only where the blob table has the committed hash:
+        a report never makes the server read other people's blobs."""
         found: dict[str, bytes] = {}
         for ref in attachments_to_fetch(report, self._server_key):
             try:
                 path, row = await self._blobs.locate(ref.blob_id)
             except NotFound:
                 continue
-            if stored_blob_matches(ref, row.sha256, row.size) is AttachmentStatus.VERIFIED:
+            # The committed hash must be the stored blob's: only someone who had the
+            # ciphertext knows it. A wrong committed size is the verifier's to report.
+            if stored_blob_matches(ref, row.sha256, row.size) in _READABLE:
                 found[ref.blob_id] = await asyncio.to_thread(path.read_bytes)
         return found
 

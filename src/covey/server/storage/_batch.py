@@ -211,17 +211,19 @@ def _store(conn: Connection, raw: Any, ids: IdAllocator, stores: Sequence[Any]) 
         conn.execute(insert(schema_safety.safety_copies), copies)
         # The relay opened each copy to check it: that read is logged with the copy.
         c = schema_safety.safety_copies.c
-        opened = select(c.id, c.message_id, c.conversation_id, literal(ARRIVAL_READER),
-                        literal(ARRIVAL_PURPOSE), c.server_ts_ms).where(
-            # Keyed exactly: the same sender may reuse a message id in another
-            # conversation, and that older copy was not read now.
+        opened = select(c.id, c.message_id, c.conversation_id, c.sender_user,
+                        literal(ARRIVAL_READER), literal(ARRIVAL_PURPOSE),
+                        c.server_ts_ms).where(
+            # Keyed exactly (conversation, sender user, message id): another device of
+            # the same sender may have used this id in another conversation, and that
+            # copy was not read now.
             tuple_(c.conversation_id, c.sender_user, c.message_id).in_(
                 [(row["conversation_id"], row["sender_user"], row["message_id"])
                  for row in copies]))
         reads = schema_safety.safety_copy_reads.c
         conn.execute(insert(schema_safety.safety_copy_reads).from_select(
-            [reads.copy_id, reads.message_id, reads.conversation_id, reads.reader,
-             reads.purpose, reads.read_ms], opened))
+            [reads.copy_id, reads.message_id, reads.conversation_id, reads.sender_user,
+             reads.reader, reads.purpose, reads.read_ms], opened))
 
 
 def _holders(conn: Connection, raw: Any, stores: Sequence[Any]) -> dict[tuple[str, str], int]:
