@@ -22,6 +22,7 @@ from covey.client._events import (
 )
 from covey.client._store import StoreError, WrongPassphrase
 from covey.client._transport import Offline, ServerError
+from covey.protocol.ids import MessageKey
 
 __all__ = [
     "AttachmentDownload",
@@ -34,6 +35,7 @@ __all__ = [
     "GuardianAlert",
     "IncomingMessage",
     "MessageDropped",
+    "MessageKey",
     "MessageSent",
     "Offline",
     "PolicyChanged",
