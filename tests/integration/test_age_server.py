@@ -20,7 +20,7 @@ import pytest
 
 from covey.age import AgeBand, AgeChallenge, Wallet, band_predicate, years_before
 from covey.client import Client, ClientError
-from tests.integration._age import (
+from tests.support.age import (
     FAST_SCRYPT,
     PASSPHRASE,
     IssuerService,
@@ -31,7 +31,7 @@ from tests.integration._age import (
     today,
     wait_for,
 )
-from tests.unit._age_fixtures import raw_issuer
+from tests.support.age_fixtures import raw_issuer
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from covey.client import Client, ServerError
-from tests.integration._age import PASSPHRASE
-from tests.integration._safety import People, band_issuer, people, trust_band_issuer
+from tests.support.age import PASSPHRASE
+from tests.support.safety import People, band_issuer, people, trust_band_issuer
 
 __all__ = ["band_issuer", "people", "trust_band_issuer"]
 

@@ -26,8 +26,8 @@ from covey.moderation import ReportCategory, load_public_key, verify_bundle
 from covey.moderation.wire import ReportSubmission
 from covey.server.storage.engine import create_engine
 from covey.server.storage.schema_reports import audit_log, reports
-from tests.integration._console import console_login, create_console_user
-from tests.integration.test_client_e2e import PASSPHRASE, Devices, receive
+from tests.support.console import console_login, create_console_user
+from tests.support.devices import PASSPHRASE, Devices, receive
 
 pytestmark = pytest.mark.timeout(180)
 

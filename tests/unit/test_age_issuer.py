@@ -29,7 +29,7 @@ from covey.age import (
     Wallet,
 )
 from covey.errors import CoveyError
-from tests.unit._age_fixtures import DeclaredBirthDate, covey_issuer, holder
+from tests.support.age_fixtures import DeclaredBirthDate, covey_issuer, holder
 
 
 @pytest.fixture(scope="module")

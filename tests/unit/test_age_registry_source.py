@@ -8,13 +8,15 @@ import functools
 import http.server
 import json
 import threading
+import types
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from covey.server.services import age as age_service
 from covey.server.services.age import RegistrySource
-from tests.unit._age_fixtures import covey_issuer, raw_issuer
+from tests.support.age_fixtures import covey_issuer, raw_issuer
 
 
 def _write(path: Path, *entries: dict[str, object]) -> None:
@@ -63,15 +65,20 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
 
 async def test_a_url_registry_is_fetched_again_after_refresh_s(
-        served: tuple[str, Path]) -> None:
+        served: tuple[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     url, root = served
+    # The source's monotonic clock, moved by hand: no sleeping, and a slow fetch on a
+    # busy machine cannot run past refresh_s.
+    clock = [1000.0]
+    monkeypatch.setattr(age_service, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
     _write(root / "registry.json", covey_issuer().publish())
     source = RegistrySource(url, refresh_s=0.3)
     assert len((await source.current()).issuers()) == 1
     _write(root / "registry.json", covey_issuer().publish(), raw_issuer().entry())
+    clock[0] += 0.2
     assert len((await source.current()).issuers()) == 1  # not yet
-    await asyncio.sleep(0.4)
+    clock[0] += 0.2
     assert len((await source.current()).issuers()) == 2
     (root / "registry.json").unlink()  # 404: keep what we had
-    await asyncio.sleep(0.4)
+    clock[0] += 0.4
     assert len((await source.current()).issuers()) == 2

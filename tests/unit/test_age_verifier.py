@@ -39,7 +39,7 @@ from covey.age import (
     years_before,
 )
 from covey.errors import CoveyError
-from tests.unit._age_fixtures import (
+from tests.support.age_fixtures import (
     FakeClock,
     born_years_ago,
     covey_issuer,
