@@ -145,6 +145,7 @@ async def test_16_plus_and_under_16_from_a_real_issuer(issuer: IssuerService, pe
                                                               ("child", "under-16")]
 
 
+@pytest.mark.shared_server
 async def test_registration_with_a_filled_wallet_proves_at_once(
         issuer: IssuerService, people: People, tmp_path: Path) -> None:
     helper = await people.register("helper")
@@ -354,6 +355,7 @@ async def test_every_bad_input_is_a_4xx_naming_it_and_leaves_the_band(
     await kid_http.aclose()
 
 
+@pytest.mark.shared_server
 async def test_revoked_credential_fails(issuer: IssuerService, people: People,
                                         covey_server: Any) -> None:
     hal = await people.register("hal")
@@ -423,6 +425,7 @@ async def test_interop_with_an_issuer_built_on_anoncreds_alone(
     assert me.age.issuer_id == raw.issuer_id
 
 
+@pytest.mark.shared_server
 async def test_covey_whoami_shows_user_devices_band_and_expiry(
         issuer: IssuerService, people: People, tmp_path: Path) -> None:
     kim = await people.register("kim")

@@ -219,6 +219,7 @@ def _verify(wallet: Wallet, issuer: Issuer) -> AgeBand:
     return verifier.verify(submission).band
 
 
+@pytest.mark.slow
 def test_a_full_registry_is_followed_by_a_new_one(issuer: Issuer, tmp_path: Path) -> None:
     first_registry = issuer.rev_reg_def_id
     old_holder, old_id = holder(issuer, date(1990, 5, 5))  # before the copy: registry 1
