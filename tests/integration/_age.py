@@ -3,17 +3,30 @@ working. New code imports `tests.support.age`."""
 
 from tests.support.age import (
     FAST_SCRYPT,
+    OPERATOR,
     PASSPHRASE,
     IssuerService,
     ShiftedClock,
     covey,
     get_credential,
+    operator_key_file,
     server_env,
     today,
     wait_for,
+    write_registry,
 )
 
 __all__ = [
-    "FAST_SCRYPT", "PASSPHRASE", "IssuerService", "ShiftedClock", "covey",
-    "get_credential", "server_env", "today", "wait_for",
+    "FAST_SCRYPT",
+    "OPERATOR",
+    "PASSPHRASE",
+    "IssuerService",
+    "ShiftedClock",
+    "covey",
+    "get_credential",
+    "operator_key_file",
+    "server_env",
+    "today",
+    "wait_for",
+    "write_registry",
 ]

@@ -4,10 +4,11 @@ working. New code imports `tests.support.console`."""
 from tests.support.console import (
     PASSWORD,
     console_login,
+    console_suspend,
     create_console_user,
     csrf_of,
 )
 
 __all__ = [
-    "PASSWORD", "console_login", "create_console_user", "csrf_of",
+    "PASSWORD", "console_login", "console_suspend", "create_console_user", "csrf_of",
 ]

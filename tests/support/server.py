@@ -162,7 +162,8 @@ def postgres_database() -> Iterator[str]:
 
 
 def _marker_env(node: pytest.Item) -> dict[str, str]:
-    env = {}
+    # The tests talk to the console over plain http://127.0.0.1: no Secure cookies.
+    env = {"COVEY_CONSOLE_ALLOW_HTTP": "true"}
     if node.get_closest_marker("opaque_envelopes") is not None:
         # Random bytes stand in for ciphertexts, so there is no plaintext to make a
         # safety copy of: relay these with safety copies off (test_safety_*.py covers them).

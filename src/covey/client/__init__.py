@@ -8,6 +8,7 @@
 from covey.client._client import Client
 from covey.client._core import ClientCore, ClientError
 from covey.client._events import (
+    DeviceListChanged,
     Event,
     FrankingEvidence,
     GuardianAlert,
@@ -26,6 +27,7 @@ __all__ = [
     "Client",
     "ClientCore",
     "ClientError",
+    "DeviceListChanged",
     "Event",
     "FrankingEvidence",
     "GuardianAlert",

@@ -38,6 +38,7 @@ from covey.client._core import (
     inbox_key,
 )
 from covey.client._events import (
+    DeviceListChanged,
     Event,
     GuardianAlert,
     IncomingMessage,
@@ -46,7 +47,7 @@ from covey.client._events import (
 )
 from covey.client._policy import KnownPolicy, check_on_device_rules
 from covey.client._reporting import build_report
-from covey.client._store import SCRYPT_N, Store
+from covey.client._store import Store
 from covey.client._transport import Api, Offline, ServerError
 from covey.crypto import DeviceAccount
 from covey.errors import CryptoError
@@ -66,6 +67,7 @@ from covey.protocol.wire import (
     ConversationPolicyBody,
     Delivery,
     DeliveryFrame,
+    DeviceListChangedFrame,
     ErrorFrame,
     GroupChangedFrame,
     GroupInfo,
@@ -149,7 +151,7 @@ class Client:
     @classmethod
     async def register(cls, server_url: str, handle: str, store_path: str | os.PathLike[str],
                        passphrase: str, *, rotate_after: int = DEFAULT_ROTATE_AFTER,
-                       scrypt_n: int = SCRYPT_N, connect: bool = True,
+                       scrypt_n: int | None = None, connect: bool = True,
                        wallet: Wallet | bytes | None = None,
                        age_clock: Callable[[], datetime] | None = None) -> Client:
         """Create a user `handle` with this as its first device, stored at `store_path`.
@@ -164,7 +166,8 @@ class Client:
     @classmethod
     async def link_device(cls, server_url: str, handle: str, link_token: str,
                           store_path: str | os.PathLike[str], passphrase: str, *,
-                          rotate_after: int = DEFAULT_ROTATE_AFTER, scrypt_n: int = SCRYPT_N,
+                          rotate_after: int = DEFAULT_ROTATE_AFTER,
+                          scrypt_n: int | None = None,
                           connect: bool = True) -> Client:
         """Add a device to `handle` with a link token made by one of its devices."""
         return await cls._new_device(server_url, handle, store_path, passphrase, link_token,
@@ -174,7 +177,8 @@ class Client:
     @classmethod
     async def _new_device(cls, server_url: str, handle: str,
                           store_path: str | os.PathLike[str], passphrase: str,
-                          link_token: str | None, *, rotate_after: int, scrypt_n: int,
+                          link_token: str | None, *, rotate_after: int,
+                          scrypt_n: int | None,
                           connect: bool, wallet: Wallet | bytes | None = None,
                           age_clock: Callable[[], datetime] | None = None) -> Client:
         account = DeviceAccount.create(handle, new_device_id())
@@ -228,8 +232,9 @@ class Client:
     async def open(cls, store_path: str | os.PathLike[str], passphrase: str, *,
                    rotate_after: int = DEFAULT_ROTATE_AFTER, connect: bool = True,
                    age_clock: Callable[[], datetime] | None = None) -> Client:
-        """Resume a device from its store (wrong passphrase: `WrongPassphrase`)."""
-        store = Store.open(store_path, passphrase)
+        """Resume a device from its store (wrong passphrase: `WrongPassphrase`; open in
+        another process: `store_locked`). The key derivation runs in a thread."""
+        store = await Store.open_in_thread(store_path, passphrase)
         try:
             core = ClientCore.load(store, rotate_after=rotate_after)
             if not core.registered:
@@ -553,9 +558,14 @@ class Client:
 
     async def _fetch_device_lists(self, users: list[str]) -> None:
         for user in users:
+            before = self._core.known_device_ids(user)
             problems = self._core.update_device_list(await self._api.device_list(user))
             for problem in problems:
                 log.warning("device list of %s: %s", user, problem)
+            after = self._core.known_device_ids(user) or set()
+            if before is not None and before != after:
+                self._emit(DeviceListChanged(user, tuple(sorted(after - before)),
+                                             tuple(sorted(before - after))))
 
     async def _claim(self, conversation_id: str) -> None:
         needed = self._core.devices_needing_sessions(conversation_id)
@@ -748,6 +758,9 @@ class Client:
                 self._age_task = asyncio.create_task(self._age.answer_server())
         elif isinstance(frame, GuardianAlertFrame):
             self._emit(GuardianAlert.from_wire(frame.alert))
+        elif isinstance(frame, DeviceListChangedFrame):
+            with contextlib.suppress(ServerError):  # e.g. no longer visible to us
+                await self._fetch_device_lists([frame.user_id])
         elif isinstance(frame, ErrorFrame):
             log.warning("server error frame: %s", frame.error.code)
 
