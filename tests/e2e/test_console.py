@@ -14,7 +14,7 @@ import pytest
 
 from covey.client import Client
 from covey.moderation import ReportCategory
-from tests.integration._console import PASSWORD, create_console_user
+from tests.support.console import PASSWORD, create_console_user
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_INSTALLED = CHROMIUM.exists()

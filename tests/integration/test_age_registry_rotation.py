@@ -15,7 +15,7 @@ import pytest
 
 from covey.age import years_before
 from covey.client import Client, ClientError
-from tests.integration._age import (
+from tests.support.age import (
     FAST_SCRYPT,
     PASSPHRASE,
     IssuerService,

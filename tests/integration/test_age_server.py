@@ -20,7 +20,7 @@ import pytest
 
 from covey.age import AgeBand, AgeChallenge, Wallet, band_predicate, years_before
 from covey.client import Client, ClientError
-from tests.integration._age import (
+from tests.support.age import (
     FAST_SCRYPT,
     PASSPHRASE,
     IssuerService,
@@ -32,7 +32,7 @@ from tests.integration._age import (
     wait_for,
     write_registry,
 )
-from tests.unit._age_fixtures import raw_issuer
+from tests.support.age_fixtures import raw_issuer
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 
@@ -146,6 +146,7 @@ async def test_16_plus_and_under_16_from_a_real_issuer(issuer: IssuerService, pe
                                                               ("child", "under-16")]
 
 
+@pytest.mark.shared_server
 async def test_registration_with_a_filled_wallet_proves_at_once(
         issuer: IssuerService, people: People, tmp_path: Path) -> None:
     helper = await people.register("helper")
@@ -355,6 +356,7 @@ async def test_every_bad_input_is_a_4xx_naming_it_and_leaves_the_band(
     await kid_http.aclose()
 
 
+@pytest.mark.shared_server
 async def test_revoked_credential_fails(issuer: IssuerService, people: People,
                                         covey_server: Any) -> None:
     hal = await people.register("hal")
@@ -424,6 +426,7 @@ async def test_interop_with_an_issuer_built_on_anoncreds_alone(
     assert me.age.issuer_id == raw.issuer_id
 
 
+@pytest.mark.shared_server
 async def test_covey_whoami_shows_user_devices_band_and_expiry(
         issuer: IssuerService, people: People, tmp_path: Path) -> None:
     kim = await people.register("kim")

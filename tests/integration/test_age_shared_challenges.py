@@ -18,7 +18,8 @@ from covey.age import years_before
 from covey.client import Client
 from covey.server.storage.engine import create_engine
 from covey.server.storage.schema_age import age_challenges
-from tests.integration._age import (
+from tests.integration.conftest import BACKENDS, CoveyServer
+from tests.support.age import (
     FAST_SCRYPT,
     PASSPHRASE,
     IssuerService,
@@ -26,7 +27,6 @@ from tests.integration._age import (
     server_env,
     today,
 )
-from tests.integration.conftest import BACKENDS, CoveyServer
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 

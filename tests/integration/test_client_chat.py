@@ -47,6 +47,7 @@ async def _type(process: asyncio.subprocess.Process, line: str) -> None:
     await process.stdin.drain()
 
 
+@pytest.mark.shared_server
 async def test_chat_sends_and_prints(covey_server: Any, tmp_path: Path) -> None:
     bob = await Client.register(covey_server.url, "bob", tmp_path / "bob.db", "pw",
                                 scrypt_n=2**12)
@@ -80,6 +81,7 @@ async def test_chat_sends_and_prints(covey_server: Any, tmp_path: Path) -> None:
         await bob.close()
 
 
+@pytest.mark.shared_server
 async def test_chat_wrong_passphrase_is_a_clear_error(covey_server: Any,
                                                       tmp_path: Path) -> None:
     store = tmp_path / "carol.db"

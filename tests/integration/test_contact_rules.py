@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from covey.client import Client, ServerError
-from tests.integration._age import PASSPHRASE
-from tests.integration._safety import People, band_issuer, people, trust_band_issuer
+from tests.support.age import PASSPHRASE
+from tests.support.safety import People, band_issuer, people, trust_band_issuer
 
 __all__ = ["band_issuer", "people", "trust_band_issuer"]
 
@@ -63,6 +63,7 @@ async def _every_path_refused(stranger: Client, kid: Client) -> None:
         stranger.user_id]
 
 
+@pytest.mark.shared_server
 async def test_unverified_and_adult_strangers_cannot_reach_a_child(people: People) -> None:
     kid = await people.child("kid")
     adult, anon = await people.adult("adam"), await people.unverified("anon")
@@ -166,6 +167,7 @@ async def test_children_blocking_bars_an_adult_and_warns_the_rest(_low_threshold
     assert (await friend.next_message(within_s=15)).text == "still reachable"
 
 
+@pytest.mark.shared_server
 async def test_block_and_mute_work_for_everyone(people: People) -> None:
     alice, bob, carol = [await people.adult(h) for h in ("alice", "bob", "carol")]
     await alice.send_text("bob", "hi bob")

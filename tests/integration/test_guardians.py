@@ -22,9 +22,9 @@ from covey.moderation import ReportCategory
 from covey.protocol.ids import dm_conversation_id
 from covey.server.storage.engine import create_engine
 from covey.server.storage.schema_guardians import guardian_alerts, guardian_links
-from tests.integration import _safety
-from tests.integration._age import PASSPHRASE, ShiftedClock, today, wait_for
-from tests.integration._safety import BandIssuer, People
+from tests.support import safety as _safety
+from tests.support.age import PASSPHRASE, ShiftedClock, today, wait_for
+from tests.support.safety import BandIssuer, People
 
 # The banded-people fixtures, found by name.
 band_issuer = _safety.band_issuer

@@ -26,8 +26,8 @@ from covey.moderation import ReportCategory, load_public_key, verify_bundle
 from covey.moderation.wire import ReportSubmission
 from covey.server.storage.engine import create_engine
 from covey.server.storage.schema_reports import audit_log, reports
-from tests.integration._console import console_login, create_console_user
-from tests.integration.test_client_e2e import PASSPHRASE, Devices, receive
+from tests.support.console import console_login, create_console_user
+from tests.support.devices import PASSPHRASE, Devices, receive
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -134,6 +134,7 @@ async def test_spliced_evidence_from_another_conversation_is_marked(
     assert statuses[ids[-1]] == "verified"
 
 
+@pytest.mark.shared_server
 async def test_swapped_attachment_ciphertext_is_detected(
         covey_server: Any, devices: Devices) -> None:
     alice, bob = await devices.register("alice"), await devices.register("bob")
@@ -416,6 +417,7 @@ async def test_covey_report_command(covey_server: Any, devices: Devices) -> None
     assert rows == [("grooming_or_enticement", "bob")]
 
 
+@pytest.mark.shared_server
 def test_console_bad_input_is_never_a_server_error(covey_server: Any) -> None:
     create_console_user(covey_server, "mod", "moderator")
     with httpx.Client(base_url=covey_server.url, trust_env=False) as anonymous:

@@ -28,8 +28,8 @@ from covey.protocol.safety_copy import (
 from covey.protocol.secrets import FrankingCommitment
 from covey.protocol.wire import SafetyCopy, SendEnvelope
 from covey.server.storage.engine import create_engine
-from tests.integration._age import wait_for
-from tests.integration._safety import People, band_issuer, people, trust_band_issuer
+from tests.support.age import wait_for
+from tests.support.safety import People, band_issuer, people, trust_band_issuer
 
 __all__ = ["band_issuer", "people", "trust_band_issuer"]
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from covey.client import Client, SafetyWarning, ServerError
-from tests.integration._safety import People, band_issuer, people, trust_band_issuer
+from tests.support.safety import People, band_issuer, people, trust_band_issuer
 
 __all__ = ["band_issuer", "people", "trust_band_issuer"]
 

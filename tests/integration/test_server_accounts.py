@@ -9,9 +9,10 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from tests.integration._raw import RawDevice, frames_until, new_handle, register
+from tests.support.raw import RawDevice, frames_until, new_handle, register
 
 
+@pytest.mark.shared_server
 def test_register_login_and_device_list(covey_server):
     alice = RawDevice(covey_server.url, new_handle("alice")).register().login()
     with alice.http() as c:
@@ -29,6 +30,7 @@ def test_register_login_and_device_list(covey_server):
         assert unknown.json()["error"]["code"] == "unknown_user"
 
 
+@pytest.mark.shared_server
 def test_register_rejects_bad_self_signature(covey_server):
     device = RawDevice(covey_server.url, new_handle())
     keys = device.device_keys()
@@ -41,6 +43,7 @@ def test_register_rejects_bad_self_signature(covey_server):
         assert c.post("/v1/auth/challenge", json=device.ref).status_code == 404
 
 
+@pytest.mark.shared_server
 def test_replayed_and_unknown_challenges_are_refused(covey_server):
     alice = RawDevice(covey_server.url, new_handle()).register()
     challenge = alice.challenge()
@@ -62,6 +65,7 @@ def test_replayed_and_unknown_challenges_are_refused(covey_server):
         assert bad.json()["error"]["code"] == "bad_signature"
 
 
+@pytest.mark.shared_server
 def test_bad_tokens_are_unauthorized(covey_server):
     with httpx.Client(base_url=covey_server.url) as c:
         missing = c.get("/v1/keys/count")
@@ -94,6 +98,7 @@ def test_tokens_and_challenges_expire(covey_server):
         assert late.json()["error"]["code"] == "challenge_expired"
 
 
+@pytest.mark.shared_server
 def test_link_token_adds_a_device_once(covey_server):
     alice = register(covey_server.url, "alice")
     with alice.http() as c:

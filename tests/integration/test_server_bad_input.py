@@ -8,7 +8,7 @@ import json
 import httpx
 import pytest
 
-from tests.integration._raw import RawDevice, dm_envelope, new_handle, register
+from tests.support.raw import RawDevice, dm_envelope, new_handle, register
 
 pytestmark = pytest.mark.opaque_envelopes
 
@@ -127,7 +127,7 @@ def test_bad_input_table(covey_server):
 
 
 def test_oversized_websocket_frame_gets_an_error_frame(covey_server):
-    from tests.integration._raw import frames_until
+    from tests.support.raw import frames_until
 
     alice, bob = register(covey_server.url, "alice"), register(covey_server.url, "bob")
     env = dm_envelope(alice, [bob], peer=bob.user_id, body_size=300 * 1024)

@@ -6,14 +6,16 @@ import hashlib
 import os
 
 import httpx
+import pytest
 
-from tests.integration._raw import register
+from tests.support.raw import register
 
 
 def _files(root) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
 
 
+@pytest.mark.shared_server
 def test_upload_and_download_round_trip(covey_server):
     alice, bob = register(covey_server.url, "alice"), register(covey_server.url, "bob")
     data = os.urandom(300_000)

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from tests.integration._raw import dm_envelope, frames_until, register
+from tests.support.raw import dm_envelope, frames_until, register
 
 pytestmark = pytest.mark.opaque_envelopes
 

@@ -8,7 +8,7 @@ import json
 import httpx
 import pytest
 
-from tests.integration._raw import frames_until, group_envelope, register
+from tests.support.raw import frames_until, group_envelope, register
 
 pytestmark = pytest.mark.opaque_envelopes
 
@@ -17,6 +17,7 @@ def _client(server) -> httpx.Client:
     return httpx.Client(base_url=server.url, timeout=30)
 
 
+@pytest.mark.shared_server
 def test_group_lifecycle_bumps_epochs_and_notifies(covey_server):
     alice, bob, carol = (register(covey_server.url, p) for p in ("alice", "bob", "carol"))
     with _client(covey_server) as c:
@@ -57,6 +58,7 @@ def test_group_lifecycle_bumps_epochs_and_notifies(covey_server):
         assert unknown.status_code == 404
 
 
+@pytest.mark.shared_server
 def test_group_send_needs_current_epoch_and_exact_devices(covey_server):
     alice, bob, carol = (register(covey_server.url, p) for p in ("alice", "bob", "carol"))
     alice2 = alice.link_new_device()
@@ -96,6 +98,7 @@ def test_group_send_needs_current_epoch_and_exact_devices(covey_server):
         assert c.get("/v1/messages/pending", headers=alice.headers).json()["deliveries"] == []
 
 
+@pytest.mark.shared_server
 def test_non_member_cannot_send_to_group(covey_server):
     alice, bob, eve = (register(covey_server.url, p) for p in ("alice", "bob", "eve"))
     with _client(covey_server) as c:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import concurrent.futures
 
 import httpx
+import pytest
 
-from tests.integration._raw import RawDevice, frames_until, new_handle, register
+from tests.support.raw import RawDevice, frames_until, new_handle, register
 
 
+@pytest.mark.shared_server
 def test_upload_with_a_bad_signature_is_rejected_and_stores_nothing(covey_server):
     bob = RawDevice(covey_server.url, new_handle("bob")).register().login()
     good = bob.make_one_time_keys(3)
@@ -27,6 +29,7 @@ def test_upload_with_a_bad_signature_is_rejected_and_stores_nothing(covey_server
         assert ok.json()["one_time_key_count"] == 3
 
 
+@pytest.mark.shared_server
 def test_concurrent_claims_never_return_the_same_key_then_fallback(covey_server):
     bob = RawDevice(covey_server.url, new_handle("bob")).register().login()
     bob.upload_keys(20, fallback=True)
@@ -53,6 +56,7 @@ def test_concurrent_claims_never_return_the_same_key_then_fallback(covey_server)
     assert count == {"one_time_key_count": 0, "has_fallback_key": True}
 
 
+@pytest.mark.shared_server
 def test_claim_reports_missing_devices_and_sends_keys_low(covey_server):
     bob = RawDevice(covey_server.url, new_handle("bob")).register().login()
     bob.upload_keys(2, fallback=False)

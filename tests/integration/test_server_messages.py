@@ -12,7 +12,7 @@ import pytest
 
 from covey.protocol.franking import TagContext, tag_is_valid
 from covey.protocol.secrets import FrankingCommitment, FrankingTag, ServerFrankingKey
-from tests.integration._raw import dm_envelope, frames_until, register
+from tests.support.raw import dm_envelope, frames_until, register
 
 pytestmark = pytest.mark.opaque_envelopes
 
@@ -21,6 +21,7 @@ def _client(server) -> httpx.Client:
     return httpx.Client(base_url=server.url, timeout=30)
 
 
+@pytest.mark.shared_server
 def test_rest_send_pending_ack_and_franking_tag(covey_server):
     alice, bob = register(covey_server.url, "alice"), register(covey_server.url, "bob")
     env = dm_envelope(alice, [bob], peer=bob.user_id)
@@ -53,6 +54,7 @@ def test_rest_send_pending_ack_and_franking_tag(covey_server):
         assert c.get("/v1/messages/pending", headers=bob.headers).json() == {"deliveries": []}
 
 
+@pytest.mark.shared_server
 def test_resend_is_idempotent_and_conflicting_resend_refused(covey_server):
     alice, bob = register(covey_server.url, "alice"), register(covey_server.url, "bob")
     env = dm_envelope(alice, [bob], peer=bob.user_id)
@@ -83,6 +85,7 @@ def test_resend_is_idempotent_and_conflicting_resend_refused(covey_server):
     assert ids == [env["message_id"], env2["message_id"]]
 
 
+@pytest.mark.shared_server
 def test_device_list_mismatch_names_missing_and_extra(covey_server):
     alice, bob = register(covey_server.url, "alice"), register(covey_server.url, "bob")
     bob2 = bob.link_new_device()
@@ -116,6 +119,7 @@ def test_device_list_mismatch_names_missing_and_extra(covey_server):
         assert r.status_code == 403
 
 
+@pytest.mark.shared_server
 def test_offline_device_gets_everything_in_order_on_reconnect(covey_server):
     alice, bob = register(covey_server.url, "alice"), register(covey_server.url, "bob")
     sent_ids = []
@@ -157,6 +161,7 @@ def test_offline_device_gets_everything_in_order_on_reconnect(covey_server):
                 if f["type"] == "delivery"] == sent_ids[30:]
 
 
+@pytest.mark.shared_server
 def test_bad_frames_get_error_frames_and_the_socket_stays_open(covey_server):
     alice, bob = register(covey_server.url, "alice"), register(covey_server.url, "bob")
     with alice.ws(covey_server.ws_url) as sock:
@@ -172,6 +177,7 @@ def test_bad_frames_get_error_frames_and_the_socket_stays_open(covey_server):
         assert any(f["type"] == "sent" for f in frames)
 
 
+@pytest.mark.shared_server
 def test_websocket_rejects_bad_tokens(covey_server):
     from websockets.exceptions import InvalidStatus
     from websockets.sync.client import connect

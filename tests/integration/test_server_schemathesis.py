@@ -18,7 +18,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.integration._raw import register
+from tests.support.raw import register
 
 pytestmark = pytest.mark.opaque_envelopes
 

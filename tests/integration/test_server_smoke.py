@@ -5,17 +5,19 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.integration._raw import dm_envelope, frames_until, register
+from tests.support.raw import dm_envelope, frames_until, register
 
 pytestmark = pytest.mark.opaque_envelopes
 
 
+@pytest.mark.shared_server
 def test_health_and_openapi(covey_server):
     assert httpx.get(f"{covey_server.url}/healthz").json() == {"status": "ok"}
     spec = httpx.get(f"{covey_server.url}/openapi.json").json()
     assert "/v1/messages" in spec["paths"]
 
 
+@pytest.mark.shared_server
 def test_send_and_receive_over_websocket(covey_server):
     alice = register(covey_server.url, "alice")
     bob = register(covey_server.url, "bob")

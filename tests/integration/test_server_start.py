@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from tests.integration.conftest import CoveyServer
 
 
+@pytest.mark.shared_server
 def test_start_line_names_address_mode_database_and_console(covey_server: CoveyServer) -> None:
     log = covey_server.log()
     assert f"Covey relay on {covey_server.url}" in log
@@ -16,6 +18,7 @@ def test_start_line_names_address_mode_database_and_console(covey_server: CoveyS
     assert f"{covey_server.url}/console/" in log
 
 
+@pytest.mark.shared_server
 def test_root_redirects_to_the_console(covey_server: CoveyServer) -> None:
     answer = httpx.get(f"{covey_server.url}/", follow_redirects=False)
     assert answer.status_code == 307

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from covey.protocol.wire import CLIENT_FRAME, AckFrame
-from tests.integration._raw import dm_envelope, frames_until, register
+from tests.support.raw import dm_envelope, frames_until, register
 
 pytestmark = pytest.mark.opaque_envelopes
 

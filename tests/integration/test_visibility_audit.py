@@ -21,7 +21,7 @@ from covey.protocol.safety_copy import SafetyCopyContext, SafetyServicePrivateKe
 from covey.protocol.secrets import FrankingCommitment
 from covey.server.storage.engine import create_engine
 from covey.server.storage.schema_safety import safety_copies
-from tests.integration import _safety
+from tests.support import safety as _safety
 
 # The banded-people fixtures, found by name.
 band_issuer = _safety.band_issuer

@@ -18,7 +18,7 @@ from covey.age import (
     Wallet,
     to_dateint,
 )
-from tests.unit._age_fixtures import RawIssuer, born_years_ago, raw_issuer, registry_for
+from tests.support.age_fixtures import RawIssuer, born_years_ago, raw_issuer, registry_for
 
 
 @pytest.fixture(scope="module")

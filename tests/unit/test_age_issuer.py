@@ -29,7 +29,7 @@ from covey.age import (
     Wallet,
 )
 from covey.errors import CoveyError
-from tests.unit._age_fixtures import DeclaredBirthDate, covey_issuer, holder
+from tests.support.age_fixtures import DeclaredBirthDate, covey_issuer, holder
 
 
 @pytest.fixture(scope="module")
@@ -219,6 +219,7 @@ def _verify(wallet: Wallet, issuer: Issuer) -> AgeBand:
     return verifier.verify(submission).band
 
 
+@pytest.mark.slow
 def test_a_full_registry_is_followed_by_a_new_one(issuer: Issuer, tmp_path: Path) -> None:
     first_registry = issuer.rev_reg_def_id
     old_holder, old_id = holder(issuer, date(1990, 5, 5))  # before the copy: registry 1

@@ -15,7 +15,7 @@ import pytest
 
 from covey.age.signed import OperatorKey, RegistryUnsigned, open_signed
 from covey.server.services.age import RegistrySource
-from tests.unit._age_fixtures import covey_issuer, raw_issuer
+from tests.support.age_fixtures import covey_issuer, raw_issuer
 
 OPERATOR = OperatorKey.generate()
 

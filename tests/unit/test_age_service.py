@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from covey.age import ManualApproval, Wallet
 from covey.age.service import create_issuer_app, load_check
 from covey.errors import InvalidInput
-from tests.unit._age_fixtures import DeclaredBirthDate, born_years_ago, covey_issuer
+from tests.support.age_fixtures import DeclaredBirthDate, born_years_ago, covey_issuer
 
 
 @pytest.fixture
@@ -71,9 +71,9 @@ def test_rejected_and_bad_requests_are_4xx_with_a_code(directory: Path) -> None:
 
 def test_load_check() -> None:
     assert isinstance(load_check(None), ManualApproval)
-    assert isinstance(load_check("tests.unit._age_fixtures:DeclaredBirthDate"),
+    assert isinstance(load_check("tests.support.age_fixtures:DeclaredBirthDate"),
                       DeclaredBirthDate)
     with pytest.raises(InvalidInput):
-        load_check("tests.unit._age_fixtures")
+        load_check("tests.support.age_fixtures")
     with pytest.raises(InvalidInput):
-        load_check("tests.unit._age_fixtures:today")
+        load_check("tests.support.age_fixtures:today")

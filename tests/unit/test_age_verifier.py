@@ -39,7 +39,7 @@ from covey.age import (
     years_before,
 )
 from covey.errors import CoveyError
-from tests.unit._age_fixtures import (
+from tests.support.age_fixtures import (
     FakeClock,
     born_years_ago,
     covey_issuer,
@@ -336,6 +336,7 @@ def test_credential_from_unknown_issuer_is_rejected(verifier: Verifier,
         verifier.verify(submission)
 
 
+@pytest.mark.slow
 def test_revoked_credential_is_rejected(issuer: Issuer, verifier: Verifier,
                                         registry: TrustRegistry, tails: Path) -> None:
     wallet, credential_id = holder(issuer, born_years_ago(25))
@@ -373,6 +374,7 @@ def test_revoked_credential_is_rejected(issuer: Issuer, verifier: Verifier,
                                   tails)).band is AgeBand.SIXTEEN_PLUS
 
 
+@pytest.mark.slow
 def test_witness_computed_before_the_challenge_is_used(
         issuer: Issuer, verifier: Verifier, registry: TrustRegistry, tails: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,7 +19,7 @@ from covey.client._events import (
 from covey.client._store import Store
 from covey.protocol.franking import TagContext, opens, tag_is_valid
 from covey.protocol.ids import dm_conversation_id
-from tests.unit.test_client_harness import PASSPHRASE, FakeServer
+from tests.support.fake_server import PASSPHRASE, FakeServer
 
 
 @pytest.fixture

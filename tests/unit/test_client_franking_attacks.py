@@ -35,8 +35,8 @@ from covey.protocol.wire import (
     SendEnvelope,
     SignedKey,
 )
+from tests.support.fake_server import FakeServer
 from tests.unit._salamander import two_key_ciphertext
-from tests.unit.test_client_harness import FakeServer
 
 
 @pytest.fixture

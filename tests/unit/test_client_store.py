@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from covey.client._store import Store, StoreError, WrongPassphrase
-from tests.unit.test_client_harness import PASSPHRASE, TEST_SCRYPT_N, FakeServer
+from tests.support.fake_server import PASSPHRASE, TEST_SCRYPT_N, FakeServer
 
 
 def _raw_bytes(path: Path) -> bytes:

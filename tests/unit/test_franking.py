@@ -107,6 +107,7 @@ def test_participant_order_does_not_matter() -> None:
     assert opens(c, content.fk(), content.committed_part(), reordered)
 
 
+@pytest.mark.slow
 @given(original=st.text(max_size=200), altered=st.text(max_size=200))
 def test_any_change_to_the_text_breaks_the_commitment(original: str, altered: str) -> None:
     fk = FrankingKey.generate()

@@ -84,6 +84,7 @@ def test_client_report_window_is_ten_preceding_messages_both_ways() -> None:
         build_report(history, "bob", "nosuchmessageid00000", "spam")
 
 
+@pytest.mark.slow
 def test_transparency_counts_and_chart() -> None:
     rows = [TransparencyRow(1_767_225_600_000, "grooming_or_enticement", "escalated",
                             "safeguarded", "under-16"),

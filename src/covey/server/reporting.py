@@ -79,4 +79,5 @@ async def start_reporting(app: FastAPI, settings: Settings, services: Services) 
     running = Reporting(reports, moderation)
     running.tasks.append(asyncio.create_task(reports.gate_loop(), name="covey-gate"))
     running.tasks.append(asyncio.create_task(reports.purge_loop(), name="covey-evidence"))
+    running.tasks.append(asyncio.create_task(moderation.warm_up(), name="covey-warm-up"))
     return running

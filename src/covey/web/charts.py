@@ -1,15 +1,13 @@
-"""Charts for the transparency page: matplotlib (Agg backend) bar charts as SVG."""
+"""Charts for the transparency page: matplotlib (Agg backend) bar charts as SVG.
+
+matplotlib is imported on the first chart, not with the console: it takes seconds to
+load and every server start would pay it."""
 
 from __future__ import annotations
 
 import io
 from collections.abc import Mapping
-
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
+from typing import Any
 
 _TITLES = {"by_month": "Reports by month", "by_category": "By category",
            "by_action": "By action", "by_policy_mode": "By policy mode",
@@ -18,6 +16,7 @@ _TITLES = {"by_month": "Reports by month", "by_category": "By category",
 
 def transparency_svg(counts: Mapping[str, Mapping[str, int]]) -> str:
     """One SVG with a horizontal bar chart per dimension."""
+    plt = _pyplot()
     dimensions = [d for d in _TITLES if d in counts]
     figure, axes = plt.subplots(len(dimensions), 1, figsize=(7, 2.0 * len(dimensions)),
                                 squeeze=False)
@@ -38,3 +37,13 @@ def transparency_svg(counts: Mapping[str, Mapping[str, int]]) -> str:
         return out.getvalue()
     finally:
         plt.close(figure)
+
+
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend (no display is needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt

@@ -6,15 +6,15 @@ Every view and action is written to the audit log."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import xmlschema
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.hazmat.primitives import serialization
@@ -45,6 +45,9 @@ from covey.server.storage.reports_repo import (
 )
 from covey.settings import Settings
 
+if TYPE_CHECKING:  # xmlschema takes most of a second to import: loaded on first escalation
+    import xmlschema
+
 Role = Literal["moderator", "admin"]
 ROLES: tuple[Role, ...] = ("moderator", "admin")
 OPEN_STATUSES = ("open",)
@@ -56,8 +59,13 @@ MAX_REASON_CHARS = 500
 SEALED_SUFFIX = ".sealed"
 _REPORT_ID = re.compile(r"rep_[0-9a-f]{24}")
 _HASHER = PasswordHasher()
-# A fixed hash to verify against for unknown users, so timing does not reveal names.
-_DUMMY_HASH = _HASHER.hash("covey-no-such-moderator")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A fixed hash to verify against for unknown users, so timing does not reveal names.
+    Made once per process, on first use (`warm_up` makes it at start-up, off the import)."""
+    return _HASHER.hash("covey-no-such-moderator")
 
 
 def hash_password(password: str) -> str:
@@ -159,6 +167,10 @@ class ModerationService:
 
     # --- accounts and sessions -------------------------------------------------------
 
+    async def warm_up(self) -> None:
+        """Make the unknown-user hash now, so the first failed login costs what others do."""
+        await asyncio.to_thread(_dummy_hash)
+
     async def create_moderator(self, username: str, password: str, role: str) -> bool:
         return await create_moderator(self.store, username, password, role)
 
@@ -176,7 +188,7 @@ class ModerationService:
         async with self._password_slots.slot():
             try:
                 await asyncio.to_thread(_HASHER.verify,
-                                        row.password_hash if row else _DUMMY_HASH, password)
+                                        row.password_hash if row else _dummy_hash(), password)
             except (VerificationError, InvalidHashError):
                 row = None
         if row is None:
@@ -315,6 +327,8 @@ class ModerationService:
 
     def _cybertip_schema(self) -> xmlschema.XMLSchema:
         if self._schema is None:
+            import xmlschema
+
             self._schema = xmlschema.XMLSchema(cybertip_schema())
         return self._schema
 
