@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     rate_lookup_burst: int = 60
     rate_contact_per_min: float = 10
     rate_contact_burst: int = 20
+    # Reports per account and per IP: each one is verified (and its blobs read) in full.
+    rate_report_per_min: float = 6
+    rate_report_burst: int = 15
     # Reporting and moderation.
     evidence_retention_s: int = Field(
         default=365 * 24 * 3600, description="how long report evidence is preserved")
@@ -115,6 +118,21 @@ class Settings(BaseSettings):
     detector_report_min_severity: str = Field(
         default="medium", description="detector signals at or above this severity (low, "
         "medium, high) raise a moderator report")
+    # The scan queue (docs/operations.md, "The scan queue").
+    scan_lease_s: float = Field(
+        default=60.0, gt=0, description="how long a process holds a scan job before "
+        "another process (or this one, after a restart) may take it over")
+    scan_sweep_interval_s: float = Field(
+        default=5.0, gt=0, description="how often due scan jobs (left by a dead process, "
+        "or waiting for a retry) are looked for")
+    scan_retry_base_s: float = Field(
+        default=10.0, gt=0, description="first retry delay of a detection whose report "
+        "could not be filed; doubles per attempt")
+    scan_retry_max_s: float = Field(
+        default=3600.0, gt=0, description="longest delay between two retries")
+    scan_delay_s: float = Field(
+        default=0.0, ge=0, description="testing only: wait this long after a commit before "
+        "scanning (to stop a server between the commit and the scan)")
 
     @field_validator("safety_mode")
     @classmethod

@@ -121,7 +121,8 @@ async def queue(request: Request) -> Response:
     if session is None:
         return _to_login()
     rows = await _moderation(request).queue(session)
-    return _page(request, "queue.html", session=session, rows=rows)
+    backlog = await _moderation(request).detection_backlog()
+    return _page(request, "queue.html", session=session, rows=rows, backlog=backlog)
 
 
 @router.get("/reports/{report_id}", response_class=HTMLResponse)

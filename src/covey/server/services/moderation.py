@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -41,6 +42,7 @@ from covey.server.storage.reports_repo import (
     ReportRow,
     SessionRow,
 )
+from covey.server.storage.scan_jobs import ScanBacklog
 from covey.settings import Settings
 
 Role = Literal["moderator", "admin"]
@@ -114,11 +116,13 @@ def session_hash(token: str) -> bytes:
 
 
 class ModerationService:
-    def __init__(self, settings: Settings, store: ReportRepository,
-                 reports: ReportService) -> None:
+    def __init__(self, settings: Settings, store: ReportRepository, reports: ReportService,
+                 detection_backlog: Callable[[], Awaitable[ScanBacklog]] | None = None,
+                 ) -> None:
         self._settings = settings
         self.store = store
         self._reports = reports
+        self._detection_backlog = detection_backlog
         self._attestation: Ed25519PrivateKey | None = None
         self._schema: xmlschema.XMLSchema | None = None
 
@@ -183,12 +187,21 @@ class ModerationService:
                                         f"{len(rows)} open reports"))
         return rows
 
+    async def detection_backlog(self) -> ScanBacklog | None:
+        """Detections still waiting for their report (failed or overdue), for the banner;
+        None when there are none."""
+        if self._detection_backlog is None:
+            return None
+        backlog = await self._detection_backlog()
+        return backlog if backlog.failed_total or backlog.overdue else None
+
     async def view(self, session: ConsoleSession, report_id: str) -> ReportView:
         row = await self._report(report_id)
         if row is None:
             raise NotFound("no such report", code="unknown_report")
         verification = await self._reports.reverify(report_id)
-        prior = await self.store.reports_against(row.reported_user, excluding=report_id)
+        prior = ([] if row.attributed_user is None else
+                 await self.store.reports_against(row.attributed_user, excluding=report_id))
         await self.store.audit(AuditRow(now_ms(), session.actor, "view_report", report_id,
                                         "evidence decrypted" if verification else
                                         "evidence purged"))
@@ -203,18 +216,25 @@ class ModerationService:
         if row is None:
             raise NotFound("no such report", code="unknown_report")
         now = now_ms()
+        target = row.attributed_user
         audit = AuditRow(now, session.actor, action, report_id,
-                         f"reported user {row.reported_user}")
+                         f"reported user {target}" if target else "unverified claim")
         if action == "dismiss":
             await self.store.set_status(report_id, "dismissed", now, audit)
             return "Report dismissed."
+        if target is None:
+            # The claimed sender is only a claim: acting on it would let anyone frame
+            # anyone with a forged message.
+            raise InvalidInput("this report is an unverified claim: its reported message "
+                               "did not verify, so no action against a user is possible",
+                               code="unverified_claim")
         if action == "warn":
-            await self.store.warn(row.reported_user, report_id, session.actor, now, audit)
-            return f"{row.reported_user} warned."
+            await self.store.warn(target, report_id, session.actor, now, audit)
+            return f"{target} warned."
         if action == "suspend":
-            await self.store.suspend(row.reported_user, report_id, session.actor, now, audit)
-            self._reports.gate.suspended.add(row.reported_user)
-            return f"{row.reported_user} suspended: they can no longer log in or send."
+            await self.store.suspend(target, report_id, session.actor, now, audit)
+            self._reports.gate.suspended.add(target)
+            return f"{target} suspended: they can no longer log in or send."
         bundle_id, _ = await self.escalate(session, row)
         return (f"Escalated: evidence bundle {bundle_id} signed, CyberTipline XML validated "
                 "against the schema.")

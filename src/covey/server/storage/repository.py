@@ -99,11 +99,13 @@ class MailboxEntry:
 
 @dataclass(frozen=True, slots=True)
 class SafetyCopyRecord:
-    """A safeguarded message's sealed safety copy, stored with the message."""
+    """A safeguarded message's sealed safety copy, stored with the message, and when
+    another worker may take its scan job if this process has not finished it."""
 
     key_id: str
     sealed: bytes
     expires_ms: int
+    scan_due_ms: int
 
 
 @dataclass(slots=True)
