@@ -174,7 +174,10 @@ class ScanQueue:
         message, content = work.message, work.content
         context = ScanContext(message.message_id, message.conversation_id,
                               message.sender_user)
-        signals = [signal for detector in self._detectors()
+        detectors = self._detectors()
+        if not detectors:  # nothing read the copy: nothing to log, nothing to retry
+            return ScanOutcome(work.key, None)
+        signals = [signal for detector in detectors
                    for signal in detector.scan(content, context)
                    if signal.should_report(self._minimum)]
         failures: list[str] = []

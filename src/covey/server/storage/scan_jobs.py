@@ -57,10 +57,11 @@ class StoredCopy:
 @dataclass(frozen=True, slots=True)
 class ScanOutcome:
     """One finished attempt: `error` None deletes the job, otherwise it is retried at
-    `next_attempt_ms`; `alerted` records that its detection events went out."""
+    `next_attempt_ms`; `alerted` records that its detection events went out; `read_ms`
+    None when no detector read the copy (none enabled), so no read is logged."""
 
     key: MessageKey
-    read_ms: int
+    read_ms: int | None
     error: str | None = None
     next_attempt_ms: int = 0
     alerted: bool = False
@@ -149,8 +150,9 @@ class ScanJobStore:
         async def job(conn: AsyncConnection) -> None:
             for outcome in outcomes:
                 key = outcome.key
-                copy_id = await conn.scalar(select(copies.id).where(_copy_of(key))
-                                            .order_by(copies.id.desc()).limit(1))
+                copy_id = None if outcome.read_ms is None else await conn.scalar(
+                    select(copies.id).where(_copy_of(key)).order_by(copies.id.desc())
+                    .limit(1))
                 if copy_id is not None:
                     await conn.execute(insert(s.safety_copy_reads).values(
                         copy_id=copy_id, message_id=key.message_id,
