@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     one_time_keys_low: int = Field(default=10, description="notify a device below this count")
     max_envelope_bytes: int = 256 * 1024
     max_blob_bytes: int = 100 * 1024 * 1024
+    blob_quota_bytes: int = Field(
+        default=5 * 1024**3, ge=0, description="bytes of blobs one account may have stored "
+        "(every blob it uploaded, until blobs are purged); beyond it uploads get 413 "
+        "blob_quota_exceeded")
     max_recipient_devices: int = 1024
     # Rate limits: sustained events per minute and burst, per account and per IP.
     rate_register_per_min: float = 10
@@ -68,6 +72,9 @@ class Settings(BaseSettings):
     # Reports per account and per IP: each one is verified (and its blobs read) in full.
     rate_report_per_min: float = 6
     rate_report_burst: int = 15
+    # Blob uploads per account and per IP (each up to max_blob_bytes, streamed to disk).
+    rate_blob_per_min: float = 30
+    rate_blob_burst: int = 30
     # Reporting and moderation.
     evidence_retention_s: int = Field(
         default=365 * 24 * 3600, description="how long report evidence is preserved")

@@ -49,6 +49,7 @@ class RateLimiter:
             "lookup": Limit(settings.rate_lookup_per_min / 60, settings.rate_lookup_burst),
             "contact": Limit(settings.rate_contact_per_min / 60, settings.rate_contact_burst),
             "report": Limit(settings.rate_report_per_min / 60, settings.rate_report_burst),
+            "blob": Limit(settings.rate_blob_per_min / 60, settings.rate_blob_burst),
         })
 
     def check(self, action: str, *keys: str, cost: float = 1.0) -> None:

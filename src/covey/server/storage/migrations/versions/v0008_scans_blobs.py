@@ -1,5 +1,6 @@
 """The scan queue (`scan_jobs`, see storage/schema_safety.py): messages the detectors
-still have to see, retried with backoff until every report they raise is filed.
+still have to see, retried with backoff until every report they raise is filed; and an
+index on `blobs.owner_user` for the per-account blob quota.
 
 Revision ID: 0008
 Revises: 0006
@@ -39,7 +40,9 @@ def upgrade() -> None:
     op.create_index("ix_scan_jobs_due", "scan_jobs", ["next_attempt_ms"])
     op.create_index("ix_scan_jobs_message", "scan_jobs",
                     ["conversation_id", "sender_user", "message_id"])
+    op.create_index("ix_blobs_owner", "blobs", ["owner_user"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_blobs_owner", table_name="blobs")
     op.drop_table("scan_jobs")
