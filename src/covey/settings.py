@@ -144,9 +144,13 @@ class Settings(BaseSettings):
     @field_validator("safety_mode")
     @classmethod
     def _known_mode(cls, value: str) -> str:
+        from covey.errors import CoveyError
         from covey.safety.policy import parse_mode
 
-        return parse_mode(value).value
+        try:
+            return parse_mode(value).value
+        except CoveyError as exc:  # pydantic reports ValueErrors as validation errors
+            raise ValueError(exc.message) from exc
 
     @field_validator("detector_report_min_severity")
     @classmethod

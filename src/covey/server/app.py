@@ -10,6 +10,7 @@ import signal
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
 
 from covey.server.api import ROUTERS
 from covey.server.api.errors import install_error_handlers
@@ -76,6 +77,11 @@ def create_app(settings: Settings | None = None, *, fanout: Fanout | None = None
     for router in ROUTERS:
         app.include_router(router)
     include_reporting(app)
+
+    @app.get("/", include_in_schema=False)
+    async def home() -> RedirectResponse:
+        """A browser that opens the server's address lands on the moderation console."""
+        return RedirectResponse("/console/", status_code=307)
 
     @app.get("/healthz", tags=["meta"])
     async def healthz() -> dict[str, str]:
