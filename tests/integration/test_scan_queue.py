@@ -79,10 +79,14 @@ def _allow_report_inserts(server: Any) -> list[str]:
     return ["DROP TRIGGER fail_reports ON reports", "DROP FUNCTION fail_reports()"]
 
 
+@pytest.fixture
+def _held_scans(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Request before `covey_server`: fresh scans wait 10 minutes (a test-only setting)."""
+    monkeypatch.setenv("COVEY_SCAN_DELAY_S", "600")
+
+
 async def test_a_message_committed_before_a_crash_is_scanned_after_the_restart(
-        _phrase_list: Path, people: People, covey_server: Any) -> None:
-    # The server was started with scans held back (test-only setting): restart it so.
-    covey_server.restart({"COVEY_SCAN_DELAY_S": "600"})
+        _phrase_list: Path, _held_scans: None, people: People, covey_server: Any) -> None:
     adult, kid = await people.adult("ada"), await people.child("kid")
     message_id = await _flagged_message(adult, kid)
     jobs = await _rows(covey_server, "SELECT message_id, attempts FROM scan_jobs")
