@@ -16,11 +16,11 @@ from typing import Any
 import httpx
 import pytest
 
-from covey.age import TrustRegistry
 from covey.client import Client
 from covey.client._reporting import build_report
 from covey.moderation import ReportCategory
 from covey.moderation.wire import ReportSubmission
+from tests.integration._age import write_registry
 from tests.integration._console import console_login, create_console_user
 from tests.integration._safety import People, band_issuer, people, trust_band_issuer
 from tests.integration.test_client_e2e import Devices, receive
@@ -147,13 +147,13 @@ async def test_the_reporters_band_comes_from_the_age_service(
     assert receipt.priority == 3  # child safety (2) + an under-16 reporter (1)
     # The operator stops trusting the issuer (and tells the server at once, SIGHUP):
     # bands it issued no longer count, though the band row is still in the database.
-    TrustRegistry.from_entries([]).save(band_issuer.registry)
+    write_registry(band_issuer.registry, [])
     try:
         assert covey_server.proc is not None
         covey_server.proc.send_signal(signal.SIGHUP)
         receipt = await kid.report(second, GROOMING)
     finally:
-        TrustRegistry.from_entries([band_issuer.issuer.publish()]).save(band_issuer.registry)
+        write_registry(band_issuer.registry, [band_issuer.issuer.publish()])
     assert receipt.priority == 2
     rows = await _rows(covey_server, "SELECT reporter_band, priority FROM reports "
                        "ORDER BY priority DESC")

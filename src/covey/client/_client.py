@@ -38,6 +38,8 @@ from covey.client._core import (
     inbox_key,
 )
 from covey.client._events import (
+    AttachmentDownload,
+    DeviceListChanged,
     Event,
     GuardianAlert,
     IncomingMessage,
@@ -46,15 +48,15 @@ from covey.client._events import (
 )
 from covey.client._policy import KnownPolicy, check_on_device_rules
 from covey.client._reporting import build_report
-from covey.client._store import SCRYPT_N, Store
+from covey.client._store import Store
 from covey.client._transport import Api, Offline, ServerError
 from covey.crypto import DeviceAccount
 from covey.errors import CryptoError
 from covey.moderation import ReportCategory
 from covey.moderation.wire import ReportReceiptOut, ReportSubmission
-from covey.protocol.attachments import decrypt_attachment, encrypt_attachment
+from covey.protocol.attachments import AttachmentStatus, encrypt_attachment, open_attachment
 from covey.protocol.content import AttachmentRef
-from covey.protocol.ids import is_group_id, new_device_id
+from covey.protocol.ids import MessageKey, is_group_id, new_device_id
 from covey.protocol.wire import (
     SERVER_FRAME,
     AckFrame,
@@ -66,6 +68,7 @@ from covey.protocol.wire import (
     ConversationPolicyBody,
     Delivery,
     DeliveryFrame,
+    DeviceListChangedFrame,
     ErrorFrame,
     GroupChangedFrame,
     GroupInfo,
@@ -82,6 +85,16 @@ from covey.safety.detectors import Detector, ScanContext
 from covey.safety.detectors.phrase_list import PhraseListDetector, PhraseListError
 
 log = logging.getLogger(__name__)
+
+
+class AttachmentUnverifiable(CryptoError):
+    """A downloaded attachment is missing or is not what its franked reference commits
+    to; `attachment_status` says which (code `attachment_<status>`)."""
+
+    def __init__(self, download: AttachmentDownload) -> None:
+        super().__init__(f"attachment {download.ref.blob_id} could not be verified: "
+                         f"{download.detail}", code=f"attachment_{download.status.value}")
+        self.attachment_status: AttachmentStatus = download.status
 
 _BACKOFF_START_S = 0.2
 _BACKOFF_MAX_S = 5.0
@@ -149,7 +162,7 @@ class Client:
     @classmethod
     async def register(cls, server_url: str, handle: str, store_path: str | os.PathLike[str],
                        passphrase: str, *, rotate_after: int = DEFAULT_ROTATE_AFTER,
-                       scrypt_n: int = SCRYPT_N, connect: bool = True,
+                       scrypt_n: int | None = None, connect: bool = True,
                        wallet: Wallet | bytes | None = None,
                        age_clock: Callable[[], datetime] | None = None) -> Client:
         """Create a user `handle` with this as its first device, stored at `store_path`.
@@ -164,7 +177,8 @@ class Client:
     @classmethod
     async def link_device(cls, server_url: str, handle: str, link_token: str,
                           store_path: str | os.PathLike[str], passphrase: str, *,
-                          rotate_after: int = DEFAULT_ROTATE_AFTER, scrypt_n: int = SCRYPT_N,
+                          rotate_after: int = DEFAULT_ROTATE_AFTER,
+                          scrypt_n: int | None = None,
                           connect: bool = True) -> Client:
         """Add a device to `handle` with a link token made by one of its devices."""
         return await cls._new_device(server_url, handle, store_path, passphrase, link_token,
@@ -174,7 +188,8 @@ class Client:
     @classmethod
     async def _new_device(cls, server_url: str, handle: str,
                           store_path: str | os.PathLike[str], passphrase: str,
-                          link_token: str | None, *, rotate_after: int, scrypt_n: int,
+                          link_token: str | None, *, rotate_after: int,
+                          scrypt_n: int | None,
                           connect: bool, wallet: Wallet | bytes | None = None,
                           age_clock: Callable[[], datetime] | None = None) -> Client:
         account = DeviceAccount.create(handle, new_device_id())
@@ -228,8 +243,9 @@ class Client:
     async def open(cls, store_path: str | os.PathLike[str], passphrase: str, *,
                    rotate_after: int = DEFAULT_ROTATE_AFTER, connect: bool = True,
                    age_clock: Callable[[], datetime] | None = None) -> Client:
-        """Resume a device from its store (wrong passphrase: `WrongPassphrase`)."""
-        store = Store.open(store_path, passphrase)
+        """Resume a device from its store (wrong passphrase: `WrongPassphrase`; open in
+        another process: `store_locked`). The key derivation runs in a thread."""
+        store = await Store.open_in_thread(store_path, passphrase)
         try:
             core = ClientCore.load(store, rotate_after=rotate_after)
             if not core.registered:
@@ -310,16 +326,36 @@ class Client:
                             mime=mime, name=name)
         return await self._send(to, text=text, attachments=(ref,))
 
-    async def download_attachment(self, ref: AttachmentRef) -> bytes:
-        """Fetch a blob, check it against the franked hash, and decrypt it."""
-        return decrypt_attachment(await self._api.download_blob(ref.blob_id), ref)
+    async def fetch_attachment(self, ref: AttachmentRef) -> AttachmentDownload:
+        """Fetch a blob and check it against its franked reference (hash, size, key):
+        a typed status, never an exception, for a blob that is missing or does not match.
+        Show an unverified one as `label` ("could not be verified"), not its bytes."""
+        try:
+            blob: bytes | None = await self._api.download_blob(ref.blob_id)
+        except ServerError as exc:
+            if exc.status != 404:
+                raise
+            blob = None
+        opened = open_attachment(blob, ref)
+        return AttachmentDownload(ref, opened.status, opened.plaintext, opened.detail)
 
-    async def report(self, message_id: str, category: ReportCategory | str,
-                     comment: str | None = None, block: bool = False) -> ReportReceiptOut:
+    async def download_attachment(self, ref: AttachmentRef) -> bytes:
+        """Fetch a blob, check it against the franked hash and size, and decrypt it;
+        `AttachmentUnverifiable` (a `CryptoError`) when it does not check out."""
+        got = await self.fetch_attachment(ref)
+        if got.data is None:
+            raise AttachmentUnverifiable(got)
+        return got.data
+
+    async def report(self, message: IncomingMessage | MessageKey | str,
+                     category: ReportCategory | str, comment: str | None = None,
+                     block: bool = False) -> ReportReceiptOut:
         """Report a received message with up to ten preceding messages of its
         conversation as franked evidence; `block=True` also blocks its sender. The
-        sender is not told."""
-        report = build_report(self._core.history(), self.user_id, message_id, category,
+        sender is not told. Name it by the message or its `key`; a bare message id must
+        be the id of exactly one received message."""
+        target = message.key if isinstance(message, IncomingMessage) else message
+        report = build_report(self._core.history(), self.user_id, target, category,
                               comment)
         return await self._api.report(ReportSubmission(report=report, block=block))
 
@@ -553,9 +589,14 @@ class Client:
 
     async def _fetch_device_lists(self, users: list[str]) -> None:
         for user in users:
+            before = self._core.known_device_ids(user)
             problems = self._core.update_device_list(await self._api.device_list(user))
             for problem in problems:
                 log.warning("device list of %s: %s", user, problem)
+            after = self._core.known_device_ids(user) or set()
+            if before is not None and before != after:
+                self._emit(DeviceListChanged(user, tuple(sorted(after - before)),
+                                             tuple(sorted(before - after))))
 
     async def _claim(self, conversation_id: str) -> None:
         needed = self._core.devices_needing_sessions(conversation_id)
@@ -748,6 +789,9 @@ class Client:
                 self._age_task = asyncio.create_task(self._age.answer_server())
         elif isinstance(frame, GuardianAlertFrame):
             self._emit(GuardianAlert.from_wire(frame.alert))
+        elif isinstance(frame, DeviceListChangedFrame):
+            with contextlib.suppress(ServerError):  # e.g. no longer visible to us
+                await self._fetch_device_lists([frame.user_id])
         elif isinstance(frame, ErrorFrame):
             log.warning("server error frame: %s", frame.error.code)
 

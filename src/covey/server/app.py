@@ -8,6 +8,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
@@ -16,6 +17,7 @@ from covey.server.api import ROUTERS
 from covey.server.api.errors import install_error_handlers
 from covey.server.api.limits import BodyLimitMiddleware
 from covey.server.fanout import Fanout, InProcessFanout
+from covey.server.files import secure_data
 from covey.server.ratelimit import RateLimiter
 from covey.server.reporting import include_reporting, start_reporting
 from covey.server.services import Services, build_services
@@ -39,6 +41,7 @@ def create_app(settings: Settings | None = None, *, fanout: Fanout | None = None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(secure_data, settings.data_dir, settings.database_url)
         engine = create_engine(settings.database_url)
         await upgrade_to_head(engine)
         repo = Repository(engine)
@@ -84,7 +87,14 @@ def create_app(settings: Settings | None = None, *, fanout: Fanout | None = None
         return RedirectResponse("/console/", status_code=307)
 
     @app.get("/healthz", tags=["meta"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> dict[str, Any]:
+        # The process answers; `trust_registry` tells an operator whether age proofs
+        # count (a stale or unsigned registry fails closed, see docs/operations.md).
+        services: Services | None = getattr(app.state, "services", None)
+        body: dict[str, Any] = {"status": "ok"}
+        if services is not None:
+            await services.age.source.fresh()
+            body["trust_registry"] = services.age.source.health()
+        return body
 
     return app

@@ -156,7 +156,8 @@ class ScanJobStore:
                 if copy_id is not None:
                     await conn.execute(insert(s.safety_copy_reads).values(
                         copy_id=copy_id, message_id=key.message_id,
-                        conversation_id=key.conversation_id, reader=SCAN_READER,
+                        conversation_id=key.conversation_id, sender_user=key.sender_user,
+                        reader=SCAN_READER,
                         purpose=SCAN_PURPOSE, read_ms=outcome.read_ms))
                 if outcome.error is None:
                     await conn.execute(delete(s.scan_jobs).where(_job_of(key)))
