@@ -95,9 +95,11 @@ async def test_a_forged_message_cannot_get_an_innocent_user_attributed_or_suspen
         assert "unverified claim" in page.text and 'value="suspend"' not in page.text
         for action in ("suspend", "warn", "escalate"):
             refused = http.post(f"/console/reports/{report_id}/action",
-                                data={"csrf": csrf, "action": action})
+                                data={"csrf": csrf, "action": action, "confirm": "yes",
+                                      "reason": "the message is abusive"})
             assert refused.status_code == 303
-            assert "error=" in refused.headers["location"], refused.headers["location"]
+            location = refused.headers["location"]
+            assert location.endswith("?error=unverified_claim"), location
     finally:
         http.close()
     assert await _rows(covey_server, "SELECT user_id FROM suspensions") == []
