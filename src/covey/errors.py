@@ -50,6 +50,12 @@ class TooLarge(CoveyError):
     status = 413
 
 
+class QuotaExceeded(TooLarge):
+    """An account's stored bytes would pass its quota."""
+
+    code = "blob_quota_exceeded"
+
+
 class Unauthorized(CoveyError):
     """Missing, bad or expired credentials."""
 

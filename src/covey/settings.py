@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     one_time_keys_low: int = Field(default=10, description="notify a device below this count")
     max_envelope_bytes: int = 256 * 1024
     max_blob_bytes: int = 100 * 1024 * 1024
+    blob_quota_bytes: int = Field(
+        default=5 * 1024**3, ge=0, description="bytes of blobs one account may have stored "
+        "(every blob it uploaded, until blobs are purged); beyond it uploads get 413 "
+        "blob_quota_exceeded")
     max_recipient_devices: int = 1024
     # Rate limits: sustained events per minute and burst, per account and per IP.
     rate_register_per_min: float = 10
@@ -65,6 +69,12 @@ class Settings(BaseSettings):
     rate_lookup_burst: int = 60
     rate_contact_per_min: float = 10
     rate_contact_burst: int = 20
+    # Reports per account and per IP: each one is verified (and its blobs read) in full.
+    rate_report_per_min: float = 6
+    rate_report_burst: int = 15
+    # Blob uploads per account and per IP (each up to max_blob_bytes, streamed to disk).
+    rate_blob_per_min: float = 30
+    rate_blob_burst: int = 30
     # Reporting and moderation.
     evidence_retention_s: int = Field(
         default=365 * 24 * 3600, description="how long report evidence is preserved")
@@ -140,6 +150,21 @@ class Settings(BaseSettings):
     detector_report_min_severity: str = Field(
         default="medium", description="detector signals at or above this severity (low, "
         "medium, high) raise a moderator report")
+    # The scan queue (docs/operations.md, "The scan queue").
+    scan_lease_s: float = Field(
+        default=60.0, gt=0, description="how long a process holds a scan job before "
+        "another process (or this one, after a restart) may take it over")
+    scan_sweep_interval_s: float = Field(
+        default=5.0, gt=0, description="how often due scan jobs (left by a dead process, "
+        "or waiting for a retry) are looked for")
+    scan_retry_base_s: float = Field(
+        default=10.0, gt=0, description="first retry delay of a detection whose report "
+        "could not be filed; doubles per attempt")
+    scan_retry_max_s: float = Field(
+        default=3600.0, gt=0, description="longest delay between two retries")
+    scan_delay_s: float = Field(
+        default=0.0, ge=0, description="testing only: wait this long after a commit before "
+        "scanning (to stop a server between the commit and the scan)")
 
     # Known-image detection (docs/detection.md#known-images-pdq).
     pdq_match_distance: int = Field(

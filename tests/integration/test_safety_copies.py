@@ -18,7 +18,7 @@ from sqlalchemy import text
 from covey.client import Client, ServerError
 from covey.client._core import NeedPolicy
 from covey.protocol._encoding import b64encode
-from covey.protocol.content import MessageContent
+from covey.protocol.content import MessageContent, pad
 from covey.protocol.safety_copy import (
     SafetyCopyContext,
     SafetyServicePublicKey,
@@ -57,7 +57,7 @@ def _seal_unchecked(content: MessageContent, context: SafetyCopyContext,
                     public: SafetyServicePublicKey) -> SafetyCopy:
     """What a lying client would do: seal any content (the SDK refuses to)."""
     suite = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
-    sealed = suite.encrypt(content.to_bytes(), X25519PublicKey.from_public_bytes(public.raw),
+    sealed = suite.encrypt(pad(content.to_bytes()), X25519PublicKey.from_public_bytes(public.raw),
                            info=hpke_info(public, context))
     return SafetyCopy(key_id=public.key_id(), sealed=b64encode(sealed))
 

@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from covey.client import Client
 from covey.protocol._encoding import b64encode
+from covey.protocol.content import bucket_size
 from covey.protocol.safety_copy import SafetyCopyContext, SafetyServicePrivateKey, open_safety_copy
 from covey.protocol.secrets import FrankingCommitment
 from covey.server.storage.engine import create_engine
@@ -69,7 +70,8 @@ async def _opened_sizes(server: Any) -> int:
             row["sender_device"], tuple(json.loads(row["participants"])),
             FrankingCommitment.from_b64(row["commitment"]))
         copy = {"v": 1, "key_id": row["key_id"], "sealed": b64encode(bytes(row["sealed"]))}
-        total += len(open_safety_copy(copy, context, key).to_bytes())
+        # Copies are padded to buckets: the audit counts the bucket, never less.
+        total += bucket_size(len(open_safety_copy(copy, context, key).to_bytes()))
     return total
 
 

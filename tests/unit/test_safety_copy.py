@@ -17,6 +17,7 @@ from covey.protocol import (
     b64encode,
     commit,
 )
+from covey.protocol.content import bucket_size, pad
 from covey.protocol.safety_copy import (
     SafetyCopy,
     SafetyCopyContext,
@@ -72,14 +73,49 @@ def test_copy_is_accepted_as_json_from_the_wire() -> None:
         == content
 
 
-def test_sealed_bytes_are_rfc9180_enc_then_ciphertext() -> None:
+def test_sealed_bytes_are_rfc9180_enc_then_padded_ciphertext() -> None:
     content = _content()
     context = _context(content)
     sealed = b64decode(seal_safety_copy(content, context, PUBLIC).sealed)
-    assert len(sealed) == 32 + len(content.to_bytes()) + 16
+    assert len(sealed) == 32 + bucket_size(len(content.to_bytes())) + 16
     suite = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
     assert suite.decrypt(sealed, SERVICE._x25519(), info=hpke_info(PUBLIC, context)) \
-        == content.to_bytes()
+        == pad(content.to_bytes())
+
+
+# (plaintext bytes of the content, sealed bytes): enc 32 + bucket + GCM tag 16.
+SEALED_LENGTH_VECTORS = [(224, 304), (255, 304), (256, 560), (511, 560), (512, 1072),
+                         (1000, 1072), (4096, 8240), (65_000, 65_584), (65_536, 131_120)]
+
+
+@pytest.mark.parametrize(("plain", "sealed"), SEALED_LENGTH_VECTORS)
+def test_sealed_length_is_the_bucket_not_the_message(plain: int, sealed: int) -> None:
+    base = len(_content(text="").to_bytes())
+    content = _content(text="x" * (plain - base))
+    assert len(content.to_bytes()) == plain
+    context = _context(content)
+    copy = seal_safety_copy(content, context, PUBLIC)
+    assert len(b64decode(copy.sealed)) == sealed
+    assert open_safety_copy(copy, context, SERVICE) == content
+
+
+def test_messages_of_different_lengths_in_one_bucket_seal_to_one_size() -> None:
+    sizes = set()
+    for text in ("", "hi", "see you at four", "x" * 31):
+        content = _content(text=text)
+        sizes.add(len(b64decode(seal_safety_copy(content, _context(content), PUBLIC).sealed)))
+    assert sizes == {32 + 256 + 16}
+
+
+def test_an_unpadded_copy_is_invalid() -> None:
+    content = _content()
+    context = _context(content)
+    suite = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
+    sealed = suite.encrypt(content.to_bytes(), PUBLIC._x25519(), info=hpke_info(PUBLIC, context))
+    with pytest.raises(SafetyCopyError) as caught:
+        open_safety_copy(SafetyCopy(key_id=PUBLIC.key_id(), sealed=b64encode(sealed)),
+                         context, SERVICE)
+    assert _code(caught) == "safety_copy_invalid"
 
 
 def test_two_seals_of_the_same_content_differ() -> None:
@@ -249,6 +285,6 @@ def seal_safety_copy_unchecked(content: MessageContent,
     """A malicious client: seal without the sender-side consistency check."""
     from covey.protocol.safety_copy import _SUITE
 
-    sealed = _SUITE.encrypt(content.to_bytes(), PUBLIC._x25519(),
+    sealed = _SUITE.encrypt(pad(content.to_bytes()), PUBLIC._x25519(),
                             info=hpke_info(PUBLIC, context))
     return SafetyCopy(key_id=PUBLIC.key_id(), sealed=b64encode(sealed))

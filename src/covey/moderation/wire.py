@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict
 
 from covey.moderation.evidence import Report
@@ -39,6 +41,9 @@ class ReportReceiptOut(BaseModel):
     duplicate: bool
     blocked: bool
     priority: int
+    # "verified": the reported message verified and the report is against its sender;
+    # "unverified_claim": it did not, and the report names nobody (priority 0).
+    attribution: Literal["verified", "unverified_claim"]
     messages_submitted: int
     messages_verified: int
     reported_message_verified: bool

@@ -4,8 +4,10 @@ RFC 9180 HPKE, base mode, single shot, from `cryptography`:
 DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM. The HPKE `info` binds the
 recipient key and the message's context (message id, conversation, sender device,
 participants, franking commitment), so a copy opens only for the envelope it was made
-for. The server then checks the opened content against the envelope's commitment, so
-it scans exactly what the recipients will read.
+for. The plaintext is padded to the same power-of-two buckets as envelope plaintexts
+(`content.pad`), so the stored copy's size hides the message's exact length. The server
+then checks the opened content against the envelope's commitment, so it scans exactly
+what the recipients will read.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pydantic import ValidationError
 
 from covey.errors import CryptoError, InvalidInput
 from covey.protocol._encoding import b64decode, b64encode, labelled
-from covey.protocol.content import MessageContent
+from covey.protocol.content import MessageContent, pad, unpad
 from covey.protocol.franking import FrankingContext, opens
 from covey.protocol.secrets import FrankingCommitment, _Bytes32
 from covey.protocol.wire import MAX_SAFETY_COPY_BYTES, SafetyCopy
@@ -142,7 +144,9 @@ def seal_safety_copy(content: MessageContent, context: SafetyCopyContext,
     """
     _check_content(content, context)
     info = hpke_info(public_key, context)
-    sealed = _SUITE.encrypt(content.to_bytes(), public_key._x25519(), info=info)
+    # Padded to the envelopes' buckets, so a stored copy's size does not give away the
+    # exact length of the message.
+    sealed = _SUITE.encrypt(pad(content.to_bytes()), public_key._x25519(), info=info)
     return SafetyCopy(key_id=public_key.key_id(), sealed=b64encode(sealed))
 
 
@@ -178,7 +182,7 @@ def open_safety_copy(copy: SafetyCopy | dict[str, Any] | None, context: SafetyCo
     except InvalidTag as exc:
         raise _invalid("the safety copy does not open for this message") from exc
     try:
-        content = MessageContent.from_bytes(plaintext)
+        content = MessageContent.from_bytes(unpad(plaintext))
     except InvalidInput as exc:
         raise _invalid(f"the safety copy holds malformed content: {exc.message}") from exc
     _check_content(content, context)

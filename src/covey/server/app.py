@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None, *, fanout: Fanout | None = None
         app.state.services = services
         app.state.limiter = RateLimiter.from_settings(settings)
         reporting = await start_reporting(app, settings, services)
+        services.scans.start()  # after the report sink is wired: it drains at once
         loops = [asyncio.create_task(services.messages.purge_loop(), name="covey-purge"),
                  asyncio.create_task(services.safety_copies.purge_loop(),
                                      name="covey-safety-copy-purge")]
@@ -63,7 +64,7 @@ def create_app(settings: Settings | None = None, *, fanout: Fanout | None = None
             for loop in loops:
                 loop.cancel()
             await services.age.close()
-            await services.safety_copies.close()
+            await services.scans.close()
             for loop in loops:
                 with contextlib.suppress(asyncio.CancelledError):
                     await loop

@@ -1,4 +1,5 @@
-"""Token-bucket rate limits per account and per IP (registration, login, sending).
+"""Token-bucket rate limits per account and per IP (registration, login, sending,
+reports, ...).
 
 Buckets live in memory, one per (action, key); a request that finds its bucket empty
 gets 429 `rate_limited` with the seconds to wait (the API turns it into Retry-After).
@@ -47,6 +48,8 @@ class RateLimiter:
                               settings.rate_guardian_burst),
             "lookup": Limit(settings.rate_lookup_per_min / 60, settings.rate_lookup_burst),
             "contact": Limit(settings.rate_contact_per_min / 60, settings.rate_contact_burst),
+            "report": Limit(settings.rate_report_per_min / 60, settings.rate_report_burst),
+            "blob": Limit(settings.rate_blob_per_min / 60, settings.rate_blob_burst),
         })
 
     def check(self, action: str, *keys: str, cost: float = 1.0) -> None:

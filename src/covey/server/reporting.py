@@ -65,10 +65,11 @@ async def start_reporting(app: FastAPI, settings: Settings, services: Services) 
     store = ReportRepository(services.repo)
     reports = ReportService(settings, store, services.blobs,
                             load_or_create_server_key(settings.resolved_server_key_file()),
-                            services.repo.engine)
-    moderation = ModerationService(settings, store, reports)
+                            services.age.band_of)
+    moderation = ModerationService(settings, store, reports,
+                                   detection_backlog=services.scans.backlog)
     reports.events = services.events
-    services.safety_copies.report_sink = reports.file_detection
+    services.scans.report_sink = reports.file_detection
     await reports.refresh_gate()
     services.auth.account_gate = reports.gate.check_login
     reports.revoke_account = services.auth.revoke_account

@@ -51,6 +51,8 @@ ERRORS = {
     "reason_required": "Give a reason for this action.",
     "unknown_report": "No such report.",
     "evidence_purged": "The evidence of this report has been purged.",
+    "unverified_claim": "This report is an unverified claim: its reported message did not "
+                        "verify, so no action against a user is possible.",
 }
 _ACTION_LABELS = {"suspend": "Suspend the reported user",
                   "escalate": "Escalate to law enforcement"}
@@ -188,7 +190,8 @@ async def queue(request: Request) -> Response:
     if session is None:
         return _to_login()
     rows = await _moderation(request).queue(session)
-    return _page(request, "queue.html", session=session, rows=rows)
+    backlog = await _moderation(request).detection_backlog()
+    return _page(request, "queue.html", session=session, rows=rows, backlog=backlog)
 
 
 @router.get("/reports/{report_id}", response_class=HTMLResponse)

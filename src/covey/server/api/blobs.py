@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse
 from covey.errors import InvalidInput
 from covey.protocol.ids import BLOB_ID_PATTERN
 from covey.protocol.wire import BlobUploadResponse
-from covey.server.api._deps import ERRORS, PrincipalDep, ServicesDep
+from covey.server.api._deps import ERRORS, LimiterDep, PrincipalDep, ServicesDep, client_ip
 
 router = APIRouter(responses=ERRORS, tags=["blobs"])
 
@@ -20,8 +20,9 @@ _RAW_BODY = {"requestBody": {"required": True, "content": {
 
 @router.post("/v1/blobs", status_code=201, response_model=BlobUploadResponse,
              openapi_extra=_RAW_BODY)
-async def upload(request: Request, principal: PrincipalDep,
-                 services: ServicesDep) -> BlobUploadResponse:
+async def upload(request: Request, principal: PrincipalDep, services: ServicesDep,
+                 limits: LimiterDep) -> BlobUploadResponse:
+    limits.check("blob", f"user:{principal.user_id}", f"ip:{client_ip(request)}")
     declared = request.headers.get("content-length")
     size: int | None = None
     if declared is not None:

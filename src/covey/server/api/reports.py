@@ -14,7 +14,7 @@ from covey.moderation.wire import (
     ReportReceiptOut,
     ReportSubmission,
 )
-from covey.server.api._deps import ERRORS, PrincipalDep
+from covey.server.api._deps import ERRORS, LimiterDep, PrincipalDep, client_ip
 from covey.server.services.reports import ReportService
 
 router = APIRouter(responses=ERRORS, tags=["reports"])
@@ -28,13 +28,16 @@ def _reports(request: Request) -> ReportService:
 @router.post("/v1/reports", status_code=201, response_model=ReportReceiptOut,
              responses={200: {"model": ReportReceiptOut, "description": "a replayed report"}})
 async def submit_report(body: ReportSubmission, request: Request,
-                        principal: PrincipalDep) -> Response:
+                        principal: PrincipalDep, limits: LimiterDep) -> Response:
     """File a report of franked evidence; optionally block the sender too."""
+    limits.check("report", f"user:{principal.user_id}", f"ip:{client_ip(request)}")
     receipt = await _reports(request).submit(principal, body.report, block=body.block)
     verification = receipt.verification
     answer = ReportReceiptOut(
         report_id=receipt.row.report_id, duplicate=receipt.duplicate, blocked=receipt.blocked,
-        priority=receipt.row.priority, messages_submitted=len(verification.items),
+        priority=receipt.row.priority,
+        attribution="verified" if receipt.row.attributed_user else "unverified_claim",
+        messages_submitted=len(verification.items),
         messages_verified=len(verification.verified_items),
         reported_message_verified=verification.reported.verified,
         items=[ItemStatusOut(message_id=i.item.message_id,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from covey.protocol.secrets import ServerFrankingKey
+from covey.safety.detectors import Detector
 from covey.server.fanout import Fanout
 from covey.server.services._common import Principal, load_or_create_secret_file
 from covey.server.services.accounts import AccountService, DeviceDirectory
@@ -21,9 +22,11 @@ from covey.server.services.messages import MessageService
 from covey.server.services.policy import PolicyService
 from covey.server.services.safety_copies import SafetyCopyService
 from covey.server.services.safety_events import SafetyEvents
+from covey.server.services.scans import ScanQueue
 from covey.server.storage.age import AgeStorage
 from covey.server.storage.repository import Repository
 from covey.server.storage.safety_repo import SafetyRepository
+from covey.server.storage.scan_jobs import ScanJobStore
 from covey.settings import Settings
 
 
@@ -43,12 +46,19 @@ class Services:
     guardians: GuardianService
     policy: PolicyService
     safety_copies: SafetyCopyService
+    scans: ScanQueue
     contacts: ContactService
 
 
 def load_or_create_server_key(path: Path) -> ServerFrankingKey:
     """The 32-byte franking key; created 0600 on first start, never rewritten."""
     return ServerFrankingKey(load_or_create_secret_file(path, lambda: os.urandom(32)))
+
+
+def _server_detectors(policy: PolicyService) -> list[Detector]:
+    """The detector set the relay runs on safety copies: the operator's phrase list."""
+    phrases = policy.phrases.current()[1]
+    return [] if phrases is None else [phrases]
 
 
 def build_services(settings: Settings, repo: Repository, fanout: Fanout) -> Services:
@@ -58,7 +68,9 @@ def build_services(settings: Settings, repo: Repository, fanout: Fanout) -> Serv
     age = AgeService(settings, AgeStorage(repo), directory, fanout)
     policy = PolicyService(settings, SafetyRepository(repo), age)
     events.subscribe(policy.on_event)
-    copies = SafetyCopyService(settings, policy.store, policy, events)
+    scans = ScanQueue(settings, ScanJobStore(repo), lambda: _server_detectors(policy),
+                      lambda: policy.safety_key, server_key, events)
+    copies = SafetyCopyService(settings, policy.store, policy, scans)
     groups = GroupService(repo, directory, fanout, policy)
     return Services(
         settings=settings, repo=repo, fanout=fanout,
@@ -74,6 +86,7 @@ def build_services(settings: Settings, repo: Repository, fanout: Fanout) -> Serv
         events=events,
         policy=policy,
         safety_copies=copies,
+        scans=scans,
         contacts=ContactService(repo, policy, events),
         guardians=GuardianService(repo, age, directory, fanout, events, policy),
     )

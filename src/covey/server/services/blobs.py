@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import BinaryIO
 
-from covey.errors import NotFound, TooLarge
+from covey.errors import NotFound, QuotaExceeded, TooLarge
 from covey.protocol.ids import new_blob_id
 from covey.protocol.wire import BlobUploadResponse
 from covey.server.services._common import Principal, now_ms
@@ -44,6 +44,14 @@ class BlobService:
         limit = self._settings.max_blob_bytes
         if declared_size is not None and declared_size > limit:
             raise TooLarge(f"blobs are at most {limit} bytes", details={"limit": limit})
+        quota = self._settings.blob_quota_bytes
+        # Refused before a byte is written when the quota is already (or would be) spent;
+        # the row insert checks again, atomically, once the real size is known.
+        used = await self._repo.blob_bytes(principal.user_id)
+        if used >= quota or used + (declared_size or 0) > quota:
+            raise QuotaExceeded(
+                f"this account may store at most {quota} bytes of attachments",
+                details={"quota_bytes": quota, "used_bytes": used})
         blob_id = new_blob_id()
         tmp = self._tmp / blob_id
         digest = hashlib.sha256()
@@ -64,7 +72,7 @@ class BlobService:
             tmp.unlink(missing_ok=True)
         try:
             await self._repo.insert_blob(BlobRow(blob_id, principal.user_id, digest.hexdigest(),
-                                                 size), now_ms())
+                                                 size), now_ms(), quota)
         except BaseException:
             self.path(blob_id).unlink(missing_ok=True)
             raise

@@ -110,7 +110,7 @@ def alert_drafts(event: SafetyEvent,
     drafts: list[AlertDraft] = []
     if isinstance(event, ReportFiled):
         for guardian in guardians.get(event.reporter, ()):
-            if guardian != event.reported_user:
+            if guardian not in (event.reported_user, event.claimed_user):
                 drafts.append(AlertDraft(guardian, event.reporter, "report_filed",
                                          category=_code(event.category)))
     elif isinstance(event, ContactAccepted):

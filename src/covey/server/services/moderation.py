@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -43,6 +44,7 @@ from covey.server.storage.reports_repo import (
     ReportRow,
     SessionRow,
 )
+from covey.server.storage.scan_jobs import ScanBacklog
 from covey.settings import Settings
 
 if TYPE_CHECKING:  # xmlschema takes most of a second to import: loaded on first escalation
@@ -140,11 +142,13 @@ def session_hash(token: str) -> bytes:
 
 
 class ModerationService:
-    def __init__(self, settings: Settings, store: ReportRepository,
-                 reports: ReportService) -> None:
+    def __init__(self, settings: Settings, store: ReportRepository, reports: ReportService,
+                 detection_backlog: Callable[[], Awaitable[ScanBacklog]] | None = None,
+                 ) -> None:
         self._settings = settings
         self.store = store
         self._reports = reports
+        self._detection_backlog = detection_backlog
         self._attestation: Ed25519PrivateKey | None = None
         self._schema: xmlschema.XMLSchema | None = None
         self._user_backoff = LoginBackoff(settings.console_login_free_failures,
@@ -235,12 +239,21 @@ class ModerationService:
                                         f"{len(rows)} open reports"))
         return rows
 
+    async def detection_backlog(self) -> ScanBacklog | None:
+        """Detections still waiting for their report (failed or overdue), for the banner;
+        None when there are none."""
+        if self._detection_backlog is None:
+            return None
+        backlog = await self._detection_backlog()
+        return backlog if backlog.failed_total or backlog.overdue else None
+
     async def view(self, session: ConsoleSession, report_id: str) -> ReportView:
         row = await self._report(report_id)
         if row is None:
             raise NotFound("no such report", code="unknown_report")
         verification = await self._reports.reverify(report_id)
-        prior = await self.store.reports_against(row.reported_user, excluding=report_id)
+        prior = ([] if row.attributed_user is None else
+                 await self.store.reports_against(row.attributed_user, excluding=report_id))
         await self.store.audit(AuditRow(now_ms(), session.actor, "view_report", report_id,
                                         "evidence decrypted" if verification else
                                         "evidence purged"))
@@ -260,18 +273,25 @@ class ModerationService:
         if row is None:
             raise NotFound("no such report", code="unknown_report")
         now = now_ms()
-        detail = f"reported user {row.reported_user}" + (f"; reason: {reason}"
-                                                          if reason else "")
+        target = row.attributed_user
+        detail = (f"reported user {target}" if target else "unverified claim") + (
+            f"; reason: {reason}" if reason else "")
         audit = AuditRow(now, session.actor, action, report_id, detail)
         if action == "dismiss":
             await self.store.set_status(report_id, "dismissed", now, audit)
             return "dismissed"
+        if target is None:
+            # The claimed sender is only a claim: acting on it would let anyone frame
+            # anyone with a forged message.
+            raise InvalidInput("this report is an unverified claim: its reported message "
+                               "did not verify, so no action against a user is possible",
+                               code="unverified_claim")
         if action == "warn":
-            await self.store.warn(row.reported_user, report_id, session.actor, now, audit)
+            await self.store.warn(target, report_id, session.actor, now, audit)
             return "warned"
         if action == "suspend":
-            await self.store.suspend(row.reported_user, report_id, session.actor, now, audit)
-            await self._reports.suspend_account(row.reported_user)
+            await self.store.suspend(target, report_id, session.actor, now, audit)
+            await self._reports.suspend_account(target)
             return "suspended"
         await self.escalate(session, row, reason)
         return "escalated"

@@ -223,7 +223,7 @@ class PolicyService:
         """Under-16 accounts' blocks and reports count toward barring the other account."""
         if isinstance(event, UserBlocked):
             actor, target, kind = event.blocker, event.blocked, "block"
-        elif isinstance(event, ReportFiled):
+        elif isinstance(event, ReportFiled) and event.reported_user is not None:
             actor, target, kind = event.reporter, event.reported_user, "report"
         else:
             return

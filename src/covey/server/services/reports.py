@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import importlib
 import json
 import logging
 import os
@@ -19,8 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from covey.errors import CryptoError, Forbidden, InvalidInput, NotFound
 from covey.moderation import Report, ReportVerification, verify_report
@@ -35,9 +32,14 @@ from covey.safety.detectors import Signal
 from covey.server.services._common import Principal, load_or_create_secret_file, now_ms
 from covey.server.services.blobs import BlobService
 from covey.server.services.safety_events import ReportFiled, SafetyEvents, UserBlocked
-from covey.server.storage.reports_repo import AuditRow, NewReport, ReportRepository, ReportRow
+from covey.server.storage.reports_repo import (
+    UNATTRIBUTED,
+    AuditRow,
+    NewReport,
+    ReportRepository,
+    ReportRow,
+)
 from covey.server.storage.repository import NewMessage
-from covey.server.storage.schema import metadata
 from covey.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -100,32 +102,6 @@ def _load_or_create_key(path: Path) -> bytes:
     return raw
 
 
-async def reporter_age_band(engine: AsyncEngine, user_id: str) -> str:
-    """The reporter's verified age band, or `unverified` when none is known.
-
-    The account-band service is being added separately; until it lands this reads any
-    table of its schema module holding `user_id` and `band` (the newest row)."""
-    try:
-        importlib.import_module("covey.server.storage.schema_age")  # registers its tables
-    except ImportError:
-        return UNVERIFIED_BAND
-    for table in metadata.sorted_tables:
-        columns = table.c
-        if not (table.name.startswith("age") and "user_id" in columns and "band" in columns):
-            continue
-        query = select(columns["band"]).where(columns["user_id"] == user_id)
-        if "expires_ms" in columns:
-            query = query.where(columns["expires_ms"] > now_ms())
-        try:
-            async with engine.connect() as conn:
-                band = await conn.scalar(query.limit(1))
-        except Exception:  # their migration may not be applied yet: treat as unknown
-            log.debug("age band lookup failed", exc_info=True)
-            return UNVERIFIED_BAND
-        return str(band) if band else UNVERIFIED_BAND
-    return UNVERIFIED_BAND
-
-
 def filer_fingerprint(verification: ReportVerification, filed_by: str) -> str:
     """The stored report's replay key: one report per (reported message, who filed it).
 
@@ -138,8 +114,13 @@ def filer_fingerprint(verification: ReportVerification, filed_by: str) -> str:
         "fingerprint": verification.fingerprint, "filed_by": filed_by})).hexdigest()
 
 
-def report_priority(category_is_child_safety: bool, reporter_band: str) -> int:
-    """Higher first: child-safety categories (2) and under-16 reporters (1) add up."""
+def report_priority(category_is_child_safety: bool, reporter_band: str, *,
+                    attributed: bool = True) -> int:
+    """Higher first: child-safety categories (2) and under-16 reporters (1) add up. An
+    unverified claim (the reported message did not verify) stays at 0 whatever it says,
+    so forged reports cannot push genuine ones down the queue."""
+    if not attributed:
+        return 0
     return 2 * int(category_is_child_safety) + int(reporter_band == UNDER_16_BAND)
 
 
@@ -173,14 +154,19 @@ class ReportReceipt:
     verification: ReportVerification
 
 
+# The age service's answer for an account (`AgeService.band_of`): honours expiry and
+# whether the issuer is still trusted.
+BandLookup = Callable[[str], Awaitable[str]]
+
+
 class ReportService:
     def __init__(self, settings: Settings, store: ReportRepository, blobs: BlobService,
-                 server_key: ServerFrankingKey, engine: AsyncEngine) -> None:
+                 server_key: ServerFrankingKey, band_of: BandLookup) -> None:
         self._settings = settings
         self.store = store
         self._blobs = blobs
         self._server_key = server_key
-        self._engine = engine
+        self._band_of = band_of
         self.vault = EvidenceVault(settings.data_dir / "reports.key")
         self.events: SafetyEvents | None = None  # set by the relay (guardian alerts, bars)
         self.gate = SafetyGate()
@@ -231,17 +217,21 @@ class ReportService:
         if report.reporter != principal.user_id:
             raise Forbidden("the reporter must be the authenticated user",
                             code="reporter_mismatch")
-        band = await reporter_age_band(self._engine, principal.user_id)
+        band = str(await self._band_of(principal.user_id))
         stored, created, verification = await self._file(
             report, reporter=principal.user_id, reporter_band=band,
-            priority=report_priority(report.category.is_child_safety, band),
+            category_is_child_safety=report.category.is_child_safety,
             audit=(f"user:{principal.user_id}", "report_submitted"))
-        reported_user = verification.reported.item.context.sender_user
+        claimed_sender = verification.reported.item.context.sender_user
         if created and self.events is not None:
-            await self.events.emit(ReportFiled(principal.user_id, reported_user,
-                                               stored.category, stored.created_ms))
-        if block and reported_user != principal.user_id:
-            await self.block(principal, reported_user)
+            # An unverified claim names nobody: it counts toward no bar on anyone.
+            await self.events.emit(ReportFiled(principal.user_id, stored.attributed_user,
+                                               stored.category, stored.created_ms,
+                                               claimed_user=claimed_sender))
+        # Blocking is the reporter's own choice (they may block anyone), so it follows
+        # the sender they saw even when the evidence does not verify.
+        if block and claimed_sender != principal.user_id:
+            await self.block(principal, claimed_sender)
         return ReportReceipt(stored, not created, block, verification)
 
     async def file_detection(self, signal: Signal, message: NewMessage,
@@ -277,26 +267,36 @@ class ReportService:
                         f"{entry.user_id}, who did not file this report", messages=(item,))
         await self._file(
             report, reporter=SAFETY_SERVICE_REPORTER, reporter_band=SAFETY_SERVICE_REPORTER,
-            priority=report_priority(category.is_child_safety, UNDER_16_BAND),
+            category_is_child_safety=category.is_child_safety, priority_band=UNDER_16_BAND,
             audit=(SAFETY_SERVICE_REPORTER, "detection_reported"),
             extra={"signal": signal.to_json()},
             detail=f"{signal.detector} {signal.code} {signal.severity.name.lower()}")
 
     async def _file(self, report: Report, *, reporter: str, reporter_band: str,
-                    priority: int, audit: tuple[str, str], extra: dict[str, Any] | None = None,
+                    category_is_child_safety: bool, audit: tuple[str, str],
+                    priority_band: str | None = None, extra: dict[str, Any] | None = None,
                     detail: str | None = None) -> tuple[ReportRow, bool, ReportVerification]:
         """Verify the evidence against the server's own blobs and key, seal it, and store
-        the report (a replay lands on the stored one: `created` is False)."""
+        the report (a replay lands on the stored one: `created` is False).
+
+        Only a verified reported message attributes the report to its sender and earns
+        priority; otherwise it is stored as an unverified claim against nobody (the
+        claimed sender stays inside the sealed evidence, never in `reported_user`)."""
         blobs = await self.fetch_blobs(report)
         verification = await asyncio.to_thread(verify_report, report, self._server_key,
                                                 blobs=blobs)
+        attributed = verification.reported.verified
         now = now_ms()
         report_id = "rep_" + secrets.token_hex(12)
         row = ReportRow(
             report_id=report_id, fingerprint=filer_fingerprint(verification, reporter),
             reporter=reporter,
-            reported_user=verification.reported.item.context.sender_user,
-            category=report.category.value, priority=priority, reporter_band=reporter_band,
+            reported_user=(verification.reported.item.context.sender_user if attributed
+                           else UNATTRIBUTED),
+            category=report.category.value,
+            priority=report_priority(category_is_child_safety, priority_band or reporter_band,
+                                     attributed=attributed),
+            reporter_band=reporter_band,
             policy_mode=self._settings.safety_mode, status="open",
             verified_count=len(verification.verified_items),
             total_count=len(verification.items),

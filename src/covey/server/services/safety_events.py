@@ -25,12 +25,15 @@ class ContactAccepted:
 
 @dataclass(frozen=True)
 class ReportFiled:
-    """`reporter` filed a report about `reported_user` (category code, no evidence)."""
+    """`reporter` filed a report about `reported_user` (category code, no evidence);
+    `reported_user` is None for an unverified claim, which names nobody; `claimed_user`
+    is the sender the evidence claims, verified or not (never counted against them)."""
 
     reporter: str
-    reported_user: str
+    reported_user: str | None
     category: str
     at_ms: int
+    claimed_user: str | None = None
 
 
 @dataclass(frozen=True)

@@ -209,6 +209,11 @@ def _store(conn: Connection, raw: Any, ids: IdAllocator, stores: Sequence[Any]) 
     copies = [_copy_row(item.message) for item in fresh if item.message.safety_copy is not None]
     if copies:
         conn.execute(insert(schema_safety.safety_copies), copies)
+        # Each kept copy is queued for the detectors in the same transaction, so a process
+        # that dies before scanning leaves the job behind for the next one.
+        conn.execute(insert(schema_safety.scan_jobs), [
+            _scan_job_row(item.message) for item in fresh
+            if item.message.safety_copy is not None])
         # The relay opened each copy to check it: that read is logged with the copy.
         c = schema_safety.safety_copies.c
         opened = select(c.id, c.message_id, c.conversation_id, c.sender_user,
@@ -248,6 +253,13 @@ def _holders(conn: Connection, raw: Any, stores: Sequence[Any]) -> dict[tuple[st
             for r in rows:
                 holders.setdefault((conversation, str(r[0])), int(r[1]))
     return holders
+
+
+def _scan_job_row(m: Any) -> dict[str, Any]:
+    return {"conversation_id": m.conversation_id, "sender_user": m.sender_user,
+            "sender_device": m.sender_device, "message_id": m.message_id,
+            "created_ms": m.server_ts_ms, "next_attempt_ms": m.safety_copy.scan_due_ms,
+            "attempts": 0, "alerted": 0, "last_error": None}
 
 
 def _copy_row(m: Any) -> dict[str, Any]:

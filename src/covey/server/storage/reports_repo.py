@@ -16,10 +16,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from covey.server.storage import schema_reports as r
 from covey.server.storage.repository import Repository
 
+# `reported_user` of an unverified claim: the report is against nobody.
+UNATTRIBUTED = ""
+
 
 @dataclass(frozen=True)
 class ReportRow:
-    """A report's metadata (everything but the sealed evidence)."""
+    """A report's metadata (everything but the sealed evidence). A report is attributed
+    to `reported_user` only when the reported message verified; otherwise it is an
+    *unverified claim* (`reported_user` empty, priority 0) that no action can target."""
 
     report_id: str
     fingerprint: str
@@ -37,6 +42,15 @@ class ReportRow:
     actioned_ms: int | None
     preserve_until_ms: int
     purged: bool
+
+    @property
+    def attributed_user(self) -> str | None:
+        """The sender the verified evidence names, or None for an unverified claim."""
+        return self.reported_user if self.reported_verified and self.reported_user else None
+
+    @property
+    def attribution(self) -> str:
+        return "verified" if self.attributed_user is not None else "unverified_claim"
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from covey.errors import Conflict, NotFound, Unauthorized
+from covey.errors import Conflict, NotFound, QuotaExceeded, Unauthorized
 from covey.server.storage import schema as t
 from covey.server.storage._batch import IdAllocator, commit_batch
 from covey.server.storage.engine import sqlite_checkpoint, sqlite_sync_engine
@@ -100,11 +100,13 @@ class MailboxEntry:
 
 @dataclass(frozen=True, slots=True)
 class SafetyCopyRecord:
-    """A safeguarded message's sealed safety copy, stored with the message."""
+    """A safeguarded message's sealed safety copy, stored with the message, and when
+    another worker may take its scan job if this process has not finished it."""
 
     key_id: str
     sealed: bytes
     expires_ms: int
+    scan_due_ms: int
 
 
 @dataclass(slots=True)
@@ -573,13 +575,26 @@ class Repository:
 
     # --- blobs -----------------------------------------------------------------------
 
-    async def insert_blob(self, blob: BlobRow, now_ms: int) -> None:
+    async def insert_blob(self, blob: BlobRow, now_ms: int, quota_bytes: int) -> None:
+        """Store the blob's row unless the owner's stored bytes would pass `quota_bytes`
+        (checked in the writer's transaction, so concurrent uploads cannot both slip in)."""
+
         async def job(conn: AsyncConnection) -> None:
+            used = await _blob_bytes(conn, blob.owner_user)
+            if used + blob.size > quota_bytes:
+                raise QuotaExceeded(
+                    f"this account may store at most {quota_bytes} bytes of attachments",
+                    details={"quota_bytes": quota_bytes, "used_bytes": used})
             await conn.execute(insert(t.blobs).values(
                 blob_id=blob.blob_id, owner_user=blob.owner_user, sha256=blob.sha256,
                 size=blob.size, created_ms=now_ms))
 
         await self.writer.run_job(job)
+
+    async def blob_bytes(self, owner_user: str) -> int:
+        """Bytes of blobs `owner_user` has stored."""
+        async with self.engine.connect() as conn:
+            return await _blob_bytes(conn, owner_user)
 
     async def get_blob(self, blob_id: str) -> BlobRow | None:
         async with self.engine.connect() as conn:
@@ -587,6 +602,12 @@ class Repository:
                 t.blobs.c.blob_id, t.blobs.c.owner_user, t.blobs.c.sha256, t.blobs.c.size)
                 .where(t.blobs.c.blob_id == blob_id))).first()
         return None if row is None else BlobRow(row[0], row[1], row[2], row[3])
+
+
+async def _blob_bytes(conn: AsyncConnection, owner_user: str) -> int:
+    used = await conn.scalar(select(func.coalesce(func.sum(t.blobs.c.size), 0))
+                             .where(t.blobs.c.owner_user == owner_user))
+    return int(used or 0)
 
 
 async def _insert_device(conn: AsyncConnection, device: DeviceRow, now_ms: int) -> int:

@@ -245,23 +245,6 @@ class SafetyRepository:
 
     # --- safety copies -------------------------------------------------------------------
 
-    async def record_scan(self, conversation_id: str, message_id: str, sender_user: str,
-                          now_ms: int) -> None:
-        """Log the detectors' read of a copy as it arrived."""
-        c = s.safety_copies.c
-
-        async def job(conn: AsyncConnection) -> None:
-            copy_id = await conn.scalar(select(c.id).where(
-                c.sender_user == sender_user, c.message_id == message_id,
-                c.conversation_id == conversation_id))
-            if copy_id is not None:
-                await conn.execute(insert(s.safety_copy_reads).values(
-                    copy_id=copy_id, message_id=message_id, conversation_id=conversation_id,
-                    sender_user=sender_user, reader="detectors", purpose="scan on arrival",
-                    read_ms=now_ms))
-
-        await self._write(job)
-
     async def purge(self, now_ms: int, requests_before_ms: int) -> dict[str, int]:
         """Delete what has outlived its use: safety copies past retention, expired invite
         links, and answered contact requests decided before `requests_before_ms`."""

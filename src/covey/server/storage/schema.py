@@ -162,4 +162,5 @@ blobs = Table(
     Column("sha256", String(64), nullable=False),
     Column("size", BigInteger, nullable=False),
     Column("created_ms", BigInteger, nullable=False),
+    Index("ix_blobs_owner", "owner_user"),  # the per-account quota sums by owner
 )

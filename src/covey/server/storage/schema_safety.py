@@ -1,7 +1,7 @@
 """Tables for the safety policy (docs/safety-policy.md): contact requests and contacts,
 mutes, the under-16 accounts' blocks and reports that bar an account from contacting
 children, group invite links, and safeguarded conversations' safety copies with the log
-of every read.
+of every read and the queue of messages still to be scanned.
 
 Safety copies are stored exactly as the client sealed them (RFC 9180 HPKE to the safety
 service's X25519 key, which lives in a key file outside the database), so a copy of the
@@ -114,4 +114,25 @@ safety_copy_reads = Table(
     Column("purpose", String(128), nullable=False),
     Column("read_ms", BigInteger, nullable=False),
     Index("ix_safety_copy_reads_read", "read_ms"),
+)
+
+# The scan queue: one row per stored message the detectors still have to see, written in
+# the message's own transaction and deleted once every detector ran and every report it
+# raised was filed; a failure keeps it with its reason and the time of the next attempt.
+scan_jobs = Table(
+    "scan_jobs",
+    metadata,
+    Column("id", _BIGPK, primary_key=True, autoincrement=True),
+    Column("conversation_id", String(64), nullable=False),
+    Column("sender_user", String(32), nullable=False),
+    Column("sender_device", String(32), nullable=False),
+    Column("message_id", String(64), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("next_attempt_ms", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("alerted", SmallInteger, nullable=False),  # DetectionRaised already emitted
+    Column("last_error", Text, nullable=True),
+    Index("ix_scan_jobs_due", "next_attempt_ms"),
+    Index("ix_scan_jobs_message", "conversation_id", "sender_user", "message_id"),
+    sqlite_autoincrement=True,
 )
