@@ -8,8 +8,10 @@
 from covey.client._client import Client
 from covey.client._core import ClientCore, ClientError
 from covey.client._events import (
+    ContactRequestReceived,
     Event,
     FrankingEvidence,
+    GroupMembersWithheld,
     GuardianAlert,
     IncomingMessage,
     MessageDropped,
@@ -26,8 +28,10 @@ __all__ = [
     "Client",
     "ClientCore",
     "ClientError",
+    "ContactRequestReceived",
     "Event",
     "FrankingEvidence",
+    "GroupMembersWithheld",
     "GuardianAlert",
     "IncomingMessage",
     "MessageDropped",

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from covey.protocol.wire import (
     AgeProofNeededFrame,
+    ContactRequestFrame,
     DeliveryFrame,
     GroupChangedFrame,
     GuardianAlertFrame,
@@ -22,7 +23,7 @@ from covey.protocol.wire import (
 )
 
 PushFrame = (DeliveryFrame | GroupChangedFrame | KeysLowFrame | AgeProofNeededFrame
-             | GuardianAlertFrame)
+             | GuardianAlertFrame | ContactRequestFrame)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from covey.moderation.wire import (
     ReportReceiptOut,
     ReportSubmission,
 )
-from covey.server.api._deps import ERRORS, PrincipalDep
+from covey.server.api._deps import ERRORS, LimiterDep, PrincipalDep
 from covey.server.services.reports import ReportService
 
 router = APIRouter(responses=ERRORS, tags=["reports"])
@@ -43,9 +43,11 @@ async def submit_report(body: ReportSubmission, request: Request,
 
 
 @router.post("/v1/blocks", status_code=201, response_model=BlockResponse)
-async def block_user(body: BlockRequest, request: Request,
-                     principal: PrincipalDep) -> BlockResponse:
-    """Block a user: they can no longer send to you in a direct conversation."""
+async def block_user(body: BlockRequest, request: Request, principal: PrincipalDep,
+                     limits: LimiterDep) -> BlockResponse:
+    """Block a user: they can no longer send to you in a direct conversation. Any handle,
+    known or not, gets the same answer (blocking is no existence test)."""
+    limits.check("lookup", f"user:{principal.user_id}")
     if body.user_id == principal.user_id:
         raise Forbidden("you cannot block yourself", code="block_self")
     await _reports(request).block(principal, body.user_id)

@@ -58,6 +58,7 @@ def build_services(settings: Settings, repo: Repository, fanout: Fanout) -> Serv
     age = AgeService(settings, AgeStorage(repo), directory, fanout)
     policy = PolicyService(settings, SafetyRepository(repo), age)
     events.subscribe(policy.on_event)
+    age.on_proven(policy.on_band_proven)
     copies = SafetyCopyService(settings, policy.store, policy, events)
     groups = GroupService(repo, directory, fanout, policy)
     return Services(
@@ -73,7 +74,7 @@ def build_services(settings: Settings, repo: Repository, fanout: Fanout) -> Serv
         events=events,
         policy=policy,
         safety_copies=copies,
-        contacts=ContactService(repo, policy, events),
+        contacts=ContactService(repo, policy, events, directory, fanout),
         guardians=GuardianService(repo, age, directory, fanout, events, policy),
     )
 
