@@ -140,12 +140,14 @@ async def test_probing_for_accounts_is_rate_limited(_low_lookup_limits: None,
     """Each answer says something about an account: searches, a DM's policy and contact
     requests (to anyone) are limited per account, with a clear 429."""
     prober = await people.adult("adam")
-    await prober.find_user("adam")
+    await _refused(prober.find_user("nobody0"), "not_found")
     await _refused(prober.find_user("nobody1"), "not_found")
     await _refused(prober.conversation_policy("nobody2"), "not_found")
     limited = await _refused(prober.find_user("nobody3"), "rate_limited")
     assert limited.status == 429 and limited.details["retry_after_s"] >= 1
     await _refused(prober._api.conversation_policy("dm:adam:nobody4"), "rate_limited")
+    # Looking oneself up (and one's contacts and fellow members) costs nothing.
+    assert (await prober.find_user("adam")).user_id == "adam"
     bea, cal = await people.adult("bea"), await people.adult("cal")
     await prober.request_contact(bea.user_id)
     await prober.request_contact(cal.user_id)
