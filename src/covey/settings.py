@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -74,10 +74,25 @@ class Settings(BaseSettings):
     esp_contact_email: str = "safety@covey.invalid"
     # Age assurance (docs/age-assurance.md, docs/operations.md).
     trust_registry: str | None = Field(
-        default=None, description="trusted age-credential issuers: a JSON file path or an "
-        "http(s) URL ({\"issuers\": [...]}, see `covey issuer publish`); reloaded on change")
+        default=None, description="trusted age-credential issuers: a file path or an "
+        "https:// URL of a registry signed by the operator (see `covey issuer publish "
+        "--operator-key`); reloaded on change")
+    trust_registry_key: str | None = Field(
+        default=None, description="the operator's Ed25519 public key (base64) the trust "
+        "registry must be signed with (`covey issuer operator-key` prints it); required "
+        "with trust_registry")
     trust_registry_refresh_s: float = Field(
         default=60.0, description="how often a trust registry URL is fetched again")
+    trust_registry_max_age_s: int = Field(
+        default=7 * 24 * 3600, gt=0, description="a registry signed longer ago than this "
+        "is stale: no band it vouches for counts until a fresh one arrives")
+    revocation_status_max_age_s: int = Field(
+        default=7 * 24 * 3600, gt=0, description="an issuer whose revocation status list "
+        "is older than this (`covey issuer publish` refreshes it) vouches for no band")
+    public_origin: str | None = Field(
+        default=None, description="the server's origin as clients reach it (https://"
+        "chat.example); age challenges name it and wallets check it. Default: the scheme "
+        "and Host of each request")
     age_threshold_years: int = 16
     age_band_validity_days: int = 90
     age_challenge_ttl_s: int = 300
@@ -122,9 +137,38 @@ class Settings(BaseSettings):
     @field_validator("safety_mode")
     @classmethod
     def _known_mode(cls, value: str) -> str:
+        from covey.errors import CoveyError
         from covey.safety.policy import parse_mode
 
-        return parse_mode(value).value
+        try:
+            return parse_mode(value).value
+        except CoveyError as exc:  # pydantic reports ValueErrors as validation errors
+            raise ValueError(exc.message) from exc
+
+    @field_validator("trust_registry")
+    @classmethod
+    def _registry_file_or_https(cls, value: str | None) -> str | None:
+        # A registry fetched in the clear could be withheld or replayed by anyone on the
+        # path; it is signed, but freshness depends on getting the current one.
+        if value is not None and "://" in value and not value.startswith("https://"):
+            raise ValueError("the trust registry must be a local file or an https:// URL")
+        return value
+
+    @field_validator("trust_registry_key")
+    @classmethod
+    def _operator_key(cls, value: str | None) -> str | None:
+        from covey.age.signed import parse_public_key
+
+        if value is not None:
+            parse_public_key(value)
+        return value
+
+    @model_validator(mode="after")
+    def _registry_needs_key(self) -> Settings:
+        if self.trust_registry is not None and self.trust_registry_key is None:
+            raise ValueError("trust_registry is set but trust_registry_key is not: the "
+                             "relay only trusts a registry signed by a pinned operator key")
+        return self
 
     @field_validator("detector_report_min_severity")
     @classmethod

@@ -14,11 +14,30 @@ from pathlib import Path
 from typing import Any
 
 from covey.age import Issuer, ManualApproval
+from covey.age.signed import OperatorKey
 from covey.client import Client
 from covey.server.process import free_port, wait_until_healthy
 
 PASSPHRASE = "age integration passphrase"
 FAST_SCRYPT = 2**12
+# The operator who signs every trust registry in a test run; servers pin its public key
+# (`server_env`).
+OPERATOR = OperatorKey.generate()
+
+
+def operator_key_file(root: Path) -> Path:
+    """The operator's key as `covey issuer publish --operator-key` reads it."""
+    path = root / "operator.key"
+    if not path.exists():
+        path.write_bytes(OPERATOR.to_pem())
+        path.chmod(0o600)
+    return path
+
+
+def write_registry(path: Path, entries: list[dict[str, Any]],
+                   signed_at_ms: int | None = None) -> None:
+    """A trust registry of `entries`, signed by the test operator."""
+    OPERATOR.write(path, entries, signed_at_ms)
 
 
 def covey(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -65,7 +84,8 @@ class IssuerService:
             self.proc.wait(10)
 
     def publish(self, out: Path | None = None) -> None:
-        covey("issuer", "publish", "--dir", str(self.dir), "--out", str(out or self.registry))
+        covey("issuer", "publish", "--dir", str(self.dir), "--out", str(out or self.registry),
+              "--operator-key", str(operator_key_file(self.root)))
 
     def operator(self) -> Issuer:
         """The operator's view of the same directory (what `covey issuer approve` opens)."""
@@ -112,7 +132,8 @@ def today() -> date:
 
 
 def server_env(registry: Path, **extra: Any) -> dict[str, str]:
-    env = {"COVEY_TRUST_REGISTRY": str(registry)}
+    env = {"COVEY_TRUST_REGISTRY": str(registry),
+           "COVEY_TRUST_REGISTRY_KEY": OPERATOR.public_key}
     env.update({f"COVEY_{k.upper()}": str(v) for k, v in extra.items()})
     return env
 

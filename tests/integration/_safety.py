@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from covey.age import Approved, CheckOutcome, Issuer, TrustRegistry, years_before
+from covey.age import Approved, CheckOutcome, Issuer, years_before
 from covey.client import Client
-from tests.integration._age import FAST_SCRYPT, PASSPHRASE, today
+from tests.integration._age import FAST_SCRYPT, PASSPHRASE, server_env, today, write_registry
 
 
 class _Declared:
@@ -29,7 +29,7 @@ class BandIssuer:
         self.issuer = Issuer.create(root / "issuer", "did:web:registry.example", _Declared(),
                                     capacity=200)
         self.registry = root / "registry.json"
-        TrustRegistry.from_entries([self.issuer.publish()]).save(self.registry)
+        write_registry(self.registry, [self.issuer.publish()])
 
     def wallet(self, years: int) -> bytes:
         """A serialized wallet holding a credential for someone `years` old today."""
@@ -58,7 +58,8 @@ def band_issuer(tmp_path_factory: pytest.TempPathFactory) -> BandIssuer:
 @pytest.fixture
 def trust_band_issuer(band_issuer: BandIssuer, monkeypatch: pytest.MonkeyPatch) -> None:
     """Request before `covey_server` so the server trusts the issuer."""
-    monkeypatch.setenv("COVEY_TRUST_REGISTRY", str(band_issuer.registry))
+    for key, value in server_env(band_issuer.registry).items():
+        monkeypatch.setenv(key, value)
 
 
 class People:

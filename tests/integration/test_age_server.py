@@ -30,6 +30,7 @@ from tests.integration._age import (
     server_env,
     today,
     wait_for,
+    write_registry,
 )
 from tests.unit._age_fixtures import raw_issuer
 
@@ -385,7 +386,7 @@ async def test_untrusted_issuer_and_registry_reload(issuer: IssuerService, peopl
     """A server trusting nobody refuses challenges; trusting the issuer later (file reload)
     works, and a band from an issuer dropped from the registry reads as unverified."""
     registry = tmp_path / "registry.json"
-    registry.write_text(json.dumps({"issuers": []}))
+    write_registry(registry, [])
     covey_server.restart(env={"COVEY_TRUST_REGISTRY": str(registry)})
     ivy = await people.register("ivy")
     await get_credential(ivy, issuer, years_before(today(), 22))
@@ -397,7 +398,7 @@ async def test_untrusted_issuer_and_registry_reload(issuer: IssuerService, peopl
     await asyncio.sleep(0.6)
     assert (await ivy.prove_age()).band == "16+"
 
-    registry.write_text(json.dumps({"issuers": []}))
+    write_registry(registry, [])
     await asyncio.sleep(0.6)
     assert (await ivy.whoami()).age.band == "unverified"
 
@@ -406,7 +407,7 @@ async def test_interop_with_an_issuer_built_on_anoncreds_alone(
         issuer: IssuerService, people: People, covey_server: Any, tmp_path: Path) -> None:
     raw = raw_issuer()
     registry = tmp_path / "registry.json"
-    registry.write_text(json.dumps({"issuers": [issuer.entry(), raw.entry()]}))
+    write_registry(registry, [issuer.entry(), raw.entry()])
     covey_server.restart(env={"COVEY_TRUST_REGISTRY": str(registry)})
     wallet = Wallet.create()
     offer = raw.offer()

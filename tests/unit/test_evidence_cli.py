@@ -91,3 +91,20 @@ def test_unreadable_inputs_exit_2(paths: tuple[Path, Path], tmp_path: Path) -> N
     bad = tmp_path / "bad.pem"
     bad.write_text("nope")
     assert _run(str(bundle), "--public-key", str(bad))[0] == 2
+
+
+def test_terminal_escapes_in_sender_text_are_shown_not_obeyed(tmp_path: Path) -> None:
+    conv = FrankedConversation(SERVER_KEY, "dm:alice:bob", ("alice", "bob"))
+    fake = "\x1b[2J\x1b[H\x1b[32mVERIFIED: nothing to see\x1b[0m\x9b31m\u202eevil"
+    conv.send("alice", "DALICE01", fake)
+    items = conv.history("bob")
+    report = Report(reporter="bob", reported_message_id=items[-1].message_id,
+                    category=ReportCategory.GROOMING_OR_ENTICEMENT, messages=items)
+    bundle = build_bundle(verify_report(report, SERVER_KEY, blobs=conv.blobs), ATTESTATION,
+                          created_at_ms=1_767_312_000_000).write(tmp_path / "b.zip")
+    key = tmp_path / "platform.pem"
+    key.write_bytes(public_key_pem(ATTESTATION))
+    code, output = _run(str(bundle), "--public-key", str(key))
+    assert code == 0, output
+    assert not any(c in output for c in "\x1b\x9b\u202e")
+    assert "\\x1b[2J" in output and "\\x9b" in output and "\\u202e" in output

@@ -270,3 +270,45 @@ def test_public_key_loads_from_pem_base64_and_hex() -> None:
         assert load_public_key(data).public_bytes_raw() == raw
     with pytest.raises(InvalidInput):
         load_public_key(b"not a key")
+
+
+def test_manifest_bytes_rewritten_with_the_same_fields_are_named(bundle_bytes: bytes) -> None:
+    files = _files(bundle_bytes)
+    manifest = json.loads(files[MANIFEST])
+    compact = json.dumps(manifest, separators=(",", ":")).encode()  # same fields, new bytes
+    assert _differences(_zip({**files, MANIFEST: compact})) == [("manifest_bytes", MANIFEST)]
+
+
+def test_a_duplicate_json_key_is_malformed(bundle_bytes: bytes) -> None:
+    files = _files(bundle_bytes)
+    text = files[MANIFEST].decode()
+    # A second "platform" key: readers disagree on which one wins.
+    doubled = text.replace('"platform": "Covey"', '"platform": "Covey", "platform": "Other"')
+    assert doubled != text
+    assert _differences(_zip({**files, MANIFEST: doubled.encode()})) == [
+        ("malformed", MANIFEST)]
+
+
+def test_a_directory_entry_is_not_in_the_manifest(bundle_bytes: bytes) -> None:
+    out = io.BytesIO(bundle_bytes)
+    with zipfile.ZipFile(out, "a") as archive:
+        info = zipfile.ZipInfo("attachments/hidden/")  # a directory entry carrying data
+        archive.writestr(info, b"hidden data")
+        archive.writestr(zipfile.ZipInfo("empty/"), b"")
+    assert _differences(out.getvalue()) == [("file_added", "attachments/hidden/"),
+                                            ("file_added", "empty/")]
+
+
+def test_entry_counts_and_sizes_are_capped(bundle_bytes: bytes,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import covey.moderation.bundle as bundle_module
+
+    files = _files(bundle_bytes)
+    many = {**files, **{f"junk/{i}.bin": b"" for i in range(bundle_module.MAX_ENTRIES)}}
+    result = verify_bundle(_zip(many), PUBLIC)
+    assert [(d.kind, d.where) for d in result.differences] == [("malformed", "bundle")]
+    assert "entries" in result.differences[0].detail
+    monkeypatch.setattr(bundle_module, "MAX_ENTRY_BYTES", 1000)
+    result = verify_bundle(bundle_bytes, PUBLIC)
+    assert [(d.kind, d.where) for d in result.differences] == [("malformed", "bundle")]
+    assert "larger than 1000 bytes" in result.differences[0].detail

@@ -13,7 +13,13 @@ PUBLIC_MODE = 0o644
 
 
 def write_json(path: Path, value: Any, *, mode: int) -> None:
-    """Write `value` to `path` atomically (temp file, fsync, rename) with `mode`.
+    """Write `value` to `path` atomically (temp file, fsync, rename) with `mode`."""
+    write_bytes(path, json.dumps(value, sort_keys=True, separators=(",", ":")).encode(),
+                mode=mode)
+
+
+def write_bytes(path: Path, data: bytes, *, mode: int) -> None:
+    """Write `data` to `path` atomically (temp file, fsync, rename) with `mode`.
 
     The temporary file is created 0600 and only then widened, so a private file is
     never readable by others, not even for a moment.
@@ -21,8 +27,8 @@ def write_json(path: Path, value: Any, *, mode: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(value, handle, sort_keys=True, separators=(",", ":"))
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, mode)

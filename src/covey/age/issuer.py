@@ -143,10 +143,36 @@ class Issuer:
 
     # -- public material ---------------------------------------------------------------
 
-    def publish(self) -> dict[str, Any]:
-        """The trust-registry entry a verifier needs, with the current status list."""
+    def publish(self, *, refresh: bool = False) -> dict[str, Any]:
+        """The trust-registry entry a verifier needs, with the current status list.
+
+        `refresh` re-dates every status list to now (same revocations): the issuer vouches
+        that it is still current, and verifiers refuse lists older than their maximum age.
+        """
         with self._state():
+            if refresh:
+                self._refresh_status_lists()
             return copy.deepcopy(self._public)
+
+    def _refresh_status_lists(self) -> None:
+        now = int(self._clock())
+        changed = False
+        for registry in self._registries():
+            if int(registry["status_list"]["timestamp"]) >= now:
+                continue
+            # Same revocations, new date. (anoncreds 0.2.3's `update_timestamp_only`
+            # passes the wrong handle to the library, so a full update with no changes.)
+            registry["status_list"] = anoncreds.RevocationStatusList.load(
+                registry["status_list"]).update(
+                self._cred_def, anoncreds.RevocationRegistryDefinition.load(
+                    registry["rev_reg_def"]),
+                self._rev_reg_def_private(registry["rev_reg_def_id"]), None, None,
+                now).to_dict()
+            if self._public["revocation"]["rev_reg_def_id"] == registry["rev_reg_def_id"]:
+                self._public["revocation"]["status_list"] = registry["status_list"]
+            changed = True
+        if changed:
+            write_json(self._dir / "public.json", self._public, mode=PUBLIC_MODE)
 
     @property
     def rev_reg_def_id(self) -> str:

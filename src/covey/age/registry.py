@@ -19,6 +19,7 @@ import anoncreds
 
 from covey.age._files import PUBLIC_MODE, write_json
 from covey.age.bands import BIRTHDATE_ATTRIBUTE
+from covey.age.tails import check_tails_hash
 from covey.errors import InvalidInput
 
 
@@ -53,6 +54,10 @@ class Revocation:
     _objects: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        # The issuer names the tails file: the name must be the definition's own hash.
+        value = self.rev_reg_def.get("value")
+        check_tails_hash(self.tails_hash,
+                         value.get("tailsHash") if isinstance(value, dict) else "")
         if self.status_list.get("revRegDefId") != self.rev_reg_def_id:
             raise InvalidInput(f"trust registry: status list is not for {self.rev_reg_def_id}")
         self._objects["rev_reg_def"] = _load(anoncreds.RevocationRegistryDefinition,

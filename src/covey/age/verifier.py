@@ -6,6 +6,7 @@ else; the presentation itself is dropped. Every failure is an `AgeError` with a 
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from collections.abc import Callable, Mapping
@@ -23,7 +24,13 @@ from covey.age.bands import (
     band_expires_at,
     band_predicate,
 )
-from covey.age.challenge import PREDICATE_REFERENT, AgeChallenge
+from covey.age.challenge import (
+    PREDICATE_REFERENT,
+    AgeChallenge,
+    derive_nonce,
+    new_nonce_seed,
+    normalize_origin,
+)
 from covey.age.errors import (
     IssuerUntrusted,
     MalformedPresentation,
@@ -137,9 +144,14 @@ class Verifier:
         self._store.add(challenge, subject)
         return challenge
 
-    def make_challenge(self, band: AgeBand, *, horizon_days: int | None = None) -> AgeChallenge:
+    def make_challenge(self, band: AgeBand, *, horizon_days: int | None = None,
+                       origin: str | None = None, account: str | None = None,
+                       ) -> AgeChallenge:
         """A fresh challenge, not stored: for callers that keep challenges elsewhere (the
-        relay's database) and answer them with `check`."""
+        relay's database) and answer them with `check`.
+
+        With `origin` (this verifier) and `account`, the nonce is derived from both and a
+        fresh seed, so the holder's wallet can tell a challenge made for someone else."""
         if band is AgeBand.UNVERIFIED:
             raise InvalidInput("'unverified' is not something to prove")
         allowed = [h for h in UNDER_16_HORIZONS if h <= self._validity.days]
@@ -150,8 +162,17 @@ class Verifier:
         if not cred_def_ids:
             raise InvalidInput("the trust registry is empty")
         now = self._clock()
+        nonce, seed, bound_origin = str(anoncreds.generate_nonce()), "", ""
+        if origin is not None and account is not None:
+            bound_origin = normalize_origin(origin)
+            raw_seed = new_nonce_seed()
+            nonce = derive_nonce(bound_origin, account, raw_seed)
+            seed = base64.b64encode(raw_seed).decode("ascii")
         return AgeChallenge(
-            nonce=str(anoncreds.generate_nonce()),
+            nonce=nonce,
+            origin=bound_origin,
+            account=(account or "") if seed else "",
+            nonce_seed=seed,
             band=band,
             predicate=band_predicate(band, now, threshold_years=self._threshold,
                                      horizon_days=horizon),

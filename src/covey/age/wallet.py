@@ -20,7 +20,7 @@ from typing import Any
 import anoncreds
 
 from covey.age.bands import BIRTHDATE_ATTRIBUTE, DEFAULT_THRESHOLD_YEARS, is_band_predicate
-from covey.age.challenge import PREDICATE_REFERENT, AgeChallenge
+from covey.age.challenge import PREDICATE_REFERENT, AgeChallenge, normalize_origin
 from covey.age.errors import (
     ChallengeRefused,
     CredentialRevoked,
@@ -29,6 +29,7 @@ from covey.age.errors import (
     WalletCorrupt,
 )
 from covey.age.registry import Revocation, TrustedIssuer
+from covey.age.tails import tails_path
 from covey.errors import InvalidInput
 
 _FORMAT = 1
@@ -48,6 +49,21 @@ class LinkSecret:
         return "LinkSecret(<redacted>)"
 
     __str__ = __repr__
+
+
+def check_binding(challenge: AgeChallenge, origin: str | None, account: str | None) -> None:
+    """Refuse a challenge not made by `origin` for `account` (`ChallengeRefused`)."""
+    if origin is not None and challenge.origin != normalize_origin(origin):
+        named = challenge.origin or "an unnamed verifier"
+        raise ChallengeRefused(f"the challenge is from {named}, not from "
+                               f"{normalize_origin(origin)}, the server this account is "
+                               f"registered with")
+    if account is not None and challenge.account != account:
+        raise ChallengeRefused("the challenge was made for another account (a relayed "
+                               "challenge?)")
+    if not challenge.binding_holds():
+        raise ChallengeRefused("the challenge's nonce is not bound to its verifier and "
+                               "account")
 
 
 @dataclass(frozen=True)
@@ -215,15 +231,22 @@ class Wallet:
 
     def present(self, challenge: AgeChallenge | Mapping[str, Any], *,
                 status_lists: Mapping[str, Mapping[str, Any]] | None = None,
-                tails_dir: Path | None = None) -> dict[str, Any]:
+                tails_dir: Path | None = None, origin: str | None = None,
+                account: str | None = None) -> dict[str, Any]:
         """Prove the challenge's predicate with a suitable credential.
 
         `status_lists` are the current status lists by revocation registry id (the
         verifier's trust registry publishes them); `tails_dir` holds the issuers' tails
         files named by their hash. Reveals no attribute: only the predicate holds.
+
+        With `origin` (the server this wallet's account is on) and `account` (its id), the
+        challenge must name both and its nonce must recompute from them: a challenge
+        relayed from another account or another verifier is refused.
         """
         if not isinstance(challenge, AgeChallenge):
             challenge = AgeChallenge.from_json(challenge)
+        if origin is not None or account is not None:
+            check_binding(challenge, origin, account)
         if not is_band_predicate(challenge.band, challenge.predicate, self._clock(),
                                  threshold_years=self._threshold,
                                  horizon_days=challenge.horizon_days):
@@ -265,7 +288,8 @@ class Wallet:
             if registry is None or index is None:
                 continue
             bits = registry.status_list.get("revocationList") or []
-            if index >= len(bits) or bits[index] or not (tails_dir / registry.tails_hash).exists():
+            if (index >= len(bits) or bits[index]
+                    or not tails_path(tails_dir, registry.tails_hash).exists()):
                 continue
             with contextlib.suppress(InvalidInput):
                 self._revocation_state(held, registry, registry.status_list, tails_dir)
@@ -301,7 +325,7 @@ class Wallet:
         key = (registry.rev_reg_def_id, int(status_list["timestamp"]), held.rev_reg_index)
         state = self._rev_states.get(key)
         if state is None:
-            tails = tails_dir / registry.tails_hash
+            tails = tails_path(tails_dir, registry.tails_hash)
             try:
                 state = anoncreds.CredentialRevocationState.create(
                     registry.rev_reg_def_object, dict(status_list), held.rev_reg_index,

@@ -4,8 +4,20 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import Any
 
 import typer
+from typer.core import TyperOption
+
+_type_shown = TyperOption.display_type_rich
+
+
+def _flag_without_type(option: TyperOption, ctx: Any) -> str | None:
+    # typer's help shows flags such as --json and --help as "<bool>": a flag takes no value.
+    return None if option.is_flag else _type_shown(option, ctx)
+
+
+setattr(TyperOption, "display_type_rich", _flag_without_type)  # noqa: B010
 
 app = typer.Typer(
     name="covey",
@@ -15,13 +27,25 @@ app = typer.Typer(
 )
 
 
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from importlib.metadata import version
+
+        typer.echo(f"covey {version('covey')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _covey() -> None:
+def _covey(
+    _version: bool = typer.Option(False, "--version", callback=_print_version,
+                                  is_eager=True, help="Print the version and exit."),
+) -> None:
     """Keeps `covey COMMAND` a group even when only that command's module is loaded."""
 
 # Modules that add commands to `app` when imported; each module is named after its command.
 _COMMAND_MODULES = ("server", "demo", "chat", "evidence", "issuer", "whoami",
-                    "report", "admin", "transparency", "audit", "guardian", "contacts")
+                    "report", "admin", "transparency", "audit", "guardian", "contacts",
+                    "detect")
 
 
 def _load_commands(argv: list[str]) -> None:

@@ -55,14 +55,24 @@ class IssuerService:
     def __init__(self, root: Path) -> None:
         self.dir = root / "issuer"
         self.registry = root / "trust-registry.json"
+        self.operator_key = root / "operator.key"
+        self.operator_public_key = ""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
+    def publish(self) -> None:
+        """`covey issuer publish`: the entry, signed into the registry by the operator."""
+        run_covey("issuer", "publish", "--dir", str(self.dir), "--out", str(self.registry),
+                  "--operator-key", str(self.operator_key))
+
     def start(self) -> None:
         run_covey("issuer", "init", "--dir", str(self.dir), "--id", "did:web:school.example",
                   "--url", self.url, "--capacity", "100")
-        run_covey("issuer", "publish", "--dir", str(self.dir), "--out", str(self.registry))
+        # The operator's signing key: the relay pins its public half.
+        self.operator_public_key = run_covey(
+            "issuer", "operator-key", "--out", str(self.operator_key)).strip().splitlines()[-1]
+        self.publish()
         env = {k: v for k, v in os.environ.items() if not k.startswith("COVEY_")}
         with (self.dir.parent / "issuer.log").open("ab") as log:
             self.proc = subprocess.Popen(
@@ -131,11 +141,12 @@ async def scene_age(console: Console, cast: _Cast, number: int = 5) -> None:
         setup_s = time.perf_counter() - started
     console.print(f"  issuer [bold]did:web:school.example[/] ready in {setup_s:.1f} s, "
                   f"serving at {issuer.url}; `covey issuer publish` wrote its entry to the "
-                  f"server's trust registry")
+                  f"server's trust registry, signed with the operator's key")
     with console.status("Restarting the relay with COVEY_TRUST_REGISTRY and "
                         "COVEY_SAFETY_MODE=safeguarded…"):
         await asyncio.to_thread(cast.server.restart,
                                 {"COVEY_TRUST_REGISTRY": str(issuer.registry),
+                                 "COVEY_TRUST_REGISTRY_KEY": issuer.operator_public_key,
                                  "COVEY_SAFETY_MODE": "safeguarded"})
     console.print("  the relay restarted trusting it, in the default mode, [bold]safeguarded[/]")
     await _scene_body(console, cast, issuer)
@@ -178,11 +189,10 @@ async def _scene_body(console: Console, cast: _Cast, issuer: IssuerService) -> N
 
     # Revocation: the school finds dave's credential was obtained with someone else's record.
     console.print(f"  [dim]operator:[/] $ covey issuer revoke {credentials['dave'][:8]}… && "
-                  f"covey issuer publish --out trust-registry.json")
+                  f"covey issuer publish --out trust-registry.json --operator-key operator.key")
     await asyncio.to_thread(run_covey, "issuer", "revoke", credentials["dave"], "--dir",
                             str(issuer.dir))
-    await asyncio.to_thread(run_covey, "issuer", "publish", "--dir", str(issuer.dir), "--out",
-                            str(issuer.registry))
+    await asyncio.to_thread(issuer.publish)
     await asyncio.sleep(0.6)  # the relay re-reads the registry file when it changes
     try:
         await dave.prove_age()

@@ -229,7 +229,8 @@ async def _audit_server(cast: _Cast, mode: str, wallets: dict[str, bytes]) -> Vi
     server = ServerProcess(f"sqlite+aiosqlite:///{root / 'server' / 'covey.db'}",
                            root / "server", log_path=root / "server.log",
                            env={"COVEY_SAFETY_MODE": mode,
-                                "COVEY_TRUST_REGISTRY": str(_issuer(cast).registry)})
+                                "COVEY_TRUST_REGISTRY": str(_issuer(cast).registry),
+                                "COVEY_TRUST_REGISTRY_KEY": _issuer(cast).operator_public_key})
     await asyncio.to_thread(server.start)
     clients: dict[str, Client] = {}
     try:

@@ -12,10 +12,12 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from covey.cli import app
+from covey.cli._settings import open_existing_database, settings_or_exit
 from covey.errors import CoveyError
-from covey.settings import Settings, load_settings
+from covey.settings import Settings
 
 admin_app = typer.Typer(name="admin", no_args_is_help=True,
                         help="Moderator accounts and the attestation key.")
@@ -27,13 +29,19 @@ DatabaseOption = Annotated[str | None, typer.Option(
 DataDirOption = Annotated[Path | None, typer.Option(help="the server's data dir")]
 
 
-def _settings(database_url: str | None, data_dir: Path | None) -> Settings:
-    given: dict[str, Any] = {"database_url": database_url, "data_dir": data_dir}
-    return load_settings(**{k: v for k, v in given.items() if v is not None})
+def _settings(database_url: str | None, data_dir: Path | None, *,
+              database: bool = True) -> Settings:
+    """The server's settings; with `database`, its database must already exist (one line
+    on standard error says which it is): admin commands never create one."""
+    errors = Console(highlight=False, stderr=True, soft_wrap=True)
+    settings = settings_or_exit(errors, database_url=database_url, data_dir=data_dir)
+    if database:
+        open_existing_database(errors, settings)
+    return settings
 
 
 async def with_store(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
-    """Run `work(ReportRepository)` on a migrated database, then close it."""
+    """Run `work(ReportRepository)` on the server's database, then close it."""
     from covey.server.storage import Repository, create_engine, upgrade_to_head
     from covey.server.storage.reports_repo import ReportRepository
 
@@ -59,9 +67,9 @@ def create_user(
     from covey.server.services.moderation import create_moderator
 
     console = Console(highlight=False)
+    settings = _settings(database_url, data_dir)
     password = os.environ.get("COVEY_ADMIN_PASSWORD") or str(
         typer.prompt("password", hide_input=True, confirmation_prompt=True))
-    settings = _settings(database_url, data_dir)
 
     async def work(store: Any) -> bool:
         return await create_moderator(store, username, password, role)
@@ -86,8 +94,14 @@ def export_key(
         load_or_create_attestation_key,
     )
 
-    settings = _settings(None, data_dir)
-    key = load_or_create_attestation_key(attestation_key_path(settings))
+    settings = _settings(None, data_dir, database=False)
+    path = attestation_key_path(settings)
+    if not path.is_file():  # never make a key the server does not sign with
+        Console(highlight=False, stderr=True, soft_wrap=True).print(
+            f"[red]no attestation key at {escape(str(path))}: run this where the server "
+            f"runs, or pass --data-dir[/]")
+        raise typer.Exit(2)
+    key = load_or_create_attestation_key(path)
     out.write_bytes(public_key_pem(key))
     Console(highlight=False).print(
         f"wrote attestation public key {attestation_key_id(key.public_key())} to {out}")

@@ -8,6 +8,7 @@ revokes by credential id, and `publish` writes the trust-registry entry a server
 from __future__ import annotations
 
 import json
+import os
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
@@ -177,27 +178,84 @@ def revoke(
                   f"); publish it to your servers")
 
 
+@issuer_app.command("operator-key")
+def operator_key(
+    out: Annotated[Path, typer.Option(help="where to write the private key (PEM, 0600)")],
+) -> None:
+    """Create the operator's trust-registry signing key; pin the printed public key in the
+    servers' settings (`trust_registry_key`)."""
+    from covey.age._files import PRIVATE_MODE
+    from covey.age.signed import OperatorKey
+
+    if out.exists():
+        raise _fail(f"{out} exists: not overwriting an operator key")
+    key = OperatorKey.generate()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_MODE)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key.to_pem())
+    console.print(f"[green]✓[/] operator key written to {out}\n"
+                  f"  pin it on every server: COVEY_TRUST_REGISTRY_KEY={key.public_key}")
+    print(key.public_key)
+
+
+def _existing_issuers(path: Path, key: Any) -> list[dict[str, Any]]:
+    """The issuers already in a registry file: one signed by this operator key, or a
+    legacy unsigned `{"issuers": [...]}` being converted."""
+    from covey.age.signed import FORMAT, open_signed
+
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    try:
+        document = json.loads(data)
+    except ValueError as exc:
+        raise _fail(f"{path} is not a trust registry (not JSON)") from exc
+    if isinstance(document, dict) and document.get("format") == FORMAT:
+        return open_signed(data, key.verify_key).issuers
+    if isinstance(document, dict) and isinstance(document.get("issuers"), list):
+        return list(document["issuers"])
+    raise _fail(f"{path} is not a trust registry")
+
+
 @issuer_app.command("publish")
 def publish(
     directory: DirOption = _DEFAULT_DIR,
     out: Annotated[Path | None, typer.Option(
         help="trust-registry file to add this issuer to (or update); default: print")
     ] = None,
+    operator_key_file: Annotated[Path | None, typer.Option(
+        "--operator-key", envvar="COVEY_OPERATOR_KEY",
+        help="the operator's signing key (`covey issuer operator-key`); needed with --out")
+    ] = None,
 ) -> None:
     """Write the trust-registry entry (public material, every revocation registry and its
-    current status list). Run it after a revocation and when a new registry opens."""
+    status list, re-dated to now) and sign the registry. Run it after a revocation, when
+    a new registry opens, and regularly (servers refuse registries and status lists older
+    than their maximum age)."""
     from covey.age import TrustedIssuer, TrustRegistry
+    from covey.age.signed import OperatorKey
     from covey.errors import CoveyError
 
-    entry = _open(directory).publish()
+    entry = _open(directory).publish(refresh=True)
     if out is None:
         print(json.dumps(entry))
         return
+    if operator_key_file is None:
+        raise _fail("--out needs --operator-key: servers only trust a signed registry")
     try:
-        registry = TrustRegistry.load(out) if out.exists() else TrustRegistry(path=out)
+        key = OperatorKey.from_pem(operator_key_file.read_bytes())
+    except OSError as exc:
+        raise _fail(f"cannot read the operator key {operator_key_file}: {exc}") from exc
+    except CoveyError as exc:
+        raise _fail(exc.message) from exc
+    try:
+        registry = TrustRegistry.from_entries(_existing_issuers(out, key))
         registry.trust(TrustedIssuer.from_entry(entry))
-        registry.save(out)
+        key.write(out, registry.to_json()["issuers"])
     except CoveyError as exc:
         raise _fail(exc.message) from exc
     console.print(f"[green]✓[/] {entry['issuer_id']} written to {out} "
-                  f"({len(registry.issuers())} trusted issuers); servers reload it on change")
+                  f"({len(registry.issuers())} trusted issuers, signed); servers reload it "
+                  f"on change")
+

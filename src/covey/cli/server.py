@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from covey.cli import app
-from covey.settings import Settings, load_settings
+from covey.cli._settings import database_label, database_problem, settings_or_exit
+from covey.settings import Settings
 
 
 def _default(field: str) -> str:
@@ -29,17 +32,30 @@ def server(
         help="blobs and the server key", show_default=_default("data_dir"))] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
 ) -> None:
-    """Run the Covey relay server."""
+    """Run the Covey relay server.
+
+    Example: covey server --database-url sqlite+aiosqlite:///covey.db --port 8470
+    """
     import os
     import sys
 
     import uvicorn
+    from rich.console import Console
 
     from covey.server import create_app
 
-    given = {"host": host, "port": port, "database_url": database_url, "data_dir": data_dir}
-    overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
-    settings = load_settings(**overrides)
+    console = Console(highlight=False, stderr=True, soft_wrap=True)
+    settings = settings_or_exit(console, host=host, port=port, database_url=database_url,
+                                data_dir=data_dir)
+    problem = asyncio.run(database_problem(settings.database_url))
+    if problem is not None:
+        console.print(f"[red]{escape(problem)}[/]")
+        raise typer.Exit(2)
+    base = f"http://{settings.host}:{settings.port}"
+    console.print(f"Covey relay on [bold]{base}[/] · mode {settings.safety_mode} · "
+                  f"{escape(database_label(settings.database_url))} · data "
+                  f"{escape(str(settings.data_dir))}\n"
+                  f"  moderation console: {base}/console/  ·  health: {base}/healthz")
     # The SQLite writer thread hands the GIL back and forth with the event loop around
     # every fsync; the default 5 ms switch interval would stall each commit that long.
     sys.setswitchinterval(0.0005)
@@ -52,3 +68,4 @@ def server(
         ws=os.environ.get("COVEY_UVICORN_WS", "websockets-sansio"), http="httptools",
         loop="uvloop",
     )
+

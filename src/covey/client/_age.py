@@ -8,6 +8,7 @@ tails files are public and sit next to the store.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from covey.age import (
     Wallet,
     band_predicate,
 )
+from covey.age.tails import check_tails_url, tails_digest, tails_path
 from covey.client._core import ClientError
 from covey.client._store import Store
 from covey.client._transport import Api
@@ -37,6 +39,8 @@ WALLET_KIND = "age"
 WALLET_KEY = "wallet"
 ISSUER_TIMEOUT_S = 30.0
 _FRESH_MARGIN_MS = 60_000
+# A tails file holds 256 bytes per credential its registry can hold (~2.5 MB per 10k).
+MAX_TAILS_BYTES = 256 * 1024 * 1024
 
 
 class IssuerError(ClientError):
@@ -225,44 +229,79 @@ async def prove_band(wallet: Wallet, api: Api, tails_dir: Path | None,
     # The witness does not depend on the challenge: computed while the challenge travels.
     challenge, _ = await asyncio.gather(api.age_challenge(band.value, horizon),
                                         asyncio.to_thread(wallet.warm_up, tails_dir))
+    submission = await answer_challenge(wallet, challenge, api.server_url, api.user_id,
+                                        tails_dir)
+    return await api.age_presentation(submission)
+
+
+async def answer_challenge(wallet: Wallet, challenge: Mapping[str, Any], server_url: str,
+                           account: str, tails_dir: Path | None) -> dict[str, Any]:
+    """The wallet's answer to `challenge`, only if it names the server this account is
+    registered with (`server_url`) and this account, with a nonce derived from both: a
+    challenge relayed from someone else's account or from another verifier is refused."""
+    log.info("answering an age challenge from %s", challenge.get("origin") or "?")
     try:
         # ~0.1 s of CPU in anoncreds, which lets go of the GIL.
-        submission = await asyncio.to_thread(
+        return await asyncio.to_thread(
             wallet.present, challenge, status_lists=challenge.get("status_lists"),
-            tails_dir=tails_dir)
+            tails_dir=tails_dir, origin=server_url, account=account)
     except CoveyError as exc:  # revoked, no trusted credential, refused challenge
         raise ClientError(exc.message, code=exc.code, status=exc.status) from exc
-    return await api.age_presentation(submission)
 
 
 async def fetch_tails(held: HeldCredential, tails_dir: Path | None,
                       http: httpx.AsyncClient | None = None, base: str | None = None) -> None:
     """Download the issuer's (public) tails file for `held` once, from the issuer we
-    talked to or from the published `tails_location`."""
+    talked to or from the published `tails_location`.
+
+    The issuer names the file: the name is checked (`covey.age.tails`), the download must
+    be HTTPS (or loopback HTTP), and its bytes must hash to the name before they are saved."""
     registry = TrustedIssuer.from_entry(held.issuer).registry(held.rev_reg_id)
     if registry is None or tails_dir is None:
         return
-    path = tails_dir / registry.tails_hash
-    if path.exists():
-        return
-    if http is not None and base is not None:
-        url = f"{base}{registry.tails_hash}"
-    elif registry.tails_location.startswith(("http://", "https://")):
-        url = registry.tails_location
-    else:
-        return  # the wallet's present() names the missing file
+    try:
+        path = tails_path(tails_dir, registry.tails_hash)
+        if path.exists():
+            return
+        if http is not None and base is not None:
+            url = str(http.base_url.join(f"{base}{registry.tails_hash}"))
+        elif registry.tails_location.startswith(("http://", "https://")):
+            url = registry.tails_location
+        else:
+            return  # the wallet's present() names the missing file
+        check_tails_url(url)
+    except CoveyError as exc:
+        raise IssuerError(f"refusing the issuer's tails file: {exc.message}",
+                          code="tails_refused") from exc
     try:
         if http is not None:
-            response = await http.get(url)
+            content = await _download(http, url)
         else:
             async with httpx.AsyncClient(trust_env=False, timeout=ISSUER_TIMEOUT_S) as h:
-                response = await h.get(url)
+                content = await _download(h, url)
     except httpx.TransportError as exc:
         raise IssuerError(f"cannot fetch the tails file: {type(exc).__name__}",
                           code="issuer_offline") from exc
-    if response.status_code >= 400:
-        raise _issuer_error(response)
-    _save(path, response.content)
+    if not hmac.compare_digest(tails_digest(content), registry.tails_hash):
+        raise IssuerError("the downloaded tails file does not match its hash",
+                          code="tails_refused")
+    _save(path, content)
+
+
+async def _download(http: httpx.AsyncClient, url: str) -> bytes:
+    """The body at `url`, at most MAX_TAILS_BYTES; an issuer error for 4xx/5xx."""
+    async with http.stream("GET", url) as response:
+        if response.status_code >= 400:
+            await response.aread()
+            raise _issuer_error(response)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > MAX_TAILS_BYTES:
+                raise IssuerError("the tails file is too large", code="tails_refused")
+            chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _save(path: Path, content: bytes) -> None:

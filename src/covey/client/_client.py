@@ -48,7 +48,7 @@ from covey.client._events import (
 )
 from covey.client._policy import KnownPolicy, check_on_device_rules
 from covey.client._reporting import build_report
-from covey.client._store import SCRYPT_N, Store
+from covey.client._store import Store
 from covey.client._transport import Api, Offline, ServerError
 from covey.crypto import DeviceAccount
 from covey.errors import CryptoError
@@ -152,7 +152,7 @@ class Client:
     @classmethod
     async def register(cls, server_url: str, handle: str, store_path: str | os.PathLike[str],
                        passphrase: str, *, rotate_after: int = DEFAULT_ROTATE_AFTER,
-                       scrypt_n: int = SCRYPT_N, connect: bool = True,
+                       scrypt_n: int | None = None, connect: bool = True,
                        wallet: Wallet | bytes | None = None,
                        age_clock: Callable[[], datetime] | None = None) -> Client:
         """Create a user `handle` with this as its first device, stored at `store_path`.
@@ -167,7 +167,8 @@ class Client:
     @classmethod
     async def link_device(cls, server_url: str, handle: str, link_token: str,
                           store_path: str | os.PathLike[str], passphrase: str, *,
-                          rotate_after: int = DEFAULT_ROTATE_AFTER, scrypt_n: int = SCRYPT_N,
+                          rotate_after: int = DEFAULT_ROTATE_AFTER,
+                          scrypt_n: int | None = None,
                           connect: bool = True) -> Client:
         """Add a device to `handle` with a link token made by one of its devices."""
         return await cls._new_device(server_url, handle, store_path, passphrase, link_token,
@@ -177,7 +178,8 @@ class Client:
     @classmethod
     async def _new_device(cls, server_url: str, handle: str,
                           store_path: str | os.PathLike[str], passphrase: str,
-                          link_token: str | None, *, rotate_after: int, scrypt_n: int,
+                          link_token: str | None, *, rotate_after: int,
+                          scrypt_n: int | None,
                           connect: bool, wallet: Wallet | bytes | None = None,
                           age_clock: Callable[[], datetime] | None = None) -> Client:
         account = DeviceAccount.create(handle, new_device_id())
@@ -231,8 +233,9 @@ class Client:
     async def open(cls, store_path: str | os.PathLike[str], passphrase: str, *,
                    rotate_after: int = DEFAULT_ROTATE_AFTER, connect: bool = True,
                    age_clock: Callable[[], datetime] | None = None) -> Client:
-        """Resume a device from its store (wrong passphrase: `WrongPassphrase`)."""
-        store = Store.open(store_path, passphrase)
+        """Resume a device from its store (wrong passphrase: `WrongPassphrase`; open in
+        another process: `store_locked`). The key derivation runs in a thread."""
+        store = await Store.open_in_thread(store_path, passphrase)
         try:
             core = ClientCore.load(store, rotate_after=rotate_after)
             if not core.registered:

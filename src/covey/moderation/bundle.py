@@ -1,8 +1,11 @@
 """Evidence bundles for law enforcement: verified messages, decrypted attachments and the
 verification transcript in a deterministic zip, attested by the platform's Ed25519 key.
 
-The signature covers a digest of every manifest field and of every field of every JSON
-file, so an offline check names exactly which file or field changed, not just "invalid".
+The signature covers the manifest's exact bytes (their SHA-256), which list every file's
+SHA-256 and size; it also covers a digest of every manifest field and of every field of
+every JSON file, only so that an offline check names exactly which file or field changed,
+not just "invalid". The reader is strict: duplicate JSON keys, entries the manifest does
+not list (directories included) and oversized or too many entries are all differences.
 """
 
 from __future__ import annotations
@@ -30,16 +33,21 @@ from covey.protocol.franking import FrankingContext, opens
 from covey.protocol.secrets import FrankingCommitment
 
 BUNDLE_FORMAT = "covey-evidence-bundle/v1"
-STATEMENT_FORMAT = "covey-evidence-statement/v1"
+STATEMENT_FORMAT = "covey-evidence-statement/v2"
 MANIFEST = "manifest.json"
 SIGNATURE = "signature.json"
 MESSAGES = "messages.json"
 TRANSCRIPT = "transcript.json"
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 _SIGNED_LABEL = "evidence-bundle"
+# Reading limits: a bundle holds a report's messages (attachments up to 100 MiB each).
+MAX_ENTRIES = 1024
+MAX_ENTRY_BYTES = 128 * 1024 * 1024
+MAX_TOTAL_BYTES = 1024 * 1024 * 1024
 
-DifferenceKind = Literal["malformed", "signature", "manifest_field", "file_changed",
-                         "file_field", "file_added", "file_removed", "content"]
+DifferenceKind = Literal["malformed", "signature", "manifest_field", "manifest_bytes",
+                         "file_changed", "file_field", "file_added", "file_removed",
+                         "content"]
 
 
 @dataclass(frozen=True)
@@ -141,6 +149,8 @@ def build_bundle(verification: ReportVerification, attestation_key: Ed25519Priva
     statement = {
         "format": STATEMENT_FORMAT,
         "key_id": key_id,
+        # The bytes themselves: the fields below only serve to name what changed.
+        "manifest_sha256": hashlib.sha256(files[MANIFEST]).hexdigest(),
         "manifest": _field_digests(manifest),
         "json_files": {name: _field_digests(json.loads(data))
                        for name, data in sorted(files.items())
@@ -158,12 +168,16 @@ def verify_bundle(bundle: Path | bytes, public_key: Ed25519PublicKey) -> BundleV
     what was signed is named (file, field, or the signature itself)."""
     key_id = attestation_key_id(public_key)
     try:
-        files, duplicates = _read_zip(bundle.read_bytes() if isinstance(bundle, Path)
-                                      else bundle)
-    except (OSError, zipfile.BadZipFile, ValueError) as exc:
+        files, duplicates, directories = _read_zip(
+            bundle.read_bytes() if isinstance(bundle, Path) else bundle)
+    except _TooLarge as exc:
+        return _failed(key_id, "malformed", "bundle", str(exc))
+    except (OSError, zipfile.BadZipFile, ValueError, NotImplementedError, EOFError) as exc:
         return _failed(key_id, "malformed", "bundle", f"not a readable zip: {exc}")
     differences = [BundleDifference("file_added", name, "appears more than once in the zip")
                    for name in duplicates]
+    differences.extend(BundleDifference("file_added", name, "a directory entry: not in the "
+                                        "signed manifest") for name in directories)
     statement, problem = _signed_statement(files, public_key, key_id)
     if statement is None:
         assert problem is not None
@@ -172,10 +186,17 @@ def verify_bundle(bundle: Path | bytes, public_key: Ed25519PublicKey) -> BundleV
     if MANIFEST not in files:
         differences.append(BundleDifference("file_removed", MANIFEST, "missing"))
     elif not isinstance(manifest, dict):
-        differences.append(BundleDifference("malformed", MANIFEST, "not a JSON object"))
+        differences.append(BundleDifference("malformed", MANIFEST, "not a JSON object (or "
+                                            "a key appears twice)"))
     else:
-        differences.extend(_compare_fields("manifest_field", "manifest", statement["manifest"],
-                                           _field_digests(manifest)))
+        named = _compare_fields("manifest_field", "manifest", statement["manifest"],
+                                _field_digests(manifest))
+        differences.extend(named)
+        actual = hashlib.sha256(files[MANIFEST]).hexdigest()
+        if not named and not hmac.compare_digest(actual, statement["manifest_sha256"]):
+            differences.append(BundleDifference(
+                "manifest_bytes", MANIFEST, "its bytes are not the ones signed (same "
+                "fields, other formatting, key order or escapes)"))
     differences.extend(_compare_files(files, statement))
     messages: tuple[Mapping[str, Any], ...] = ()
     if not differences:
@@ -258,25 +279,53 @@ def _failed(key_id: str, kind: DifferenceKind, where: str, detail: str) -> Bundl
     return BundleVerification((BundleDifference(kind, where, detail),), key_id)
 
 
-def _read_zip(data: bytes) -> tuple[dict[str, bytes], list[str]]:
+class _TooLarge(Exception):
+    """The zip exceeds a reading limit (entries, an entry's size, the total)."""
+
+
+def _read_zip(data: bytes) -> tuple[dict[str, bytes], list[str], list[str]]:
+    """(files, names seen twice, directory entries), within the reading limits. Sizes
+    are checked before reading; a lying header fails the zip's own CRC and size check."""
+    if len(data) > MAX_TOTAL_BYTES:
+        raise _TooLarge(f"the bundle is larger than {MAX_TOTAL_BYTES} bytes")
     files: dict[str, bytes] = {}
     duplicates: list[str] = []
+    directories: list[str] = []
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        for info in archive.infolist():
-            if info.is_dir():
+        infos = archive.infolist()
+        if len(infos) > MAX_ENTRIES:
+            raise _TooLarge(f"the bundle has more than {MAX_ENTRIES} entries")
+        total = 0
+        for info in infos:
+            if info.file_size > MAX_ENTRY_BYTES:
+                raise _TooLarge(f"{info.filename} is larger than {MAX_ENTRY_BYTES} bytes")
+            total += info.file_size
+            if total > MAX_TOTAL_BYTES:
+                raise _TooLarge(f"the bundle unpacks to more than {MAX_TOTAL_BYTES} bytes")
+            if info.is_dir():  # nothing a bundle lists; it may even carry data
+                directories.append(info.filename)
                 continue
             if info.filename in files:
                 duplicates.append(info.filename)
             files[info.filename] = archive.read(info)
-    return files, duplicates
+    return files, duplicates, directories
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise ValueError("a key appears twice")
+    return dict(pairs)
 
 
 def _load_json(data: bytes | None) -> Any:
+    """Strict JSON: None if it does not parse, or if any object repeats a key (readers
+    disagree on which value wins)."""
     if data is None:
         return None
     try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+        return json.loads(data, object_pairs_hook=_no_duplicate_keys)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
 
 
@@ -290,7 +339,8 @@ def _signed_statement(files: Mapping[str, bytes], public_key: Ed25519PublicKey, 
         encoded = envelope["signature"]
         claimed_key = str(envelope["key_id"])
         if not (isinstance(statement, dict) and isinstance(statement["manifest"], dict)
-                and isinstance(statement["json_files"], dict)):
+                and isinstance(statement["json_files"], dict)
+                and isinstance(statement["manifest_sha256"], str)):
             raise TypeError("statement")
     except (KeyError, TypeError):
         return None, BundleDifference("malformed", SIGNATURE, "not a signature envelope")

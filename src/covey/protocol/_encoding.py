@@ -21,14 +21,24 @@ def b64encode(data: bytes) -> str:
 
 
 def b64decode(text: str, *, field: str = "value") -> bytes:
-    """Strict inverse of `b64encode`; accepts padded input too. Raises `InvalidInput`."""
+    """Strict inverse of `b64encode`; accepts correctly padded input too. Raises
+    `InvalidInput`.
+
+    Only the canonical encoding is accepted: the unused low bits of the last character
+    must be zero (otherwise four strings decode to every 32-byte value, and a key, tag or
+    id could be presented under several spellings)."""
     if not isinstance(text, str):
         raise InvalidInput(f"{field} must be a base64 string")
     padded = text + "=" * (-len(text) % 4)
     try:
-        return base64.b64decode(padded.encode("ascii"), validate=True)
+        data = base64.b64decode(padded.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError, ValueError) as exc:
         raise InvalidInput(f"{field} is not valid base64") from exc
+    canonical = b64encode(data)
+    if text not in (canonical, canonical + "=" * (-len(canonical) % 4)):
+        raise InvalidInput(f"{field} is not canonical base64 (non-zero trailing bits or "
+                           f"padding)")
+    return data
 
 
 def canonical_json(value: Any) -> bytes:

@@ -20,11 +20,17 @@ from covey.protocol.ids import (
     UserId,
 )
 
-B64_32 = Annotated[str, Field(pattern=r"^[A-Za-z0-9+/]{43}=?$", description="base64, 32 bytes")]
+# Canonical base64 only: the bits of the last character past the data must be zero (so
+# each value has one spelling, not four); `_encoding.b64decode` checks the same.
+B64_32 = Annotated[str, Field(pattern=r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=?$",
+                              description="base64, 32 bytes")]
 B64_SIG = Annotated[
-    str, Field(pattern=r"^[A-Za-z0-9+/]{86}(==)?$", description="base64 Ed25519 sig")
+    str, Field(pattern=r"^[A-Za-z0-9+/]{85}[AQgw](==)?$", description="base64 Ed25519 sig")
 ]
-B64 = Annotated[str, Field(pattern=r"^[A-Za-z0-9+/]*={0,2}$", description="base64 bytes")]
+B64 = Annotated[str, Field(
+    pattern=r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/][AQgw](?:==)?"
+            r"|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=?)?$",
+    description="base64 bytes")]
 KeyId = Annotated[str, Field(pattern=r"^[A-Za-z0-9+/=_-]{1,64}$")]
 MAX_ONE_TIME_KEYS_PER_UPLOAD = 100
 MAX_CLAIM_DEVICES = 1024

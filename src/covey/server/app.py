@@ -8,8 +8,10 @@ import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
 
 from covey.server.api import ROUTERS
 from covey.server.api.errors import install_error_handlers
@@ -76,8 +78,20 @@ def create_app(settings: Settings | None = None, *, fanout: Fanout | None = None
         app.include_router(router)
     include_reporting(app)
 
+    @app.get("/", include_in_schema=False)
+    async def home() -> RedirectResponse:
+        """A browser that opens the server's address lands on the moderation console."""
+        return RedirectResponse("/console/", status_code=307)
+
     @app.get("/healthz", tags=["meta"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> dict[str, Any]:
+        # The process answers; `trust_registry` tells an operator whether age proofs
+        # count (a stale or unsigned registry fails closed, see docs/operations.md).
+        services: Services | None = getattr(app.state, "services", None)
+        body: dict[str, Any] = {"status": "ok"}
+        if services is not None:
+            await services.age.source.fresh()
+            body["trust_registry"] = services.age.source.health()
+        return body
 
     return app

@@ -14,11 +14,14 @@ router = APIRouter(responses={
 
 
 @router.post("/v1/age/challenge", tags=["age"])
-async def age_challenge(body: AgeChallengeRequest, principal: PrincipalDep,
+async def age_challenge(request: Request, body: AgeChallengeRequest, principal: PrincipalDep,
                         services: ServicesDep, limits: LimiterDep) -> dict[str, Any]:
-    """A single-use presentation request for `band`, bound to this account (5 min)."""
+    """A single-use presentation request for `band`, bound to this account and to this
+    server's origin (5 min)."""
     limits.check("age", f"user:{principal.user_id}")
-    return await services.age.challenge(principal, body)
+    # The origin the client reached (scheme and Host); `public_origin` overrides it.
+    origin = f"{request.url.scheme}://{request.url.netloc}"
+    return await services.age.challenge(principal, body, origin)
 
 
 @router.post("/v1/age/presentation", response_model=AgeStatus, tags=["age"],

@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from covey.age import AgeBand, AgeChallenge, Claim, TrustRegistry, Verifier
+from covey.age.signed import RegistryUnsigned, open_signed, parse_public_key
 from covey.errors import CoveyError
 from covey.protocol.wire import AgeChallengeRequest, AgeProofNeededFrame, AgeStatus
 from covey.server.fanout import DeviceAddress, Fanout, PushFrame
@@ -48,19 +50,39 @@ class AgeVerificationUnavailable(CoveyError):
 
 
 class RegistrySource:
-    """The configured trust registry, reloaded when its file changes or, for a URL, every
-    `refresh_s`. A registry that fails to load leaves the last good one in place."""
+    """The configured trust registry: a file re-read when it changes, or an HTTPS URL
+    fetched every `refresh_s`, accepted only when signed by the pinned operator key.
 
-    def __init__(self, spec: str | None, refresh_s: float) -> None:
+    Anything unsigned, badly signed or malformed leaves the last good registry in place;
+    `fresh()` then lets it age out: a registry signed longer ago than `max_age_s`, or an
+    issuer whose status lists are older than `status_max_age_s`, vouches for nobody."""
+
+    def __init__(self, spec: str | None, refresh_s: float, *,
+                 key: Ed25519PublicKey | None = None,
+                 max_age_s: float = 7 * 24 * 3600, status_max_age_s: float = 7 * 24 * 3600,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        if spec is not None and "://" in spec and not spec.startswith("https://"):
+            raise ValueError("the trust registry must be a local file or an https:// URL")
+        if spec is not None and key is None:
+            raise ValueError("a trust registry needs the operator's public key")
         self.spec = spec
         self._refresh_s = refresh_s
-        self._is_url = bool(spec) and spec.startswith(("http://", "https://"))  # type: ignore[union-attr]
+        self._is_url = bool(spec) and spec.startswith("https://")  # type: ignore[union-attr]
+        self._key = key
+        self._max_age_s = max_age_s
+        self._status_max_age_s = status_max_age_s
+        self._transport = transport
         self.registry = TrustRegistry()
+        self.signed_at_ms: int | None = None
+        self.last_error: str | None = None
         self._stamp: tuple[int, int] | None = None
         self._fetched: bytes | None = None
         self._checked = 0.0
+        self._alerted: frozenset[str] = frozenset()
+        self._fresh: tuple[tuple[int, int, int], TrustRegistry, tuple[str, ...]] | None = None
 
     async def current(self) -> TrustRegistry:
+        """Every issuer of the last good signed registry (reloaded when due)."""
         if self.spec is None:
             return self.registry
         now = time.monotonic()
@@ -73,15 +95,92 @@ class RegistrySource:
                 await self._fetch()
             else:
                 await asyncio.to_thread(self._reload_file)
+            self.last_error = None
         except (CoveyError, OSError, ValueError, httpx.HTTPError) as exc:
-            log.warning("trust registry %s not reloaded: %s", self.spec, exc)
+            reason = exc.message if isinstance(exc, CoveyError) else str(exc)
+            if reason != self.last_error:
+                log.warning("trust registry %s not reloaded (the last good one stays, "
+                            "until it is too old): %s", self.spec, reason)
+            self.last_error = reason
         return self.registry
+
+    async def fresh(self) -> TrustRegistry:
+        """The issuers that may vouch for a band now: the registry is recent enough and so
+        are the issuer's revocation status lists. Stale ones are left out (fail closed)."""
+        registry = await self.current()
+        if self.spec is None:
+            return registry
+        now_ms = int(time.time() * 1000)
+        # Recomputed once a second at most: staleness is measured in seconds or more.
+        key = (id(registry), self.signed_at_ms or 0, now_ms // 1000)
+        if self._fresh is not None and self._fresh[0] == key:
+            return self._fresh[1]
+        problems = self._problems(registry, now_ms)
+        stale = {scope for scope, _ in problems}
+        if None in stale:
+            fresh = TrustRegistry()
+        else:
+            fresh = TrustRegistry(i for i in registry.issuers() if i.issuer_id not in stale)
+        reasons = [reason for _, reason in problems]
+        self._alert(problems)
+        self._fresh = (key, fresh, tuple(reasons))
+        return fresh
+
+    def health(self) -> dict[str, Any]:
+        """What an operator can query (`/healthz`): is the registry current, and why not."""
+        if self.spec is None:
+            return {"state": "not_configured"}
+        problems = list(self._fresh[2]) if self._fresh is not None else []
+        state = "stale" if problems else "current"
+        if self.last_error is not None:
+            problems.append(f"last reload failed: {self.last_error}")
+            state = "stale" if state == "stale" else "reload_failing"
+        return {"state": state, "signed_at_ms": self.signed_at_ms, "problems": problems}
+
+    def _problems(self, registry: TrustRegistry, now_ms: int,
+                  ) -> list[tuple[str | None, str]]:
+        """Why bands cannot count now, as (issuer id, reason); None: the whole registry."""
+        if self.signed_at_ms is None:
+            return [(None, "no validly signed registry has been loaded")]
+        age_s = (now_ms - self.signed_at_ms) / 1000
+        if age_s > self._max_age_s:
+            return [(None, f"the registry was signed {age_s:.0f} s ago (maximum "
+                           f"{self._max_age_s:.0f} s)")]
+        problems: list[tuple[str | None, str]] = []
+        for issuer in registry.issuers():
+            oldest = min((r.timestamp for r in issuer.revocations), default=None)
+            if oldest is not None and now_ms / 1000 - oldest > self._status_max_age_s:
+                problems.append((issuer.issuer_id, (
+                    f"{issuer.issuer_id}'s revocation status list is "
+                    f"{now_ms / 1000 - oldest:.0f} s old (maximum "
+                    f"{self._status_max_age_s:.0f} s)")))
+        return problems
+
+    def _alert(self, problems: list[tuple[str | None, str]]) -> None:
+        """One WARNING when a registry or an issuer goes stale (not one per request)."""
+        scopes = frozenset(scope or "" for scope, _ in problems)
+        for scope, reason in problems:
+            if (scope or "") not in self._alerted:
+                log.warning("trust registry %s is stale, failing closed (bands it vouches "
+                            "for read as unverified): %s", self.spec, reason)
+        if self._alerted and not scopes:
+            log.info("trust registry %s is current again", self.spec)
+        self._alerted = scopes
 
     def reload_now(self) -> None:
         """Forget when we last looked: the next `current()` reloads (SIGHUP)."""
         self._checked = 0.0
         self._stamp = None
         self._fetched = None
+
+    def _accept(self, data: bytes) -> None:
+        assert self._key is not None
+        signed = open_signed(data, self._key)
+        if self.signed_at_ms is not None and signed.signed_at_ms < self.signed_at_ms:
+            raise RegistryUnsigned("trust registry: older than the one already trusted "
+                                   "(a replay?)")
+        self.registry = TrustRegistry.from_entries(signed.issuers)
+        self.signed_at_ms = signed.signed_at_ms
 
     def _reload_file(self) -> None:
         assert self.spec is not None
@@ -90,22 +189,20 @@ class RegistrySource:
         stamp = (stat.st_mtime_ns, stat.st_size)
         if stamp == self._stamp:
             return
-        self.registry = TrustRegistry.load(path)
+        self._accept(path.read_bytes())
         self._stamp = stamp
         log.info("trust registry %s loaded: %d issuers", path, len(self.registry.issuers()))
 
     async def _fetch(self) -> None:
         assert self.spec is not None
-        async with httpx.AsyncClient(timeout=10, trust_env=False) as http:
+        async with httpx.AsyncClient(timeout=10, trust_env=False,
+                                     transport=self._transport) as http:
             response = await http.get(self.spec)
             response.raise_for_status()
         digest = hashlib.sha256(response.content).digest()
         if digest == self._fetched:
             return  # unchanged: keep the parsed issuers (credential definitions are big)
-        document = json.loads(response.content)
-        if not isinstance(document, dict) or not isinstance(document.get("issuers"), list):
-            raise ValueError('trust registry must be {"issuers": [...]}')
-        self.registry = TrustRegistry.from_entries(document["issuers"])
+        self._accept(response.content)
         self._fetched = digest
 
 
@@ -131,8 +228,9 @@ class SharedChallenges:
         return hashlib.sha256(nonce.encode("ascii")).digest()
 
     async def add(self, challenge: AgeChallenge, subject: str) -> None:
+        # Neither the nonce nor the seed it was derived from.
         body = {k: v for k, v in challenge.to_json().items()
-                if k not in ("nonce", "presentation_request")}
+                if k not in ("nonce", "nonce_seed", "presentation_request")}
         await self._storage.add_challenge(
             self._key(challenge.nonce), subject, json.dumps(body, separators=(",", ":")),
             _ms(challenge.expires_at),
@@ -162,7 +260,12 @@ class AgeService:
         self._directory = directory
         self._fanout = fanout
         self._offset = timedelta(seconds=settings.age_clock_offset_s)
-        self.source = RegistrySource(settings.trust_registry, settings.trust_registry_refresh_s)
+        self.source = RegistrySource(
+            settings.trust_registry, settings.trust_registry_refresh_s,
+            key=(None if settings.trust_registry_key is None
+                 else parse_public_key(settings.trust_registry_key)),
+            max_age_s=settings.trust_registry_max_age_s,
+            status_max_age_s=settings.revocation_status_max_age_s)
         self._challenges = SharedChallenges(storage)
         # The verifier only makes and checks challenges; they live in `_challenges`.
         self._verifier = Verifier(
@@ -196,7 +299,8 @@ class AgeService:
                 await self._task
 
     async def _registry(self) -> TrustRegistry:
-        registry = await self.source.current()
+        """The issuers that may vouch for a band now (stale ones left out)."""
+        registry = await self.source.fresh()
         self._verifier.registry = registry
         return registry
 
@@ -230,14 +334,19 @@ class AgeService:
     # --- challenge and presentation ------------------------------------------------------
 
     async def challenge(self, principal: Principal, request: AgeChallengeRequest,
-                        ) -> dict[str, Any]:
-        """A fresh single-use challenge bound to the account, plus the status lists the
-        wallet must prove non-revocation against."""
+                        origin: str) -> dict[str, Any]:
+        """A fresh single-use challenge bound to the account and to this server's `origin`
+        (the nonce is derived from both), plus the status lists the wallet must prove
+        non-revocation against."""
         registry = await self._registry()
         if not registry.cred_def_ids():
-            raise AgeVerificationUnavailable("this server trusts no age-credential issuer")
-        challenge = self._verifier.make_challenge(AgeBand(request.band),
-                                                  horizon_days=request.horizon_days)
+            stale = " (its trust registry is out of date)" if (
+                self.source.health().get("state") == "stale") else ""
+            raise AgeVerificationUnavailable(
+                f"this server trusts no age-credential issuer{stale}")
+        challenge = self._verifier.make_challenge(
+            AgeBand(request.band), horizon_days=request.horizon_days,
+            origin=self._settings.public_origin or origin, account=principal.user_id)
         await self._challenges.add(challenge, principal.user_id)
         body = challenge.to_json()
         body["status_lists"] = registry.status_lists()

@@ -1,0 +1,39 @@
+"""`covey --version`, and help pages a person can read: no "<bool>" placeholder for flags
+(issue 14, item 16)."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+from typing import Any
+
+import typer
+from typer.testing import CliRunner
+
+from covey.cli import _COMMAND_MODULES, _load_commands, app
+
+runner = CliRunner()
+
+
+def _command_paths(command: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    paths = [prefix]
+    # typer vendors its own click: a group is whatever has sub-commands.
+    for name, sub in getattr(command, "commands", {}).items():
+        paths.extend(_command_paths(sub, (*prefix, name)))
+    return paths
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"covey {version('covey')}"
+
+
+def test_no_help_page_shows_a_type_for_a_flag() -> None:
+    _load_commands([])
+    root = typer.main.get_command(app)
+    paths = _command_paths(root)
+    assert len(paths) > len(_COMMAND_MODULES)
+    for path in paths:
+        result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "100"})
+        assert result.exit_code == 0, (path, result.output)
+        assert "<bool>" not in result.output, path
