@@ -13,7 +13,8 @@ import pytest
 @pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("COVEY_")}
-    env.update(COLUMNS="200", HOME=str(tmp_path))
+    # Every device store the demo makes would derive a full-strength key otherwise.
+    env.update(COLUMNS="200", HOME=str(tmp_path), COVEY_TEST_FAST_KDF="1")
     result = subprocess.run([sys.executable, "-m", "covey", "demo"], capture_output=True,
                             text=True, timeout=240, env=env, cwd=tmp_path)
     out = result.stdout + result.stderr

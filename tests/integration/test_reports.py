@@ -146,15 +146,23 @@ async def test_swapped_attachment_ciphertext_is_detected(
     blobs = covey_server.data_dir / "blobs"
     a, b = first.attachments[0].blob_id, second.attachments[0].blob_id
     (blobs / a).write_bytes((blobs / b).read_bytes())  # the stored ciphertext is swapped
-    with pytest.raises(CoveyError) as refused:  # its only message fails: refused
-        await bob.report(first.message_id, ReportCategory.CHILD_SEXUAL_EXPLOITATION_IMAGERY)
-    assert refused.value.code == "report_unverifiable"
-    # reported with the next message, the swapped one is marked and the next verifies
-    receipt = await bob.report(second.message_id,
-                               ReportCategory.CHILD_SEXUAL_EXPLOITATION_IMAGERY)
-    statuses = {i.message_id: i.status for i in receipt.items}
-    assert statuses == {first.message_id: "attachment_mismatch",
-                        second.message_id: "verified"}
+    # The server checks the blob against its own table before reading it: the swapped
+    # file is read (its row still says the original hash), and fails the franked hash.
+    receipt = await bob.report(first, ReportCategory.CHILD_SEXUAL_EXPLOITATION_IMAGERY)
+    # The message itself verifies on its commitment and tag; its attachment does not.
+    assert [i.status for i in receipt.items] == ["verified"]
+    assert receipt.reported_message_verified
+    assert [(x.blob_id, x.status) for x in receipt.items[0].attachments] == [
+        (a, "hash_mismatch")]
+    # bob's client shows that attachment as "could not be verified", never its bytes
+    shown = await bob.fetch_attachment(first.attachments[0])
+    assert shown.status == "hash_mismatch" and shown.data is None
+    assert shown.label == "could not be verified"
+    second_receipt = await bob.report(second,
+                                      ReportCategory.CHILD_SEXUAL_EXPLOITATION_IMAGERY)
+    assert {i.message_id: [x.status for x in i.attachments]
+            for i in second_receipt.items} == {first.message_id: ["hash_mismatch"],
+                                               second.message_id: ["verified"]}
 
 
 async def test_reporter_must_be_the_caller(covey_server: Any, devices: Devices) -> None:
@@ -269,8 +277,9 @@ async def test_console_roles_csrf_actions_and_escalation(
     assert mod.get(f"/console/reports/{receipt.report_id}").text.count(
         'id="status">open') == 1
 
-    done = mod.post(action, data={"action": "escalate", "csrf": mod_csrf})
-    assert done.status_code == 303 and "notice=Escalated" in done.headers["location"], \
+    done = mod.post(action, data={"action": "escalate", "csrf": mod_csrf, "confirm": "yes",
+                                  "reason": "grooming, verified"})
+    assert done.status_code == 303 and "notice=escalated" in done.headers["location"], \
         done.headers.get("location")
     verified = await asyncio.to_thread(_verify_offline, covey_server, mod,
                                        receipt.report_id, tmp_path)
@@ -282,7 +291,8 @@ async def test_console_roles_csrf_actions_and_escalation(
     xml = mod.get(f"/console/reports/{receipt.report_id}/files/cybertip-report.xml").text
     assert "<espIdentifier>alice</espIdentifier>" in xml
 
-    suspended = mod.post(action, data={"action": "suspend", "csrf": mod_csrf})
+    suspended = mod.post(action, data={"action": "suspend", "csrf": mod_csrf,
+                                       "confirm": "yes", "reason": "grooming"})
     assert suspended.status_code == 303
     with pytest.raises(CoveyError) as refused_send:
         await alice.send_text("bob", "hello?")

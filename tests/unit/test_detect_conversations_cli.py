@@ -89,3 +89,24 @@ def test_help_has_an_example() -> None:
     done = subprocess.run([COVEY, "detect", "conversations", "--help"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "--json" in done.stdout and '"participants"' in done.stdout
+
+
+def test_operator_lexicons_and_stdin(tmp_path: Path) -> None:
+    lexicons = tmp_path / "lexicons"
+    lexicons.mkdir()
+    (lexicons / "en.toml").write_text(
+        '[behaviours.off_platform]\nphrases = ["meet me on moonchat"]\n', encoding="utf-8")
+    line = json.dumps({"id": "m", "lang": "en",
+                       "participants": {"s": "unverified", "k": "under-16"},
+                       "messages": [{"from": "s", "text": "meet me on moonchat"}]})
+    done = subprocess.run([COVEY, "detect", "conversations", "-", "--json",
+                           "--lexicons", str(lexicons)], input=line + "\n",
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    [signal] = [s for s in json.loads(done.stdout)["signals"]
+                if s["behaviour"] == "off_platform"]
+    assert "moonchat" in signal["reason"]
+    (lexicons / "en.toml").write_text("[behaviours.nope]\n", encoding="utf-8")
+    bad = subprocess.run([COVEY, "detect", "conversations", "-", "--lexicons", str(lexicons)],
+                         input=line + "\n", capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "unknown behaviour" in bad.stderr

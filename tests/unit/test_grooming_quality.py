@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from covey.safety.grooming import Action, Band, Message, Scorer
+from covey.safety.grooming import Action, Band, Message, Scorer, detect_language
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "conversations" / "conversations.jsonl"
 
@@ -70,3 +70,11 @@ def test_each_language_holds_up(scored: list[tuple[dict[str, Any], Action]],
 def test_no_benign_conversation_reaches_a_report(
         scored: list[tuple[dict[str, Any], Action]]) -> None:
     assert [c["id"] for c, a in scored if c["label"] == "benign" and a is Action.REPORT] == []
+
+
+def test_language_is_detected_per_conversation() -> None:
+    report = [c for c in load() if c["split"] == "report"]
+    languages = ["en", "es", "fr", "de", "pt"]
+    right = sum(detect_language([m["text"] for m in c["messages"]], languages) == c["lang"]
+                for c in report)
+    assert right >= 0.97 * len(report), right

@@ -191,3 +191,28 @@ def test_bad_operator_lexicon_is_refused(tmp_path: Path, content: str, problem: 
     (tmp_path / "en.toml").write_text(content, encoding="utf-8")
     with pytest.raises(LexiconError, match=problem):
         load_lexicons(tmp_path)
+
+
+def test_language_tags_and_unknown_languages(scorer: Scorer) -> None:
+    texts = ["tem zap? me passa teu número", "não conta pra ninguém"]
+    messages = [Message("x", t) for t in texts]
+    assert scorer.score_conversation(STRANGER_CHILD, messages, "pt-BR").language == "pt"
+    unknown = scorer.score_conversation(STRANGER_CHILD, messages, "xx")
+    assert unknown.language == "pt" and unknown.action is not Action.NONE
+
+
+def test_mitigating_context_discounts_what_came_just_before(scorer: Scorer) -> None:
+    state = scorer.new_state("en")
+    scored = scorer.score_message(state, ADULT_CHILD, Message("x", "i sent you a gift card"))
+    assert scored is not None
+    before = scored[0].levels["gifts"]
+    scored = scorer.score_message(scored[0], ADULT_CHILD, Message("x", "love, grandma"))
+    assert scored is not None
+    assert scored[0].levels["gifts"] < 0.7 * before
+
+
+def test_one_behaviour_repeated_stays_below_a_notice(scorer: Scorer) -> None:
+    texts = ["are you home alone?", "r ur parents home?", "is anyone home with you?"]
+    result = scorer.score_conversation(ADULT_CHILD, [Message("x", t) for t in texts], "en")
+    assert {s.behaviour for s in result.signals} == {Behaviour.SUPERVISION_PROBE}
+    assert len(result.signals) == 3 and result.action is Action.NONE

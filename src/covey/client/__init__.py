@@ -5,10 +5,12 @@
     async for message in client.messages(): ...
 """
 
-from covey.client._client import Client
+from covey.client._client import AttachmentUnverifiable, Client
 from covey.client._core import ClientCore, ClientError
 from covey.client._events import (
+    AttachmentDownload,
     ContactRequestReceived,
+    DeviceListChanged,
     Event,
     FrankingEvidence,
     GroupMembersWithheld,
@@ -23,18 +25,23 @@ from covey.client._events import (
 )
 from covey.client._store import StoreError, WrongPassphrase
 from covey.client._transport import Offline, ServerError
+from covey.protocol.ids import MessageKey
 
 __all__ = [
+    "AttachmentDownload",
+    "AttachmentUnverifiable",
     "Client",
     "ClientCore",
     "ClientError",
     "ContactRequestReceived",
+    "DeviceListChanged",
     "Event",
     "FrankingEvidence",
     "GroupMembersWithheld",
     "GuardianAlert",
     "IncomingMessage",
     "MessageDropped",
+    "MessageKey",
     "MessageSent",
     "Offline",
     "PolicyChanged",

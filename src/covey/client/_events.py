@@ -3,12 +3,13 @@ evidence for a later report), dropped messages, send outcomes and guardian alert
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from covey.protocol.attachments import AttachmentStatus
 from covey.protocol.content import AttachmentRef, MessageContent
 from covey.protocol.franking import FrankingContext, TagContext
-from covey.protocol.ids import is_group_id
+from covey.protocol.ids import MessageKey, is_group_id
 from covey.protocol.secrets import FrankingCommitment, FrankingTag
 from covey.protocol.wire import ConversationPolicyBody
 from covey.protocol.wire import GuardianAlert as WireGuardianAlert
@@ -74,6 +75,12 @@ class IncomingMessage:
     def is_group(self) -> bool:
         return is_group_id(self.conversation_id)
 
+    @property
+    def key(self) -> MessageKey:
+        """What names this message (report it by this, not by `message_id`: ids are
+        unique per sender device only)."""
+        return MessageKey(self.conversation_id, self.sender_user, self.message_id)
+
     @classmethod
     def from_evidence(cls, evidence: FrankingEvidence) -> IncomingMessage:
         content, context = evidence.content, evidence.context
@@ -87,6 +94,26 @@ class IncomingMessage:
             attachments=content.attachments,
             evidence=evidence,
         )
+
+
+@dataclass(frozen=True)
+class AttachmentDownload:
+    """One attachment fetched and checked against its franked reference. Show `data`
+    only when `verified`; otherwise show `label` ("could not be verified") and why: the
+    blob is missing or is not what the sender committed to (hash, size, key)."""
+
+    ref: AttachmentRef
+    status: AttachmentStatus
+    data: bytes | None = field(default=None, repr=False)
+    detail: str = ""
+
+    @property
+    def verified(self) -> bool:
+        return self.status is AttachmentStatus.VERIFIED
+
+    @property
+    def label(self) -> str:
+        return "verified" if self.verified else "could not be verified"
 
 
 @dataclass(frozen=True)
@@ -144,6 +171,17 @@ class SafetyWarning:
     severity: str
     text: str = ("This message may not be safe. You don't have to reply: you can block "
                  "and report this person with one tap.")
+
+
+@dataclass(frozen=True)
+class DeviceListChanged:
+    """`user_id`'s device list changed since this client last fetched it (`user_id` may
+    be this account: a device you did not add means someone else can read your
+    messages). Show it; new devices get messages only from now on."""
+
+    user_id: str
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -215,4 +253,4 @@ class GroupMembersWithheld:
 
 Event = (IncomingMessage | MessageDropped | RoomKeyReceived | MessageSent | SendFailed
          | GuardianAlert | PolicyChanged | SafetyWarning | ContactRequestReceived
-         | GroupMembersWithheld)
+         | GroupMembersWithheld | DeviceListChanged)

@@ -17,13 +17,14 @@ from covey.protocol.wire import (
     AgeProofNeededFrame,
     ContactRequestFrame,
     DeliveryFrame,
+    DeviceListChangedFrame,
     GroupChangedFrame,
     GuardianAlertFrame,
     KeysLowFrame,
 )
 
 PushFrame = (DeliveryFrame | GroupChangedFrame | KeysLowFrame | AgeProofNeededFrame
-             | GuardianAlertFrame | ContactRequestFrame)
+             | GuardianAlertFrame | ContactRequestFrame | DeviceListChangedFrame)
 
 
 @dataclass(frozen=True, slots=True)

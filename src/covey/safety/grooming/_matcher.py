@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import ahocorasick
 
-from covey.safety.grooming._behaviours import Behaviour
 from covey.safety.grooming._lexicon import Lexicon, Pattern, RegexPattern
 from covey.safety.grooming._normalise import normalise
 
@@ -43,7 +42,7 @@ class Matcher:
                 for part_no, key in enumerate(pattern.parts):
                     keys.setdefault(key, []).append((index, part_no))
         for key, targets in keys.items():
-            automaton.add_word(key, (len(key), tuple(targets)))
+            automaton.add_word(key, (len(key), self._lightest(targets)))
         automaton.make_automaton()
         self._automaton = automaton
         self._iter = automaton.iter
@@ -51,6 +50,23 @@ class Matcher:
         self._regex = (re.compile("|".join(f"(?P<r{i}>{r.pattern})" for i, r in
                                            enumerate(regexes)), re.IGNORECASE)
                        if regexes else None)
+
+    def _lightest(self, targets: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+        """The targets of one key, keeping for whole-phrase patterns only the heaviest per
+        category: the rest would match the same words and lose (a key such as " robux "
+        stands in dozens of expanded entries)."""
+        best: dict[tuple[str, bool], tuple[int, int]] = {}
+        kept: list[tuple[int, int]] = []
+        for index, part_no in targets:
+            pattern = self._patterns[index]
+            if len(pattern.parts) > 1:
+                kept.append((index, part_no))
+                continue
+            slot = (pattern.category, pattern.mitigator)
+            current = best.get(slot)
+            if current is None or pattern.weight > self._patterns[current[0]].weight:
+                best[slot] = (index, part_no)
+        return (*best.values(), *kept)
 
     def match(self, text: str) -> list[Hit]:
         """Every behaviour found in `text` (the heaviest match of each), and the mitigators
@@ -126,8 +142,8 @@ def _in_order(parts: list[tuple[int, int, int]], count: int) -> tuple[int, int] 
 
 
 def _resolve(hits: list[Hit]) -> list[Hit]:
-    """One hit per category (the heaviest, then longest), and no mitigator where a risk
-    phrase covers the same words: "don't tell your mum" is secrecy, not "tell your mum"."""
+    """Phrase winners and regular-expression hits together, in original offsets: one per
+    category (the heaviest, then longest), no mitigator under a risk."""
     risks = [h for h in hits if not h.mitigator]
     best: dict[str, Hit] = {}
     for hit in hits:
@@ -139,5 +155,3 @@ def _resolve(hits: list[Hit]) -> list[Hit]:
             best[hit.category] = hit
     return sorted(best.values(), key=lambda h: (h.start, h.category))
 
-
-__all__ = ["Behaviour", "Hit", "Matcher"]

@@ -213,10 +213,14 @@ class Scorer:
         score = sum(levels.values())
         if len(levels) < 2:
             return score
+        present_level = s.present
         for a, level_a in levels.items():
+            if level_a < present_level:
+                continue
             for b, bonus in self._partners.get(a, ()):
                 level_b = levels.get(b)
-                if level_b is not None:
+                # Both said in full: a weak word ("pic", "pick you up") combines with nothing.
+                if level_b is not None and level_b >= present_level:
                     score += bonus * min(level_a, level_b)
         present = sum(1 for v in levels.values() if v >= s.present)
         score += s.breadth_bonus * max(0, present - 2)
@@ -252,7 +256,11 @@ class Scorer:
         """Every message in order; the result's action is the highest reached."""
         if not any(band is Band.UNDER_16 for band in participants.values()):
             return ConversationResult(Action.NONE, 0.0)
-        language = language or self.detect_language(m.text for m in messages)
+        # "pt-BR" is "pt"; a language without a lexicon is scored with the closest one.
+        code = (language or "").lower().replace("_", "-").split("-")[0]
+        if code not in self.lexicons.languages:
+            code = self.detect_language(m.text for m in messages)
+        language = code
         state = self.new_state(language)
         result = ConversationResult(Action.NONE, 0.0, language=language)
         for message in messages:

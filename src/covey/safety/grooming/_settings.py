@@ -53,8 +53,10 @@ class ScorerSettings:
     # Evidence fades: by this factor per later message, and by half over this many seconds.
     message_decay: float = 0.97
     half_life_s: float = 3 * 24 * 3600.0
-    # One behaviour repeated saturates at this multiple of its weight.
-    cap: float = 1.6
+    # One behaviour repeated saturates at this multiple of its weight: below the notice
+    # threshold for weights up to 1.0, so a parent asking twice whether anyone is home, or
+    # a classmate asking twice for a handle, needs a second behaviour to alert.
+    cap: float = 1.25
     # A behaviour present at this level counts towards breadth and names an alert.
     present: float = 0.45
     # Each behaviour present beyond the second adds this much.

@@ -16,7 +16,7 @@ class StateError(ValueError):
     """Stored state that cannot be read back."""
 
 
-@dataclass
+@dataclass(slots=True)
 class AlertRecord:
     """The last alert raised for one behaviour: at which action, message and time."""
 
@@ -25,7 +25,7 @@ class AlertRecord:
     time: float | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class ConversationState:
     """Decaying evidence per behaviour and mitigator, and the alerts already raised."""
 

@@ -28,6 +28,10 @@ users = Table(
     metadata,
     Column("user_id", String(32), primary_key=True),
     Column("created_ms", BigInteger, nullable=False),
+    # Look-alike handles share a skeleton (services/handles.py); unique, so two
+    # registrations of look-alikes cannot both win a race.
+    Column("handle_skeleton", String(32), nullable=True),
+    Index("ux_users_handle_skeleton", "handle_skeleton", unique=True),
 )
 
 devices = Table(
@@ -127,6 +131,8 @@ messages = Table(
     Column("group_body", Text, nullable=True),
     UniqueConstraint("sender_device_pk", "message_id", name="uq_messages_sender_msgid"),
     Index("ix_messages_server_ts", "server_ts_ms"),
+    # The relay refuses an id the conversation already holds from another sender device.
+    Index("ix_messages_conversation_msgid", "conversation_id", "message_id"),
     sqlite_autoincrement=True,
 )
 
