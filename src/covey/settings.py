@@ -135,6 +135,9 @@ class Settings(BaseSettings):
     minor_contact_request_limit: int = Field(
         default=10, description="contact requests to under-16 accounts per sender per window")
     minor_contact_request_window_s: int = 24 * 3600
+    contact_request_cooldown_s: int = Field(
+        default=30 * 24 * 3600, ge=0, description="after an account declines a contact "
+        "request, how long before the same sender may ask it again")
     policy_signing_key_file: Path | None = Field(
         default=None, description="Ed25519 key that signs conversation policies; default "
         "<data_dir>/policy-signing.key")

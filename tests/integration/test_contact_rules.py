@@ -52,10 +52,10 @@ async def _every_path_refused(stranger: Client, kid: Client) -> None:
     assert (await stranger.find_user(stranger.user_id)).user_id == stranger.user_id
     # Direct message.
     await _refused(stranger.send_text(kid.user_id, "hi there"))
-    # Group add, at creation and later.
-    await _refused(stranger.create_group("club", [kid.user_id]))
+    # Group add, at creation and later: the child is an unknown user to the stranger.
+    await _refused(stranger.create_group("club", [kid.user_id]), "unknown_user")
     group = await stranger.create_group("club", [])
-    await _refused(stranger.add_member(group.group_id, kid.user_id))
+    await _refused(stranger.add_member(group.group_id, kid.user_id), "unknown_user")
     # Invite link: the child redeeming the stranger's link is refused too.
     invite = await stranger.create_invite(group.group_id)
     await _refused(kid.join_invite(invite.token))
@@ -69,8 +69,10 @@ async def test_unverified_and_adult_strangers_cannot_reach_a_child(people: Peopl
     adult, anon = await people.adult("adam"), await people.unverified("anon")
     await _every_path_refused(adult, kid)
     await _every_path_refused(anon, kid)
-    # An unverified account can't even ask.
-    await _refused(anon.request_contact(kid.user_id), "contact_not_permitted")
+    # An unverified account's request is answered like any (so it tells nothing) and
+    # withheld: the child never sees it.
+    await anon.request_contact(kid.user_id)
+    assert [r.requester for r in (await kid.contact_requests()).incoming] == []
     # Nothing reached the child.
     with pytest.raises(TimeoutError):
         await kid.next_message(within_s=0.5)
@@ -118,7 +120,10 @@ async def test_requests_to_children_are_rate_limited_per_sender(_low_limits: Non
     kids = [await people.child(f"kid{i}") for i in range(3)]
     await adult.request_contact(kids[0].user_id)
     await adult.request_contact(kids[1].user_id)
-    await _refused(adult.request_contact(kids[2].user_id), "contact_not_permitted")
+    # Over the limit: answered as sent (a refusal would tell a child's handle), withheld.
+    await adult.request_contact(kids[2].user_id)
+    assert (await kids[2].contact_requests()).incoming == []
+    assert len((await kids[1].contact_requests()).incoming) == 1
     # Requests to adults are not counted against it.
     await adult.request_contact((await people.adult("bea")).user_id)
 
@@ -136,12 +141,14 @@ async def test_probing_for_accounts_is_rate_limited(_low_lookup_limits: None,
     """Each answer says something about an account: searches, a DM's policy and contact
     requests (to anyone) are limited per account, with a clear 429."""
     prober = await people.adult("adam")
-    await prober.find_user("adam")
+    await _refused(prober.find_user("nobody0"), "not_found")
     await _refused(prober.find_user("nobody1"), "not_found")
     await _refused(prober.conversation_policy("nobody2"), "not_found")
     limited = await _refused(prober.find_user("nobody3"), "rate_limited")
     assert limited.status == 429 and limited.details["retry_after_s"] >= 1
     await _refused(prober._api.conversation_policy("dm:adam:nobody4"), "rate_limited")
+    # Looking oneself up (and one's contacts and fellow members) costs nothing.
+    assert (await prober.find_user("adam")).user_id == "adam"
     bea, cal = await people.adult("bea"), await people.adult("cal")
     await prober.request_contact(bea.user_id)
     await prober.request_contact(cal.user_id)
@@ -154,10 +161,23 @@ async def test_children_blocking_bars_an_adult_and_warns_the_rest(_low_threshold
     friend, kid1, kid2, kid3 = [await people.child(h) for h in ("pal", "kid1", "kid2", "kid3")]
     # `pal` accepted adam earlier: adam stays reachable for pal, with a notice.
     await friend.accept_contact(await adult.request_contact(friend.user_id))
+    # A request adam sent kid3 before the bar ...
+    early = await adult.request_contact(kid3.user_id)
+    assert [r.request_id for r in (await kid3.contact_requests()).incoming] == [early]
     for kid in (kid1, kid2):
         await kid.accept_contact(await adult.request_contact(kid.user_id))
         await kid.block(adult.user_id)
-    await _refused(adult.request_contact(kid3.user_id), "contact_not_permitted")
+    # ... is void once he is barred: gone from kid3's inbox, and accepting it is refused
+    # (adam is not told: to him it still waits).
+    assert (await kid3.contact_requests()).incoming == []
+    await _refused(kid3.accept_contact(early), "unknown_contact_request")
+    assert [r.request_id for r in (await adult.contact_requests()).outgoing] == [early]
+    await _refused(adult.send_text(kid3.user_id, "hi"), "not_found",
+                   "contact_request_required")
+    # New requests to children are withheld the same way.
+    kid4 = await people.child("kid4")
+    await adult.request_contact(kid4.user_id)
+    assert (await kid4.contact_requests()).incoming == []
     (contact,) = await friend.contacts()
     assert contact.user_id == "adam" and contact.safety_notice is not None
     assert "blocked or reported" in contact.safety_notice.text
@@ -179,7 +199,9 @@ async def test_block_and_mute_work_for_everyone(people: People) -> None:
     with pytest.raises(ServerError) as caught:
         await alice.send_text("bob", "are you there?")
     assert caught.value.status == 403
-    await _refused(alice.request_contact("bob"), "contact_not_permitted")
+    # Her request is answered as sent, but bob never sees it (nor is she told).
+    await alice.request_contact("bob")
+    assert (await bob.contact_requests()).incoming == []
     # In the group they share, bob's client hides alice; carol still reads her.
     await alice.send_text(group.group_id, "chapter 3 tonight")
     assert (await carol.next_message(within_s=15)).text == "chapter 3 tonight"
@@ -219,11 +241,13 @@ async def test_covey_contacts_requests_accepts_and_blocks(people: People) -> Non
                                          for h in ("adam", "kid", "anon"))
 
     assert "not_found" in await run("find", "kid", "--store", anon_store, ok=False)
-    assert "contact_not_permitted" in await run("request", "kid", "--store", anon_store,
-                                                ok=False)
+    # anon's request is withheld (kid never sees it); adam's shows his checked band.
+    await run("request", "kid", "--store", anon_store)
     sent = await run("request", "kid", "--store", adam_store)
     (request_id,) = re.findall(r"cr_[0-9a-f]{24}", sent)
-    assert "waiting for you" in await run("requests", "--store", kid_store)
+    waiting = await run("requests", "--store", kid_store)
+    assert "waiting for you" in waiting and "adam (age: 16 or over)" in waiting
+    assert "anon" not in waiting
     assert "adam is now your contact" in await run("accept", request_id, "--store", kid_store)
     assert "adam" in await run("list", "--store", kid_store)
     assert "kid (a contact)" in await run("find", "kid", "--store", adam_store)

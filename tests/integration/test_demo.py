@@ -45,7 +45,8 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "2 messages, safety copies stored for dm:emma:frank: 2 " in flat
     # An unverified account cannot reach the child: search, request and message refused.
     assert "find emma by handle │ refused: 404 not_found" in flat
-    assert "send emma a contact request │ refused: 403 contact_not_permitted" in flat
+    assert "send emma a contact request │ withheld (never shown to her)" in flat
+    assert "from frank (16 or over)" in flat
     assert "send emma a direct message │ refused: 404" in flat
     assert "allowed" not in out and "frank messaged emma" not in out
     assert "before she accepted him as a contact: refused:" in flat

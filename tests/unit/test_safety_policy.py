@@ -26,6 +26,7 @@ from covey.safety.policy import (
     decide_contact,
     decide_group_join,
     parse_mode,
+    unknown_account,
 )
 
 A, U, V = AgeBand.SIXTEEN_PLUS, AgeBand.UNDER_16, AgeBand.UNVERIFIED
@@ -165,12 +166,12 @@ ALREADY = ContactCode.ALREADY_CONTACTS
 PAIRWISE: dict[ContactAction, dict[tuple[AgeBand, AgeBand], tuple[ContactCode, ContactCode]]] = {
     ContactAction.OPEN_CONVERSATION: {
         (A, A): (OK, OK), (A, U): (NEEDS, OK), (A, V): (OK, OK),
-        (U, A): (NEEDS, OK), (U, U): (OK, OK), (U, V): (UNVER, UNVER),
+        (U, A): (NEEDS, OK), (U, U): (NEEDS, OK), (U, V): (UNVER, UNVER),
         (V, A): (OK, OK), (V, U): (UNVER, UNVER), (V, V): (OK, OK),
     },
     ContactAction.ADD_TO_GROUP: {
         (A, A): (OK, OK), (A, U): (NEEDS, OK), (A, V): (OK, OK),
-        (U, A): (NEEDS, OK), (U, U): (OK, OK), (U, V): (UNVER, UNVER),
+        (U, A): (NEEDS, OK), (U, U): (NEEDS, OK), (U, V): (UNVER, UNVER),
         (V, A): (OK, OK), (V, U): (UNVER, UNVER), (V, V): (OK, OK),
     },
     ContactAction.FIND_BY_HANDLE: {
@@ -185,7 +186,7 @@ PAIRWISE: dict[ContactAction, dict[tuple[AgeBand, AgeBand], tuple[ContactCode, C
     },
     ContactAction.JOIN_BY_INVITE: {  # joiner -> one member
         (A, A): (OK, OK), (A, U): (NEEDS, OK), (A, V): (OK, OK),
-        (U, A): (NEEDS, OK), (U, U): (OK, OK), (U, V): (UNVER, UNVER),
+        (U, A): (NEEDS, OK), (U, U): (NEEDS, OK), (U, V): (UNVER, UNVER),
         (V, A): (OK, OK), (V, U): (UNVER, UNVER), (V, V): (OK, OK),
     },
 }
@@ -293,6 +294,7 @@ def test_adults_blocked_or_reported_by_enough_children_lose_requests_to_children
         if barred:
             assert to_child.code is ContactCode.BARRED_FROM_UNDER_AGE
             assert to_child.public_code is PublicCode.CONTACT_NOT_PERMITTED
+            assert to_child.withheld  # answered as sent; the child never sees it
         # An existing contact stays reachable, with a notice on the child's side.
         existing = decide_contact(ContactAction.OPEN_CONVERSATION, adult, child,
                                   Relationship(contacts=True), config)
@@ -321,6 +323,7 @@ def test_requests_to_children_are_rate_limited_per_sender(limit: int) -> None:
         if not decision.allowed:
             assert decision.code is ContactCode.UNDER_AGE_REQUEST_LIMIT
             assert decision.public_code is PublicCode.CONTACT_NOT_PERMITTED
+            assert decision.withheld
         to_adult = decide_contact(ContactAction.SEND_CONTACT_REQUEST, adult, Party("b", A),
                                   Relationship(), config)
         assert to_adult.allowed
@@ -352,6 +355,38 @@ def test_contacts_only_preference_covers_adult_refusals(actor_band: AgeBand) -> 
     assert decision.public_reason == child_refusal.public_reason
     assert decide_contact(ContactAction.OPEN_CONVERSATION, Party("x", actor_band), private,
                           Relationship(contacts=True), PolicyConfig()).allowed
+
+
+def test_a_declined_sender_is_asked_to_wait_whoever_the_target_is() -> None:
+    declined = Relationship(declined_recently=True)
+    answers = set()
+    for actor, target in itertools.product(BANDS, repeat=2):
+        if {actor, target} == {U, V}:
+            continue  # refused (withheld) before any cooldown
+        decision = decide_contact(ContactAction.SEND_CONTACT_REQUEST, Party("a", actor),
+                                  Party("b", target, under_age_blocks_and_reports=0),
+                                  declined, PolicyConfig())
+        assert decision.code is ContactCode.DECLINED_RECENTLY and not decision.withheld
+        with pytest.raises(ContactRefused) as refusal:
+            decision.raise_if_refused()
+        answers.add((refusal.value.status, refusal.value.code, refusal.value.message))
+    (answer,) = answers  # one answer, whatever the bands
+    assert answer[:2] == (409, "ask_again_later")
+    assert not REVEALING.search(answer[2])
+
+
+def test_withheld_requests_are_the_refusals_the_sender_must_not_learn() -> None:
+    config = PolicyConfig()
+    unverified_to_child = decide_contact(ContactAction.SEND_CONTACT_REQUEST, Party("v", V),
+                                         Party("c", U), Relationship(), config)
+    blocked = decide_contact(ContactAction.SEND_CONTACT_REQUEST, Party("a", A),
+                             Party("b", A), Relationship(target_blocked_actor=True), config)
+    assert unverified_to_child.withheld and blocked.withheld
+    pending = decide_contact(ContactAction.SEND_CONTACT_REQUEST, Party("a", A),
+                             Party("b", U), Relationship(request_pending=True), config)
+    assert not pending.withheld  # the sender knows its own request
+    assert not decide_contact(ContactAction.OPEN_CONVERSATION, Party("v", V), Party("c", U),
+                              Relationship(), config).withheld
 
 
 # --- every path an unverified or 16+ stranger might take to reach a child -----------------
@@ -394,7 +429,9 @@ def test_raise_if_refused() -> None:
     with pytest.raises(CoveyError) as exc:
         hidden.raise_if_refused()
     assert (exc.value.status, exc.value.code) == (404, "not_found")
-    assert exc.value.details == {"action": "find_by_handle"}
+    # Exactly an unknown account's answer: no details that would tell the two apart.
+    assert exc.value.details == {}
+    assert exc.value.to_json() == unknown_account().to_json()
     refused = decide_contact(ContactAction.OPEN_CONVERSATION, Party("a", A), Party("b", U),
                              Relationship(), PolicyConfig())
     with pytest.raises(ContactRefused) as refusal:

@@ -24,6 +24,7 @@ from covey.cli._demo_age import IssuerService, issue_credential
 from covey.cli._demo_common import WAIT_S, received, server_rows
 from covey.cli.audit import render_side_by_side
 from covey.client import Client, ClientError, GuardianAlert, IncomingMessage, ServerError
+from covey.client._events import BAND_WORDS
 from covey.protocol.wire import ConversationPolicyBody
 from covey.safety.visibility import Audience
 from covey.server.audit import VisibilityReport, measure_visibility
@@ -123,6 +124,14 @@ async def _answer(attempt: Awaitable[object]) -> str:
     return "[red bold]allowed[/]"
 
 
+async def _withheld(attempt: Awaitable[object], target: Client, sender: str) -> str:
+    """A request answered as sent: is it in the target's inbox?"""
+    answer = await _answer(attempt)
+    if any(r.requester == sender for r in (await target.contact_requests()).incoming):
+        return answer
+    return "[green]withheld (never shown to her)[/]"
+
+
 async def _unverified(console: Console, cast: _Cast) -> None:
     carol, emma = cast.clients["carol"], cast.clients["emma"]
     me = await carol.whoami()
@@ -130,7 +139,7 @@ async def _unverified(console: Console, cast: _Cast) -> None:
                   title="An unverified account and a child never reach each other")
     table.add_row("find emma by handle", await _answer(carol.find_user("emma")))
     table.add_row("send emma a contact request",
-                  await _answer(carol.request_contact(emma.user_id)))
+                  await _withheld(carol.request_contact(emma.user_id), emma, carol.user_id))
     table.add_row("send emma a direct message",
                   await _answer(carol.send_text(emma.user_id, "hi emma, I'm new here")))
     console.print(f"[bold]Unverified → under-16:[/] carol's band is {me.age.band}")
@@ -140,6 +149,10 @@ async def _unverified(console: Console, cast: _Cast) -> None:
                   "verification, so refusals are no oracle for finding children.")
 
 
+def _band_words(band: str | None) -> str:
+    return "age unknown" if band is None else BAND_WORDS[band]
+
+
 async def _contact_and_chat(console: Console, cast: _Cast) -> list[IncomingMessage]:
     frank, emma = cast.clients["frank"], cast.clients["emma"]
     early = await _answer(frank.send_text(emma.user_id, "Hi Emma, it's coach Frank."))
@@ -147,7 +160,8 @@ async def _contact_and_chat(console: Console, cast: _Cast) -> list[IncomingMessa
                   f"a contact: {early}")
     request_id = await frank.request_contact(emma.user_id)
     incoming = (await emma.contact_requests()).incoming
-    shown = ", ".join(f"{r.request_id} from {r.requester}" for r in incoming)
+    shown = ", ".join(f"{r.request_id} from {r.requester} ({_band_words(r.requester_band)})"
+                      for r in incoming)
     accepted = await emma.accept_contact(request_id)
     console.print(f"  frank sends a contact request; emma's client lists it ({shown}) and "
                   f"she accepts: [green]{accepted.status}[/]")

@@ -15,6 +15,7 @@ from rich.table import Table
 from covey.cli import app
 from covey.cli._device import StoreOption, run_on_store, when
 from covey.client import Client
+from covey.client._events import BAND_WORDS
 
 contacts_app = typer.Typer(name="contacts", no_args_is_help=True,
                            help="Contacts: find people, requests, blocks and mutes.")
@@ -69,7 +70,11 @@ def requests(store: StoreOption) -> None:
     table = Table("request", "from", "to", "status", "sent")
     for item in [*pending.incoming, *pending.outgoing]:
         status = "waiting for you" if item.target == me else item.status
-        table.add_row(item.request_id, item.requester, item.target, status,
+        requester = item.requester
+        if item.requester_band is not None:
+            # The band the server holds for them: what they say about themselves is not it.
+            requester = f"{requester} (age: {BAND_WORDS[item.requester_band]})"
+        table.add_row(item.request_id, requester, item.target, status,
                       when(item.created_ms))
     _console().print(table)
 

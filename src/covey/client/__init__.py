@@ -9,9 +9,11 @@ from covey.client._client import AttachmentUnverifiable, Client
 from covey.client._core import ClientCore, ClientError
 from covey.client._events import (
     AttachmentDownload,
+    ContactRequestReceived,
     DeviceListChanged,
     Event,
     FrankingEvidence,
+    GroupMembersWithheld,
     GuardianAlert,
     IncomingMessage,
     MessageDropped,
@@ -31,9 +33,11 @@ __all__ = [
     "Client",
     "ClientCore",
     "ClientError",
+    "ContactRequestReceived",
     "DeviceListChanged",
     "Event",
     "FrankingEvidence",
+    "GroupMembersWithheld",
     "GuardianAlert",
     "IncomingMessage",
     "MessageDropped",

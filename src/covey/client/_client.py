@@ -39,8 +39,10 @@ from covey.client._core import (
 )
 from covey.client._events import (
     AttachmentDownload,
+    ContactRequestReceived,
     DeviceListChanged,
     Event,
+    GroupMembersWithheld,
     GuardianAlert,
     IncomingMessage,
     PolicyChanged,
@@ -63,6 +65,7 @@ from covey.protocol.wire import (
     AgeProofNeededFrame,
     AgeStatus,
     ContactInfo,
+    ContactRequestFrame,
     ContactRequestInfo,
     ContactRequestList,
     ConversationPolicyBody,
@@ -100,7 +103,7 @@ _BACKOFF_START_S = 0.2
 _BACKOFF_MAX_S = 5.0
 _MAX_REBUILDS = 4
 # Server refusals the client mends by refreshing what it knows and encrypting again.
-_REBUILD_CODES = frozenset({"device_list_mismatch", "stale_group_epoch",
+_REBUILD_CODES = frozenset({"device_list_mismatch", "stale_group_epoch", "recipients_withheld",
                             "safety_copy_missing", "safety_copy_not_expected"})
 _EVENT_QUEUE = 1000
 _FLUSH_RETRY_S = 2.0
@@ -424,7 +427,7 @@ class Client:
 
     async def join_invite(self, token: str) -> GroupInfo:
         info = await self._api.join_invite(token)
-        self._core.update_group(info)
+        self._update_group(info)
         return info
 
     async def messages(self) -> AsyncIterator[IncomingMessage]:
@@ -447,12 +450,12 @@ class Client:
 
     async def create_group(self, name: str, members: list[str]) -> GroupInfo:
         info = await self._api.create_group(name, members)
-        self._core.update_group(info)
+        self._update_group(info)
         return info
 
     async def add_member(self, group_id: str, user_id: str) -> GroupInfo:
         info = await self._api.add_member(group_id, user_id)
-        self._core.update_group(info)
+        self._update_group(info)
         return info
 
     async def remove_member(self, group_id: str, user_id: str) -> GroupInfo:
@@ -460,13 +463,13 @@ class Client:
         if user_id == self.user_id:
             self._core.forget_group(group_id)
         else:
-            self._core.update_group(info)
+            self._update_group(info)
         return info
 
     async def groups(self) -> list[GroupInfo]:
         listed = (await self._api.groups()).groups
         for info in listed:
-            self._core.update_group(info)
+            self._update_group(info)
         return listed
 
     # --- age assurance (docs/age-assurance.md) --------------------------------------------
@@ -573,7 +576,7 @@ class Client:
             except NeedDeviceLists as need:
                 await self._fetch_device_lists(need.users)
             except NeedGroup as need:
-                self._core.update_group(await self._api.group(need.group_id))
+                self._update_group(await self._api.group(need.group_id))
             except NeedPolicy as need:
                 await self._fetch_policy(need.conversation_id)
             except MissingSessions:
@@ -608,7 +611,7 @@ class Client:
 
     async def _refresh_for(self, conversation_id: str) -> None:
         if is_group_id(conversation_id):
-            self._core.update_group(await self._api.group(conversation_id))
+            self._update_group(await self._api.group(conversation_id))
         await self._fetch_device_lists(self._core.participants(conversation_id))
         await self._claim(conversation_id)
         await self._fetch_policy(conversation_id)
@@ -616,7 +619,7 @@ class Client:
     async def _fetch_policy(self, conversation_id: str) -> KnownPolicy:
         """The conversation's signed policy (and, first, the server's pinned keys)."""
         if is_group_id(conversation_id) and self._core.group(conversation_id) is None:
-            self._core.update_group(await self._api.group(conversation_id))
+            self._update_group(await self._api.group(conversation_id))
         keys = await self._api.safety_keys()
         if keys != self._core.safety_keys():
             self._core.pin_safety_keys(keys)  # refuses a changed signing key
@@ -766,6 +769,15 @@ class Client:
             return
         self._core.keys_published()
 
+    def _update_group(self, info: GroupInfo) -> None:
+        """Cache the group; tell the user when the contact rules now keep members from
+        them in it (`GroupMembersWithheld`)."""
+        before = self._core.group(info.group_id)
+        self._core.update_group(info)
+        was = set(before.withheld) if before is not None else set()
+        if set(info.withheld) != was and info.withheld:
+            self._emit(GroupMembersWithheld(info.group_id, tuple(sorted(info.withheld))))
+
     async def _on_frame(self, raw: str | bytes, ws: websockets.ClientConnection) -> None:
         try:
             frame = SERVER_FRAME.validate_json(raw)
@@ -780,7 +792,7 @@ class Client:
             await self._replenish_keys(frame.one_time_key_count)
         elif isinstance(frame, GroupChangedFrame):
             try:
-                self._core.update_group(await self._api.group(frame.group_id))
+                self._update_group(await self._api.group(frame.group_id))
             except ServerError as exc:
                 if exc.status in (403, 404):
                     self._core.forget_group(frame.group_id)
@@ -789,6 +801,9 @@ class Client:
                 self._age_task = asyncio.create_task(self._age.answer_server())
         elif isinstance(frame, GuardianAlertFrame):
             self._emit(GuardianAlert.from_wire(frame.alert))
+        elif isinstance(frame, ContactRequestFrame):
+            self._emit(ContactRequestReceived(frame.request_id, frame.requester,
+                                              frame.requester_band))
         elif isinstance(frame, DeviceListChangedFrame):
             with contextlib.suppress(ServerError):  # e.g. no longer visible to us
                 await self._fetch_device_lists([frame.user_id])

@@ -401,7 +401,13 @@ class ClientCore:
         if missing:
             raise NeedDeviceLists(missing)
         devices: list[VerifiedDevice] = []
+        info = self.group(conversation_id) if is_group_id(conversation_id) else None
+        # Members the contact rules keep from this account in the group get nothing of
+        # ours, not even the group key (the server refuses a send that includes them).
+        withheld = set(info.withheld) if info is not None else set()
         for user in users:
+            if user in withheld:
+                continue
             for device in self.known_devices(user) or []:
                 if not (device.user_id == self.user_id and device.device_id == self.device_id):
                     devices.append(device)

@@ -220,5 +220,37 @@ class GuardianAlert:
         return cls(**alert.model_dump())
 
 
+# How a child is shown who asks to be its contact (the server's knowledge, not a claim).
+BAND_WORDS = {"16+": "16 or over", "under-16": "under 16", "unverified": "unverified"}
+
+
+@dataclass(frozen=True)
+class ContactRequestReceived:
+    """Someone asks to be this account's contact. For an under-16 account,
+    `requester_band` is the requester's band as the server knows it ("16+", "under-16",
+    "unverified"; `band_words` reads it out), never what the requester claims."""
+
+    request_id: str
+    requester: str
+    requester_band: str | None = None
+
+    @property
+    def band_words(self) -> str | None:
+        return None if self.requester_band is None else BAND_WORDS[self.requester_band]
+
+
+@dataclass(frozen=True)
+class GroupMembersWithheld:
+    """In `group_id`, the contact rules (checked on every message) no longer let this
+    account and `users` message each other: neither side's messages, nor its group key,
+    reach the other, until the rules allow it again (e.g. a band proven again)."""
+
+    group_id: str
+    users: tuple[str, ...]
+    reason: str = ("the contact rules no longer let you and these members message each "
+                   "other in this group")
+
+
 Event = (IncomingMessage | MessageDropped | RoomKeyReceived | MessageSent | SendFailed
-         | GuardianAlert | PolicyChanged | SafetyWarning | DeviceListChanged)
+         | GuardianAlert | PolicyChanged | SafetyWarning | ContactRequestReceived
+         | GroupMembersWithheld | DeviceListChanged)

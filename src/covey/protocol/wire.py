@@ -192,6 +192,10 @@ class GroupInfo(WireModel):
     name: str
     epoch: int = Field(description="increases on every membership change")
     members: list[GroupMember]
+    # Members the viewer and these no longer exchange messages with in this group: the
+    # contact rules, checked on every message, forbid it now (a band lapsed, a contact
+    # removed, a block). Per viewer; clients leave them out of sends and key shares.
+    withheld: list[UserId] = Field(default_factory=list)
 
 
 class GroupList(WireModel):
@@ -366,14 +370,24 @@ class GuardianAlertFrame(WireModel):
     alert: GuardianAlert
 
 
+class ContactRequestFrame(WireModel):
+    """Someone asks to be this account's contact. `requester_band` is the requester's age
+    band as the server knows it, sent only to an under-16 target."""
+
+    type: Literal["contact_request"] = "contact_request"
+    request_id: Annotated[str, Field(pattern=r"^cr_[0-9a-f]{24}$")]
+    requester: UserId
+    requester_band: Literal["16+", "under-16", "unverified"] | None = None
+
+
 ServerFrame = Annotated[
     DeliveryFrame | SentFrame | ErrorFrame | KeysLowFrame | GroupChangedFrame
-    | AgeProofNeededFrame | GuardianAlertFrame | DeviceListChangedFrame,
+    | AgeProofNeededFrame | GuardianAlertFrame | ContactRequestFrame | DeviceListChangedFrame,
     Field(discriminator="type"),
 ]
 SERVER_FRAME = TypeAdapter[
     DeliveryFrame | SentFrame | ErrorFrame | KeysLowFrame | GroupChangedFrame
-    | AgeProofNeededFrame | GuardianAlertFrame | DeviceListChangedFrame
+    | AgeProofNeededFrame | GuardianAlertFrame | ContactRequestFrame | DeviceListChangedFrame
 ](ServerFrame)
 
 
@@ -468,6 +482,9 @@ class ContactRequestInfo(WireModel):
     target: UserId
     status: Literal["pending", "accepted", "declined", "cancelled"]
     created_ms: int
+    # The requester's age band as the server knows it (not as the requester claims), on
+    # requests listed for an under-16 target; None elsewhere.
+    requester_band: Literal["16+", "under-16", "unverified"] | None = None
 
 
 class ContactRequestList(WireModel):

@@ -231,6 +231,16 @@ class ContactCode(enum.StrEnum):
     CONTACTS_ONLY = "target_accepts_contacts_only"
     ALREADY_CONTACTS = "already_contacts"
     REQUEST_PENDING = "request_pending"
+    DECLINED_RECENTLY = "declined_recently"
+
+
+# Refusals of a contact request whose cause the sender must not learn (that the target
+# is a child, blocked them, or that they are barred or over a limit): the request is
+# answered like any other and kept as `withheld`, which its target never sees.
+WITHHELD_REQUEST_CODES = frozenset({
+    ContactCode.BLOCKED_BY_TARGET, ContactCode.UNVERIFIED_WITH_UNDER_AGE,
+    ContactCode.BARRED_FROM_UNDER_AGE, ContactCode.UNDER_AGE_REQUEST_LIMIT,
+})
 
 
 class PublicCode(enum.StrEnum):
@@ -244,6 +254,7 @@ class PublicCode(enum.StrEnum):
     UNBLOCK_FIRST = "unblock_first"
     ALREADY_CONTACTS = "already_contacts"
     REQUEST_PENDING = "request_pending"
+    ASK_AGAIN_LATER = "ask_again_later"
 
 
 _PUBLIC_REASONS: dict[PublicCode, str] = {
@@ -255,6 +266,8 @@ _PUBLIC_REASONS: dict[PublicCode, str] = {
     PublicCode.UNBLOCK_FIRST: "you blocked this account; unblock it first",
     PublicCode.ALREADY_CONTACTS: "you are already contacts",
     PublicCode.REQUEST_PENDING: "you already sent this account a contact request",
+    PublicCode.ASK_AGAIN_LATER: (
+        "this account declined your last contact request; you can ask again later"),
 }
 
 
@@ -282,6 +295,8 @@ class Relationship:
     actor_blocked_target: bool = False
     target_blocked_actor: bool = False
     request_pending: bool = False  # the actor already has a pending request to the target
+    # The target declined the actor's request within the cooldown (the server's setting).
+    declined_recently: bool = False
 
 
 NO_RELATIONSHIP = Relationship()
@@ -303,13 +318,27 @@ class ContactDecision:
     public_reason: str  # safe to show the actor
     subject: str | None = None  # for group joins: the member that caused a refusal
 
+    @property
+    def withheld(self) -> bool:
+        """A refused contact request the sender is not told about (see
+        `WITHHELD_REQUEST_CODES`)."""
+        return (self.action is ContactAction.SEND_CONTACT_REQUEST
+                and self.code in WITHHELD_REQUEST_CODES)
+
     def raise_if_refused(self) -> None:
         if self.allowed:
             return
-        details = {"action": self.action.value}
         if self.public_code is PublicCode.NOT_FOUND:
-            raise NotFound(self.public_reason, code=PublicCode.NOT_FOUND.value, details=details)
-        raise ContactRefused(self.public_reason, code=self.public_code.value, details=details)
+            # Exactly what an unknown handle gets: no details, nothing to tell them apart.
+            raise unknown_account()
+        status = 409 if self.public_code is PublicCode.ASK_AGAIN_LATER else None
+        raise ContactRefused(self.public_reason, code=self.public_code.value, status=status,
+                             details={"action": self.action.value})
+
+
+def unknown_account() -> NotFound:
+    """The one answer for an account that does not exist or that the caller may not see."""
+    return NotFound(_PUBLIC_REASONS[PublicCode.NOT_FOUND], code=PublicCode.NOT_FOUND.value)
 
 
 def is_under_age(party: Party) -> bool:
@@ -387,6 +416,8 @@ def _adult_and_child(action: ContactAction, actor: Party, target: Party, child: 
         if rel.request_pending:
             return _decision(action, ContactCode.REQUEST_PENDING, "a request is pending",
                              PublicCode.REQUEST_PENDING)
+        if rel.declined_recently:
+            return _declined_recently(action)
         if actor is adult and (actor.recent_requests_to_under_age
                                >= config.minor_contact_request_limit):
             # Reported to the actor as a plain refusal: "rate limited" only for children's
@@ -405,6 +436,12 @@ def _adult_and_child(action: ContactAction, actor: Party, target: Party, child: 
     return allowed
 
 
+def _declined_recently(action: ContactAction) -> ContactDecision:
+    return _decision(action, ContactCode.DECLINED_RECENTLY,
+                     "the target declined the actor's last request within the cooldown",
+                     PublicCode.ASK_AGAIN_LATER)
+
+
 def _peers(action: ContactAction, actor: Party, target: Party,
            rel: Relationship) -> ContactDecision:
     """Two accounts of which neither or both are under age."""
@@ -417,7 +454,14 @@ def _peers(action: ContactAction, actor: Party, target: Party,
         if rel.request_pending:
             return _decision(action, ContactCode.REQUEST_PENDING, "a request is pending",
                              PublicCode.REQUEST_PENDING)
+        if rel.declined_recently:
+            return _declined_recently(action)
         return _decision(action, ContactCode.ALLOWED, "allowed")
+    if is_under_age(target) and not rel.contacts:
+        # Only accepted contacts message a child, another child included.
+        return _decision(action, ContactCode.UNDER_AGE_NEEDS_CONTACT,
+                         "an account under the age threshold is reached only by accepted "
+                         "contacts", PublicCode.CONTACT_REQUEST_REQUIRED)
     if target.contacts_only and not rel.contacts:
         return _decision(action, ContactCode.CONTACTS_ONLY,
                          "the target accepts conversations only from contacts",
@@ -447,11 +491,11 @@ def _membership(action: ContactAction, joiner: Party, member: Party, rel: Relati
             return _decision(action, ContactCode.UNVERIFIED_WITH_UNDER_AGE,
                              f"unverified accounts cannot share a conversation with accounts "
                              f"under {age}", subject=subject)
-        if not rel.contacts:
-            return _decision(action, ContactCode.UNDER_AGE_NEEDS_CONTACT,
-                             f"every member {age} or over and every member under {age} of a "
-                             "conversation must be accepted contacts",
-                             PublicCode.CONTACT_REQUEST_REQUIRED, subject=subject)
+    if under and not rel.contacts:
+        return _decision(action, ContactCode.UNDER_AGE_NEEDS_CONTACT,
+                         f"every member under {age} of a conversation and every other "
+                         "member must be accepted contacts",
+                         PublicCode.CONTACT_REQUEST_REQUIRED, subject=subject)
     return _decision(action, ContactCode.ALLOWED, "allowed", subject=subject)
 
 

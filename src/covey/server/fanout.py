@@ -15,6 +15,7 @@ from typing import Protocol
 
 from covey.protocol.wire import (
     AgeProofNeededFrame,
+    ContactRequestFrame,
     DeliveryFrame,
     DeviceListChangedFrame,
     GroupChangedFrame,
@@ -23,7 +24,7 @@ from covey.protocol.wire import (
 )
 
 PushFrame = (DeliveryFrame | GroupChangedFrame | KeysLowFrame | AgeProofNeededFrame
-             | GuardianAlertFrame | DeviceListChangedFrame)
+             | GuardianAlertFrame | ContactRequestFrame | DeviceListChangedFrame)
 
 
 @dataclass(frozen=True, slots=True)

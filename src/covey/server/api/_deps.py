@@ -12,6 +12,7 @@ from covey.errors import Unauthorized
 from covey.protocol.wire import ErrorResponse
 from covey.server.ratelimit import RateLimiter
 from covey.server.services import Principal, Services
+from covey.server.services.policy import Charge
 
 _bearer = HTTPBearer(auto_error=False, description="token from POST /v1/auth/token")
 
@@ -37,6 +38,11 @@ async def principal(
     if credentials is None:
         raise Unauthorized("send Authorization: Bearer <token>", code="missing_token")
     return await services(request).auth.authenticate(credentials.credentials)
+
+
+def lookup_charge(limits: RateLimiter, principal: Principal) -> Charge:
+    """Charges the caller's `lookup` limit (for looking up accounts it has no tie to)."""
+    return lambda cost: limits.check("lookup", f"user:{principal.user_id}", cost=cost)
 
 
 ServicesDep = Annotated[Services, Depends(services)]

@@ -18,7 +18,14 @@ from covey.protocol.wire import (
     TokenRequest,
     TokenResponse,
 )
-from covey.server.api._deps import ERRORS, LimiterDep, PrincipalDep, ServicesDep, client_ip
+from covey.server.api._deps import (
+    ERRORS,
+    LimiterDep,
+    PrincipalDep,
+    ServicesDep,
+    client_ip,
+    lookup_charge,
+)
 
 router = APIRouter(responses=ERRORS)
 
@@ -47,9 +54,11 @@ async def add_device(body: AddDeviceRequest, request: Request, services: Service
 
 @router.get("/v1/users/{user_id}/devices", response_model=DeviceList, tags=["accounts"])
 async def user_devices(user_id: Annotated[str, Path(pattern=USER_ID_PATTERN)],
-                       principal: PrincipalDep, services: ServicesDep) -> DeviceList:
+                       principal: PrincipalDep, services: ServicesDep,
+                       limits: LimiterDep) -> DeviceList:
     """404 for unknown accounts and for accounts the contact rules keep you from."""
-    await services.policy.check_visible(principal.user_id, user_id)
+    await services.policy.check_visible(principal.user_id, user_id,
+                                        charge=lookup_charge(limits, principal))
     return await services.accounts.device_list(user_id)
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path
 
 from covey.protocol.ids import GROUP_ID_PATTERN, USER_ID_PATTERN
 from covey.protocol.wire import AddMemberRequest, CreateGroupRequest, GroupInfo, GroupList
-from covey.server.api._deps import ERRORS, PrincipalDep, ServicesDep
+from covey.server.api._deps import ERRORS, LimiterDep, PrincipalDep, ServicesDep, lookup_charge
 
 router = APIRouter(responses=ERRORS, tags=["groups"])
 GroupIdPath = Annotated[str, Path(pattern=GROUP_ID_PATTERN)]
@@ -17,8 +17,8 @@ UserIdPath = Annotated[str, Path(pattern=USER_ID_PATTERN)]
 
 @router.post("/v1/groups", status_code=201, response_model=GroupInfo)
 async def create(body: CreateGroupRequest, principal: PrincipalDep,
-                 services: ServicesDep) -> GroupInfo:
-    return await services.groups.create(principal, body)
+                 services: ServicesDep, limits: LimiterDep) -> GroupInfo:
+    return await services.groups.create(principal, body, lookup_charge(limits, principal))
 
 
 @router.get("/v1/groups", response_model=GroupList)
@@ -34,8 +34,9 @@ async def get_group(group_id: GroupIdPath, principal: PrincipalDep,
 
 @router.post("/v1/groups/{group_id}/members", response_model=GroupInfo)
 async def add_member(group_id: GroupIdPath, body: AddMemberRequest, principal: PrincipalDep,
-                     services: ServicesDep) -> GroupInfo:
-    return await services.groups.add_member(principal, group_id, body.user_id)
+                     services: ServicesDep, limits: LimiterDep) -> GroupInfo:
+    return await services.groups.add_member(principal, group_id, body.user_id,
+                                            lookup_charge(limits, principal))
 
 
 @router.delete("/v1/groups/{group_id}/members/{user_id}", response_model=GroupInfo)

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from fastapi import APIRouter
 
+from covey.errors import NotFound
 from covey.protocol.wire import ClaimRequest, ClaimResponse, KeyCountResponse, KeysUploadRequest
-from covey.server.api._deps import ERRORS, PrincipalDep, ServicesDep
+from covey.server.api._deps import (
+    ERRORS,
+    LimiterDep,
+    PrincipalDep,
+    ServicesDep,
+    lookup_charge,
+)
 
 router = APIRouter(responses=ERRORS, tags=["keys"])
 
@@ -22,8 +31,14 @@ async def count(principal: PrincipalDep, services: ServicesDep) -> KeyCountRespo
 
 
 @router.post("/v1/keys/claim", response_model=ClaimResponse)
-async def claim(body: ClaimRequest, principal: PrincipalDep,
-                services: ServicesDep) -> ClaimResponse:
+async def claim(body: ClaimRequest, principal: PrincipalDep, services: ServicesDep,
+                limits: LimiterDep) -> ClaimResponse:
+    """Devices of accounts you may not see come back `missing`, exactly like those of
+    accounts that do not exist."""
+    charge = lookup_charge(limits, principal)
+    visible: set[str] = set()
     for user in sorted({device.user_id for device in body.devices}):
-        await services.policy.check_visible(principal.user_id, user)
-    return await services.keys.claim(body)
+        with contextlib.suppress(NotFound):
+            await services.policy.check_visible(principal.user_id, user, charge=charge)
+            visible.add(user)
+    return await services.keys.claim(body, visible)

@@ -51,9 +51,11 @@ async def submit_report(body: ReportSubmission, request: Request,
 
 
 @router.post("/v1/blocks", status_code=201, response_model=BlockResponse)
-async def block_user(body: BlockRequest, request: Request,
-                     principal: PrincipalDep) -> BlockResponse:
-    """Block a user: they can no longer send to you in a direct conversation."""
+async def block_user(body: BlockRequest, request: Request, principal: PrincipalDep,
+                     limits: LimiterDep) -> BlockResponse:
+    """Block a user: they can no longer send to you in a direct conversation. Any handle,
+    known or not, gets the same answer (blocking is no existence test)."""
+    limits.check("lookup", f"user:{principal.user_id}")
     if body.user_id == principal.user_id:
         raise Forbidden("you cannot block yourself", code="block_self")
     await _reports(request).block(principal, body.user_id)

@@ -30,7 +30,13 @@ from covey.protocol.wire import (
     UserLookup,
     UserRef,
 )
-from covey.server.api._deps import ERRORS, LimiterDep, PrincipalDep, ServicesDep
+from covey.server.api._deps import (
+    ERRORS,
+    LimiterDep,
+    PrincipalDep,
+    ServicesDep,
+    lookup_charge,
+)
 
 router = APIRouter(responses=ERRORS, tags=["safety"])
 UserIdPath = Annotated[str, Path(pattern=USER_ID_PATTERN)]
@@ -60,9 +66,9 @@ async def conversation_policy(conversation_id: ConversationPath, principal: Prin
         if principal.user_id not in pair or pair[0] == pair[1]:
             raise NotFound("no such conversation", code="unknown_conversation")
         # The answer tells the other's band: only for someone the caller may find.
-        limits.check("lookup", f"user:{principal.user_id}")
         other = pair[1] if pair[0] == principal.user_id else pair[0]
-        await services.contacts.visible(principal, other)
+        await services.policy.check_visible(principal.user_id, other,
+                                            charge=lookup_charge(limits, principal))
         return await services.policy.statement(conversation_id, list(pair), 0,
                                                principal.user_id)
     group = await services.groups.current(conversation_id)
@@ -76,8 +82,8 @@ async def conversation_policy(conversation_id: ConversationPath, principal: Prin
 async def find_user(user_id: UserIdPath, principal: PrincipalDep,
                     services: ServicesDep, limits: LimiterDep) -> UserLookup:
     """Handle search: 404 for unknown handles and for accounts you may not find."""
-    limits.check("lookup", f"user:{principal.user_id}")
-    return await services.contacts.lookup(principal, user_id)
+    return await services.contacts.lookup(principal, user_id,
+                                          charge=lookup_charge(limits, principal))
 
 
 @router.post("/v1/contacts/requests", status_code=201, response_model=ContactRequestInfo)
@@ -145,7 +151,10 @@ async def mutes(principal: PrincipalDep, services: ServicesDep) -> UserIdList:
 
 
 @router.post("/v1/mutes", status_code=204)
-async def mute(body: UserRef, principal: PrincipalDep, services: ServicesDep) -> Response:
+async def mute(body: UserRef, principal: PrincipalDep, services: ServicesDep,
+               limits: LimiterDep) -> Response:
+    """Any handle, known or not, gets the same 204 (muting is no existence test)."""
+    limits.check("lookup", f"user:{principal.user_id}")
     await services.contacts.mute(principal, body.user_id, True)
     return Response(status_code=204)
 

@@ -68,6 +68,7 @@ def build_services(settings: Settings, repo: Repository, fanout: Fanout) -> Serv
     age = AgeService(settings, AgeStorage(repo), directory, fanout)
     policy = PolicyService(settings, SafetyRepository(repo), age)
     events.subscribe(policy.on_event)
+    age.on_proven(policy.on_band_proven)
     scans = ScanQueue(settings, ScanJobStore(repo), lambda: _server_detectors(policy),
                       lambda: policy.safety_key, server_key, events)
     copies = SafetyCopyService(settings, policy.store, policy, scans)
@@ -87,7 +88,7 @@ def build_services(settings: Settings, repo: Repository, fanout: Fanout) -> Serv
         policy=policy,
         safety_copies=copies,
         scans=scans,
-        contacts=ContactService(repo, policy, events),
+        contacts=ContactService(repo, policy, events, directory, fanout),
         guardians=GuardianService(repo, age, directory, fanout, events, policy),
     )
 

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -274,6 +275,11 @@ class AgeService:
             band_validity=timedelta(days=settings.age_band_validity_days),
             clock=self.now)
         self._task: asyncio.Task[None] | None = None
+        # Called after a band is stored (the policy forgets band history on 16+).
+        self._on_proven: list[Callable[[str, AgeBand], Awaitable[None]]] = []
+
+    def on_proven(self, listener: Callable[[str, AgeBand], Awaitable[None]]) -> None:
+        self._on_proven.append(listener)
 
     def now(self) -> datetime:
         """The verifier's clock (shifted by `age_clock_offset_s` in tests)."""
@@ -301,8 +307,15 @@ class AgeService:
     # --- the policy layer's question ---------------------------------------------------
 
     async def band_of(self, user_id: str) -> AgeBand:
-        """The account's current age band: what the safety policy decides on."""
-        return AgeBand((await self.status(user_id)).band)
+        """The account's band as the safety policy decides on it: the proven band, except
+        that an account last proven under 16 stays under 16 when that band lapses (or its
+        issuer stops being trusted) until it proves 16+: a lapse is no proof of growing up,
+        and must not make a child reachable as "unverified"."""
+        await self._registry()  # for every account alike, so timing tells no band
+        found = await self._status(user_id)
+        if found.row is not None and found.row.band == AgeBand.UNDER_16.value:
+            return AgeBand.UNDER_16
+        return AgeBand(found.status.band)
 
     async def status(self, user_id: str) -> AgeStatus:
         return (await self._status(user_id)).status
@@ -356,6 +369,8 @@ class AgeService:
                          verified_ms=int(verified.verified_at.timestamp() * 1000))
         await self._storage.put(row)
         log.info("age band %s proven for an account", row.band)
+        for listener in self._on_proven:
+            await listener(principal.user_id, verified.band)
         return AgeStatus(band=row.band,
                          expires_at_ms=row.expires_ms, issuer_id=row.issuer_id,
                          verified_at_ms=row.verified_ms)

@@ -14,15 +14,24 @@ from covey.errors import Conflict, Forbidden, InvalidInput, NotFound
 from covey.protocol.wire import (
     ContactInfo,
     ContactList,
+    ContactRequestFrame,
     ContactRequestInfo,
     ContactRequestList,
     SafetyNoticeBody,
     UserIdList,
     UserLookup,
 )
-from covey.safety.policy import ContactAction, ContactCode, contact_safety_notice
+from covey.safety.policy import (
+    ContactAction,
+    ContactCode,
+    ContactRefused,
+    contact_safety_notice,
+    is_barred,
+)
+from covey.server.fanout import DeviceAddress, Fanout
 from covey.server.services._common import Principal, now_ms
-from covey.server.services.policy import PolicyService
+from covey.server.services.accounts import DeviceDirectory
+from covey.server.services.policy import Charge, PolicyService
 from covey.server.services.safety_events import ContactAccepted, SafetyEvents
 from covey.server.storage.repository import Repository
 from covey.server.storage.safety_repo import ContactRequestRow
@@ -30,90 +39,103 @@ from covey.server.storage.safety_repo import ContactRequestRow
 MAX_PENDING_OUTGOING = 200
 
 
-def _info(row: ContactRequestRow) -> ContactRequestInfo:
+def _info(row: ContactRequestRow, requester_band: AgeBand | None = None,
+          ) -> ContactRequestInfo:
+    # A withheld request is, to its sender (the only one who sees it), pending.
+    status = "pending" if row.status == "withheld" else row.status
     return ContactRequestInfo(request_id=row.request_id, requester=row.requester,
-                              target=row.target, status=row.status,
-                              created_ms=row.created_ms)
+                              target=row.target, status=status,
+                              created_ms=row.created_ms,
+                              requester_band=None if requester_band is None
+                              else requester_band.value)
 
 
 class ContactService:
-    def __init__(self, repo: Repository, policy: PolicyService, events: SafetyEvents) -> None:
+    def __init__(self, repo: Repository, policy: PolicyService, events: SafetyEvents,
+                 directory: DeviceDirectory | None = None, fanout: Fanout | None = None,
+                 ) -> None:
         self._repo = repo
+        self._directory = directory
+        self._fanout = fanout
         self._policy = policy
         self._store = policy.store
         self._events = events
 
-    async def _existing(self, user_id: str) -> None:
-        if not await self._repo.user_exists(user_id):
-            raise NotFound("no account with this handle", code="not_found")
-
-    async def lookup(self, principal: Principal, handle: str) -> UserLookup:
+    async def lookup(self, principal: Principal, handle: str,
+                     charge: Charge | None = None) -> UserLookup:
         """Handle search. Under-16 accounts are found only by their contacts (and by
         other under-16 accounts); a refusal looks exactly like an unknown handle."""
-        await self._existing(handle)
-        if handle != principal.user_id:
-            await self._policy.check(ContactAction.FIND_BY_HANDLE, principal.user_id, handle)
-        return UserLookup(user_id=handle,
-                          contact=await self._store.are_contacts(principal.user_id, handle))
-
-    async def visible(self, principal: Principal, user_id: str) -> None:
-        """404 `not_found`, exactly like an unknown handle, unless the caller may reach
-        `user_id`'s devices (themselves, contacts, fellow group members, or by handle)."""
-        await self._existing(user_id)
-        await self._policy.check_visible(principal.user_id, user_id)
+        found = await self._policy.check_visible(principal.user_id, handle, charge=charge)
+        return UserLookup(user_id=handle, contact=found.contacts)
 
     # --- requests ------------------------------------------------------------------------
 
     async def request(self, principal: Principal, target: str) -> ContactRequestInfo:
+        """Ask `target` to be a contact. A request its sender must not know was refused (an
+        unknown account, a child it may not ask, a block, a bar, a limit) is answered and
+        listed for the sender like any other, and kept `withheld`: the target never sees
+        it. Every request does the same work whatever becomes of it."""
         me = principal.user_id
-        await self._existing(target)
+        if target == me:
+            raise InvalidInput("you cannot send yourself a contact request",
+                               details={"field": "user_id"})
         reverse = await self._store.pending_between(target, me)
-        if reverse is not None:
-            # They already asked us: sending one back is accepting theirs.
-            return await self.decide(principal, reverse.request_id, "accepted")
+        exists = await self._store.user_exists(target)
         decision = await self._policy.decide(ContactAction.SEND_CONTACT_REQUEST, me, target,
                                              actor_party=await self._policy.requester(me))
-        decision.raise_if_refused()
+        if reverse is not None and decision.code is not ContactCode.ALREADY_CONTACTS:
+            # They already asked us: sending one back is accepting theirs.
+            return await self.decide(principal, reverse.request_id, "accepted")
+        if not decision.withheld:
+            decision.raise_if_refused()
         outgoing = [r for r in await self._store.requests_of(me) if r.requester == me]
         if len(outgoing) >= MAX_PENDING_OUTGOING:
             raise Conflict(f"at most {MAX_PENDING_OUTGOING} contact requests may wait for an "
                            "answer; cancel some first", code="too_many_pending_requests")
+        status = "pending" if exists and decision.allowed else "withheld"
         row = ContactRequestRow(
             request_id="cr_" + secrets.token_hex(12), requester=me, target=target,
-            status="pending", to_under_age=await self._policy.band(target) is AgeBand.UNDER_16,
+            status=status, to_under_age=await self._policy.band(target) is AgeBand.UNDER_16,
             created_ms=now_ms(), decided_ms=None)
-        return _info(await self._store.create_request(row))
+        stored = await self._store.create_request(row)
+        if stored.status == "pending" and stored.request_id == row.request_id:
+            await self._notify_request(stored)
+        return _info(stored)
 
     async def requests(self, principal: Principal) -> ContactRequestList:
-        rows = await self._store.requests_of(principal.user_id)
+        me = principal.user_id
+        rows = await self._store.requests_of(me)
+        incoming = [r for r in rows if r.target == me]
+        bands: dict[str, AgeBand] = {}
+        if await self._policy.band(me) is AgeBand.UNDER_16:
+            # A child sees who is asking as the server knows it, not as they say.
+            bands = {r.requester: await self._policy.band(r.requester) for r in incoming}
         return ContactRequestList(
-            incoming=[_info(r) for r in rows if r.target == principal.user_id],
-            outgoing=[_info(r) for r in rows if r.requester == principal.user_id])
+            incoming=[_info(r, bands.get(r.requester)) for r in incoming],
+            outgoing=[_info(r) for r in rows if r.requester == me])
 
     async def decide(self, principal: Principal, request_id: str,
                      status: str) -> ContactRequestInfo:
         """accepted / declined (by the target) or cancelled (by the requester)."""
         row = await self._store.get_request(request_id)
-        mine = row is not None and principal.user_id in (row.requester, row.target)
+        me = principal.user_id
+        # A withheld request exists only for its sender.
+        mine = row is not None and (me == row.requester or (
+            me == row.target and row.status != "withheld"))
         if row is None or not mine:
             raise NotFound("no such contact request", code="unknown_contact_request")
         by = row.requester if status == "cancelled" else row.target
-        if principal.user_id != by:
+        if me != by:
             who = "the account that sent it" if status == "cancelled" else "its recipient"
             raise Forbidden(f"only {who} can mark this request {status}",
                             code="not_your_request")
-        if row.status != "pending":
+        if row.status not in ("pending", "withheld"):
             raise Conflict(f"this request is already {row.status}",
                            code="request_not_pending", details={"status": row.status})
         if status == "accepted":
-            # Rules that hold even between contacts (blocks; unverified and under-16)
-            # are checked again now: things may have changed since the request.
-            decision = await self._policy.decide(ContactAction.OPEN_CONVERSATION,
-                                                 row.target, row.requester)
-            if decision.code is not ContactCode.UNDER_AGE_NEEDS_CONTACT:
-                decision.raise_if_refused()
+            await self._check_acceptable(row)
         now = now_ms()
-        if not await self._store.decide_request(request_id, status, now):
+        if not await self._store.decide_request(request_id, status, now, expect=row.status):
             raise Conflict("this request was answered meanwhile", code="request_not_pending")
         self._policy.forget(row.requester, row.target)
         if status == "accepted":
@@ -121,6 +143,34 @@ class ContactService:
         return ContactRequestInfo(request_id=row.request_id, requester=row.requester,
                                   target=row.target, status=status,
                                   created_ms=row.created_ms)
+
+    async def _check_acceptable(self, row: ContactRequestRow) -> None:
+        """Rules that hold even between contacts (blocks; unverified and under-16) and the
+        bar are checked again at acceptance: things may have changed since the request."""
+        decision = await self._policy.decide(ContactAction.OPEN_CONVERSATION, row.target,
+                                             row.requester)
+        if decision.code is not ContactCode.UNDER_AGE_NEEDS_CONTACT:
+            decision.raise_if_refused()
+        requester = await self._policy.party(row.requester)
+        if await self._policy.band(row.target) is AgeBand.UNDER_16 \
+                and is_barred(requester, self._policy.config):
+            # Barred after asking: the request is void (and leaves the child's inbox).
+            await self._store.decide_request(row.request_id, "withheld", now_ms())
+            raise ContactRefused("you can't accept this request any more",
+                                 code="request_withdrawn")
+
+    async def _notify_request(self, row: ContactRequestRow) -> None:
+        """Tell the target's devices a request is waiting (and who asks, as the server
+        knows them, if the target is a child)."""
+        if self._directory is None or self._fanout is None:
+            return
+        band = None
+        if await self._policy.band(row.target) is AgeBand.UNDER_16:
+            band = (await self._policy.band(row.requester)).value
+        frame = ContactRequestFrame(request_id=row.request_id, requester=row.requester,
+                                    requester_band=band)
+        self._fanout.publish([(DeviceAddress(row.target, device), frame)
+                              for device in await self._directory.devices(row.target)])
 
     # --- contacts ------------------------------------------------------------------------
 
@@ -155,8 +205,8 @@ class ContactService:
         return UserIdList(users=await self._store.mutes_of(principal.user_id))
 
     async def mute(self, principal: Principal, user_id: str, on: bool) -> None:
+        """Like a block, a mute is taken for any handle, known or not, with the same
+        answer and the same work: muting is no way to learn whether an account exists."""
         if user_id == principal.user_id:
             raise InvalidInput("you cannot mute yourself", details={"field": "user_id"})
-        if on:
-            await self._existing(user_id)
         await self._store.set_mute(principal.user_id, user_id, on, now_ms())

@@ -20,7 +20,7 @@ from covey.protocol.wire import (
 from covey.server.fanout import DeviceAddress, Fanout, PushFrame
 from covey.server.services._common import Principal, now_ms, reject_nul, secret_hash
 from covey.server.services.accounts import DeviceDirectory
-from covey.server.services.policy import PolicyService
+from covey.server.services.policy import Charge, PolicyService
 from covey.server.storage.repository import GroupRow, Repository
 
 _GROUP_CACHE_TTL_S = 30.0
@@ -28,10 +28,11 @@ _RETRIES = 5
 INVITE_TTL_S = 7 * 24 * 3600
 
 
-def group_info(group: GroupRow) -> GroupInfo:
+def group_info(group: GroupRow, withheld: list[str] | None = None) -> GroupInfo:
     return GroupInfo(group_id=group.group_id, name=group.name, epoch=group.epoch,
                      members=[GroupMember(user_id=u, role="admin" if r == "admin" else "member")
-                              for u, r in group.members.items()])
+                              for u, r in group.members.items()],
+                     withheld=withheld or [])
 
 
 class GroupService:
@@ -56,13 +57,26 @@ class GroupService:
             self._cache[group_id] = (now, group)
         return group
 
-    async def create(self, principal: Principal, request: CreateGroupRequest) -> GroupInfo:
+    async def _unseen(self, adder: str, users: list[str], charge: Charge | None,
+                      ) -> list[str]:
+        """Those of `users` the adder may not see: unknown or hidden from it, told apart
+        by nothing (the same lookups for each, the same `unknown_user` answer)."""
+        unseen = []
+        for user in users:
+            found = await self._policy.reach(adder, user)
+            if charge is not None and found.stranger:
+                charge(1)
+            if not found.visible:
+                unseen.append(user)
+        return unseen
+
+    async def create(self, principal: Principal, request: CreateGroupRequest,
+                     charge: Charge | None = None) -> GroupInfo:
         reject_nul(request.name, field="name")
         others = [u for u in dict.fromkeys(request.members) if u != principal.user_id]
         if len(others) + 1 > MAX_GROUP_MEMBERS:
             raise InvalidInput(f"a group has at most {MAX_GROUP_MEMBERS} members")
-        known = await self._repo.existing_users(others) if others else set()
-        unknown = [u for u in others if u not in known]
+        unknown = await self._unseen(principal.user_id, others, charge)
         if unknown:
             raise NotFound("unknown users", code="unknown_user", details={"users": unknown})
         # Each newcomer is checked against the creator and everyone added before them, as
@@ -74,15 +88,21 @@ class GroupService:
         members = {principal.user_id: "admin", **dict.fromkeys(others, "member")}
         group = await self._repo.create_group(new_group_id(), request.name, members, now_ms())
         self._cache[group.group_id] = (time.monotonic(), group)
-        return group_info(group)
+        return await self._view(principal, group)
+
+    async def _view(self, principal: Principal, group: GroupRow) -> GroupInfo:
+        """The group as `principal` sees it, with the members it may not exchange
+        messages with now."""
+        return group_info(group, await self._policy.withheld_in(principal.user_id,
+                                                                list(group.members)))
 
     async def list_for(self, principal: Principal) -> GroupList:
-        return GroupList(groups=[group_info(g)
+        return GroupList(groups=[await self._view(principal, g)
                                  for g in await self._repo.groups_of_user(principal.user_id)])
 
     async def get(self, principal: Principal, group_id: str) -> GroupInfo:
         group = await self._member_view(principal, group_id)
-        return group_info(group)
+        return await self._view(principal, group)
 
     async def _member_view(self, principal: Principal, group_id: str) -> GroupRow:
         group = await self._repo.get_group(group_id)
@@ -91,8 +111,9 @@ class GroupService:
             raise NotFound("no such group", code="unknown_group")
         return group
 
-    async def add_member(self, principal: Principal, group_id: str, user_id: str) -> GroupInfo:
-        if not await self._repo.user_exists(user_id):
+    async def add_member(self, principal: Principal, group_id: str, user_id: str,
+                         charge: Charge | None = None) -> GroupInfo:
+        if await self._unseen(principal.user_id, [user_id], charge):
             raise NotFound(f"no user {user_id!r}", code="unknown_user")
         for _ in range(_RETRIES):
             group = await self._member_view(principal, group_id)
@@ -131,7 +152,7 @@ class GroupService:
             if group is None or invite.created_by not in group.members:
                 raise NotFound("this invite link is no longer valid", code="unknown_invite")
             if principal.user_id in group.members:
-                return group_info(group)
+                return await self._view(principal, group)
             if len(group.members) >= MAX_GROUP_MEMBERS:
                 raise InvalidInput(f"a group has at most {MAX_GROUP_MEMBERS} members")
             await self._policy.check_join(principal.user_id, group.members)
@@ -166,6 +187,19 @@ class GroupService:
             raise
         await self._changed(changed, notify_also=(remove,) if remove else ())
         return group_info(changed)
+
+    async def notify_withheld(self, group_id: str, users: list[str]) -> None:
+        """Tell these members' devices to read the group again: who they may exchange
+        messages with in it has changed (`GroupInfo.withheld`)."""
+        group = await self.current(group_id)
+        if group is None:
+            return
+        frame = GroupChangedFrame(group_id=group_id, epoch=group.epoch)
+        items: list[tuple[DeviceAddress, PushFrame]] = []
+        for user in users:
+            for device_id in await self._directory.devices(user):
+                items.append((DeviceAddress(user, device_id), frame))
+        self._fanout.publish(items)
 
     async def _changed(self, group: GroupRow, notify_also: tuple[str, ...]) -> None:
         self._cache[group.group_id] = (time.monotonic(), group)

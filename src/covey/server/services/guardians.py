@@ -158,7 +158,7 @@ def alert_out(row: AlertRow) -> GuardianAlert:
 class Visibility(Protocol):
     """The contact rules' answer to "may `viewer` find `target`?" (raises if not)."""
 
-    async def check_visible(self, viewer: str, target: str) -> None: ...
+    async def check_visible(self, viewer: str, target: str) -> object: ...
 
 
 class GuardianService:

@@ -64,7 +64,9 @@ class KeyService:
         count, has_fallback = await self._repo.key_count(principal.device_pk)
         return KeyCountResponse(one_time_key_count=count, has_fallback_key=has_fallback)
 
-    async def claim(self, request: ClaimRequest) -> ClaimResponse:
+    async def claim(self, request: ClaimRequest, visible: set[str]) -> ClaimResponse:
+        """Claim one key per device; devices of accounts not in `visible` (unknown, or
+        hidden from the caller by the contact rules) are `missing`, unlooked-at."""
         wanted: list[tuple[DeviceRef, DeviceRow]] = []
         missing: list[DeviceRef] = []
         seen: set[tuple[str, str]] = set()
@@ -72,6 +74,9 @@ class KeyService:
             if (ref.user_id, ref.device_id) in seen:
                 continue
             seen.add((ref.user_id, ref.device_id))
+            if ref.user_id not in visible:
+                missing.append(ref)
+                continue
             row = (await self._directory.devices(ref.user_id)).get(ref.device_id)
             if row is None:
                 missing.append(ref)

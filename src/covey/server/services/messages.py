@@ -193,7 +193,20 @@ class MessageService:
                         "every recipient needs olm_type and body when there is no group "
                         "ciphertext", details={"field": "recipients",
                                                "device": f"{r.user_id}/{r.device_id}"})
-        entries = await self._target_entries(principal, env, participants)
+        withheld: list[str] = []
+        if dm is None:
+            # The contact rules, per recipient on every group message: a member they no
+            # longer let the sender reach (or be reached by) gets nothing from it.
+            withheld = await self._policy.withheld_in(principal.user_id, participants)
+            listed = sorted({r.user_id for r in env.recipients} & set(withheld))
+            if listed:
+                await self._groups.notify_withheld(conversation, [principal.user_id, *listed])
+                raise Conflict("the contact rules no longer let you and these members "
+                               "message each other in this group; leave them out",
+                               code="recipients_withheld",
+                               details={"users": listed, "reason": "contact_rules"})
+        entries = await self._target_entries(
+            principal, env, [p for p in participants if p not in withheld])
         server_ts = now_ms()
         opened = self._copies.check(principal, env, participants, policy, server_ts)
         if opened is not None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -35,8 +35,10 @@ from covey.safety.policy import (
     conversation_policy,
     decide_contact,
     decide_group_join,
+    is_barred,
     on_device_rules_bytes,
     safety_keys_statement_bytes,
+    unknown_account,
 )
 from covey.server.services._common import load_or_create_secret_file, now_ms
 from covey.server.services.age import AgeService
@@ -49,6 +51,23 @@ log = logging.getLogger(__name__)
 _BAND_TTL_S = 5.0
 _DM_TTL_S = 5.0
 _CACHE_MAX = 50_000
+
+
+@dataclass(frozen=True)
+class Reach:
+    """One account as another may see it (`PolicyService.reach`)."""
+
+    exists: bool
+    visible: bool  # may be looked up: found by handle, its devices, keys and DM policy
+    stranger: bool  # not oneself, a contact or a fellow group member (rate-limited)
+    contacts: bool
+    viewer: Party
+    target: Party
+    relationship: Relationship
+
+
+# Takes `cost` tokens from the caller's lookup rate limit, or raises `RateLimited`.
+Charge = Callable[[int], None]
 
 
 def policy_config(settings: Settings) -> PolicyConfig:
@@ -73,6 +92,7 @@ class PolicyService:
         self._bands: dict[str, tuple[float, AgeBand]] = {}
         self._policies: dict[tuple[tuple[str, AgeBand], ...], ConversationPolicy] = {}
         self._dm_allowed: dict[tuple[str, str], float] = {}
+        self._withheld: dict[tuple[str, tuple[str, ...]], tuple[float, list[str]]] = {}
         # The operator's phrase list: server-side detection, or on-device rules.
         self.phrases = PhraseListFile(settings.safety_phrase_list)
 
@@ -96,10 +116,14 @@ class PolicyService:
         gone = set(users)
         for key in [k for k in self._dm_allowed if gone & set(k)]:
             self._dm_allowed.pop(key, None)
+        for group_key in [k for k in self._withheld if gone & {k[0], *k[1]}]:
+            self._withheld.pop(group_key, None)
 
     async def party(self, user_id: str) -> Party:
         band = await self.band(user_id)
-        flags = 0 if band is AgeBand.UNDER_16 else await self.store.flag_count(user_id)
+        # Counted for children too (the policy ignores it for them): the same queries for
+        # every account, so timing tells no band.
+        flags = await self.store.flag_count(user_id)
         return Party(user_id, band, under_age_blocks_and_reports=flags)
 
     async def requester(self, user_id: str) -> Party:
@@ -112,10 +136,35 @@ class PolicyService:
     async def relationship(self, actor: str, target: str) -> Relationship:
         blocked_by_actor = target in await self.store.blocks_of(actor)
         blocked_by_target = actor in await self.store.blocks_of(target)
-        pending = await self.store.pending_between(actor, target) is not None
+        # A withheld request looks pending to its sender, so it answers as one.
+        pending = await self.store.pending_between(actor, target, withheld=True) is not None
+        cooldown_since = now_ms() - self.settings.contact_request_cooldown_s * 1000
+        declined = await self.store.declined_since(actor, target, cooldown_since)
         return Relationship(contacts=await self.store.are_contacts(actor, target),
                             actor_blocked_target=blocked_by_actor,
-                            target_blocked_actor=blocked_by_target, request_pending=pending)
+                            target_blocked_actor=blocked_by_target, request_pending=pending,
+                            declined_recently=declined)
+
+    async def reach(self, viewer: str, target: str) -> Reach:
+        """What `viewer` may know of `target`, from the same queries whether the account
+        exists, is a child, or neither: lookups answer a hidden account exactly as an
+        unknown one, in what they say and in the work they do."""
+        exists = await self.store.user_exists(target)
+        viewer_party = await self.party(viewer)
+        target_party = await self.party(target)
+        rel = await self.relationship(viewer, target)
+        grouped = await self.store.share_a_group(viewer, target)
+        asked_viewer = await self.store.pending_between(target, viewer) is not None
+        found = decide_contact(ContactAction.FIND_BY_HANDLE, viewer_party, target_party, rel,
+                               self.config)
+        # Oneself, contacts, fellow group members and whoever asked the viewer to be a
+        # contact are visible whatever the rules on finding them by handle.
+        visible = exists and (viewer == target or rel.contacts or grouped or asked_viewer
+                              or found.allowed)
+        return Reach(exists=exists, visible=visible,
+                     stranger=not (viewer == target or rel.contacts or grouped),
+                     contacts=rel.contacts, viewer=viewer_party, target=target_party,
+                     relationship=rel)
 
     # --- decisions ---------------------------------------------------------------------
 
@@ -142,18 +191,36 @@ class PolicyService:
         seen = self._dm_allowed.get(key)
         if seen is not None and time.monotonic() - seen < _DM_TTL_S:
             return
-        await self.check(ContactAction.OPEN_CONVERSATION, sender, other)
+        # Someone the sender may not see (unknown, or a child hidden from it) gets the one
+        # answer for both; only then the rules for those it can see.
+        found = await self.reach(sender, other)
+        if not found.visible:
+            raise unknown_account()
+        decision = decide_contact(ContactAction.OPEN_CONVERSATION, found.viewer,
+                                  found.target, found.relationship, self.config)
+        if not decision.allowed:
+            log.info("policy refused %s %s -> %s: %s", decision.action.value, sender, other,
+                     decision.code.value)
+        decision.raise_if_refused()
         if len(self._dm_allowed) > _CACHE_MAX:
             self._dm_allowed.clear()
         self._dm_allowed[key] = time.monotonic()
 
-    async def check_visible(self, viewer: str, target: str) -> None:
+    async def check_visible(self, viewer: str, target: str, *,
+                            charge: Charge | None = None) -> Reach:
         """Device lists and key bundles are how one reaches someone: visible to oneself,
-        contacts, fellow group members, and whoever could find the account by handle."""
-        if viewer == target or await self.store.are_contacts(viewer, target) \
-                or await self.store.share_a_group(viewer, target):
-            return
-        await self.check(ContactAction.FIND_BY_HANDLE, viewer, target)
+        contacts, fellow group members, who asked the viewer, and whoever could find the
+        account by handle; anyone else gets exactly an unknown account's 404.
+
+        `charge(1)` is called (and may refuse, 429) for a target that is not oneself, a
+        contact or a fellow group member, whether it exists or not: probing strangers is
+        rate-limited, talking to one's own people is not."""
+        found = await self.reach(viewer, target)
+        if charge is not None and found.stranger:
+            charge(1)
+        if not found.visible:
+            raise unknown_account()
+        return found
 
     async def check_join(self, joiner: str, members: Iterable[str], *,
                          adder: str | None = None) -> None:
@@ -172,6 +239,34 @@ class PolicyService:
             log.info("policy refused %s of %s: %s (%s)", decision.action.value, joiner,
                      decision.code.value, decision.subject)
         decision.raise_if_refused()
+
+    async def withheld_in(self, viewer: str, members: Sequence[str]) -> list[str]:
+        """Members of a group `viewer` may no longer exchange messages with: the
+        co-membership rules (a child and an unverified account, a child and someone not
+        its contact, blocks where a child is involved), asked again now, not only at
+        join. Only groups with an under-16 member can have any. Cached a few seconds."""
+        others = sorted(m for m in set(members) if m != viewer)
+        key = (viewer, tuple(others))
+        hit = self._withheld.get(key)
+        if hit is not None and time.monotonic() - hit[0] < _DM_TTL_S:
+            return hit[1]
+        bands = {m: await self.band(m) for m in [viewer, *others]}
+        withheld: list[str] = []
+        if AgeBand.UNDER_16 in bands.values():
+            me = await self.party(viewer)
+            for other in others:
+                if AgeBand.UNDER_16 not in (bands[viewer], bands[other]):
+                    continue
+                decision = decide_group_join(me, [Member(await self.party(other),
+                                                         await self.relationship(viewer,
+                                                                                 other))],
+                                             self.config)
+                if not decision.allowed:
+                    withheld.append(other)
+        if len(self._withheld) > _CACHE_MAX:
+            self._withheld.clear()
+        self._withheld[key] = (time.monotonic(), withheld)
+        return withheld
 
     # --- conversation policy --------------------------------------------------------------
 
@@ -219,6 +314,13 @@ class PolicyService:
 
     # --- events --------------------------------------------------------------------------
 
+    async def on_band_proven(self, user_id: str, band: AgeBand) -> None:
+        """A proof of 16+ ends what says the account was once a child (docs/
+        safety-policy.md, "Band history"); the retention job sweeps any left behind."""
+        self.forget(user_id)
+        if band is AgeBand.SIXTEEN_PLUS:
+            await self.store.forget_under_age_history([user_id])
+
     async def on_event(self, event: SafetyEvent) -> None:
         """Under-16 accounts' blocks and reports count toward barring the other account."""
         if isinstance(event, UserBlocked):
@@ -230,3 +332,8 @@ class PolicyService:
         self.forget(actor, target)
         if await self.band(actor) is AgeBand.UNDER_16:
             await self.store.add_flag(target, actor, kind, now_ms())
+            if is_barred(await self.party(target), self.config):
+                # A bar covers requests sent before it: they leave the children's inboxes.
+                withheld = await self.store.withhold_requests_to_under_age(target)
+                if withheld:
+                    log.info("bar withheld %d pending requests to children", withheld)

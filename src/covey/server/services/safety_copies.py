@@ -102,13 +102,16 @@ class SafetyCopyService:
     async def purge_loop(self) -> None:
         """Now and then, forever: delete safety copies past retention, expired invite
         links, and contact requests answered more than `ANSWERED_REQUEST_RETENTION_S`
-        ago (never inside the window that limits requests to children)."""
+        ago (never inside the window that limits requests to children, nor the cooldown
+        after a decline); and the band history of accounts that have proved 16+."""
         keep_s = max(ANSWERED_REQUEST_RETENTION_S,
-                     self._settings.minor_contact_request_window_s)
+                     self._settings.minor_contact_request_window_s,
+                     self._settings.contact_request_cooldown_s)
         while True:
             try:
                 now = now_ms()
                 removed = await self._store.purge(now, now - keep_s * 1000)
+                removed.update(await self._store.forget_under_age_history())
                 for what, count in removed.items():
                     if count:
                         log.info("deleted %d %s past retention", count, what)

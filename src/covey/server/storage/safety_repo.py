@@ -5,7 +5,7 @@ Reads go straight to the engine; writes go through the relay's serial writer."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -16,6 +16,7 @@ from covey.server.storage import schema as t
 from covey.server.storage import schema_reports as r
 from covey.server.storage import schema_safety as s
 from covey.server.storage.repository import Repository
+from covey.server.storage.schema_age import age_bands
 
 T = TypeVar("T")
 
@@ -63,6 +64,9 @@ class SafetyRepository:
         result: T = await self._repo.writer.run_job(job)
         return result
 
+    async def user_exists(self, user_id: str) -> bool:
+        return await self._repo.user_exists(user_id)
+
     # --- contacts ---------------------------------------------------------------------
 
     async def contacts_of(self, user: str) -> dict[str, int]:
@@ -92,12 +96,26 @@ class SafetyRepository:
 
     # --- contact requests ----------------------------------------------------------------
 
-    async def pending_between(self, requester: str, target: str) -> ContactRequestRow | None:
+    async def pending_between(self, requester: str, target: str, *,
+                              withheld: bool = False) -> ContactRequestRow | None:
+        """The request waiting from `requester` to `target`; with `withheld`, also one the
+        target never sees (which looks pending to its sender)."""
         c = s.contact_requests.c
+        statuses = ["pending", "withheld"] if withheld else ["pending"]
         async with self._engine.connect() as conn:
             row = (await conn.execute(select(*_REQUEST_COLUMNS).where(
-                c.requester == requester, c.target == target, c.status == "pending"))).first()
+                c.requester == requester, c.target == target,
+                c.status.in_(statuses)))).first()
             return None if row is None else _request(row)
+
+    async def declined_since(self, requester: str, target: str, since_ms: int) -> bool:
+        """Did `target` decline a request from `requester` at or after `since_ms`?"""
+        c = s.contact_requests.c
+        async with self._engine.connect() as conn:
+            found = await conn.scalar(select(c.request_id).where(
+                c.requester == requester, c.target == target, c.status == "declined",
+                c.decided_ms >= since_ms).limit(1))
+            return found is not None
 
     async def get_request(self, request_id: str) -> ContactRequestRow | None:
         async with self._engine.connect() as conn:
@@ -106,13 +124,52 @@ class SafetyRepository:
             return None if row is None else _request(row)
 
     async def requests_of(self, user: str) -> list[ContactRequestRow]:
-        """Pending requests to or from `user`, oldest first."""
+        """Requests waiting to or from `user`, oldest first: pending ones both ways, and
+        the withheld ones `user` sent (never those sent to it)."""
         c = s.contact_requests.c
         async with self._engine.connect() as conn:
-            rows = await conn.execute(select(*_REQUEST_COLUMNS).where(
-                c.status == "pending", or_(c.requester == user, c.target == user),
+            rows = await conn.execute(select(*_REQUEST_COLUMNS).where(or_(
+                and_(c.status == "pending", or_(c.requester == user, c.target == user)),
+                and_(c.status == "withheld", c.requester == user)),
             ).order_by(c.created_ms))
             return [_request(row) for row in rows]
+
+    async def withhold_requests_to_under_age(self, requester: str) -> int:
+        """Barring: the requester's pending requests to children leave their inboxes (they
+        look unchanged to the requester, who is not told of the bar)."""
+        c = s.contact_requests.c
+
+        async def job(conn: AsyncConnection) -> int:
+            result = await conn.execute(update(s.contact_requests).where(
+                c.requester == requester, c.status == "pending", c.to_under_age == 1,
+            ).values(status="withheld"))
+            return int(result.rowcount or 0)
+
+        return await self._write(job)
+
+    async def forget_under_age_history(self, users: Sequence[str] | None = None,
+                                       ) -> dict[str, int]:
+        """Erase what says an account that has proved 16+ was once a child: the flags it
+        raised as an under-16 account, and the under-16 mark on requests sent to it
+        (answered ones deleted, waiting ones unmarked). `users`: these accounts; None:
+        every account whose stored band is 16+ (the retention job)."""
+        flags, requests = s.under_age_flags.c, s.contact_requests.c
+        grown = (list(users) if users is not None else
+                 select(age_bands.c.user_id).where(age_bands.c.band == "16+"))
+
+        async def job(conn: AsyncConnection) -> dict[str, int]:
+            removed_flags = await conn.execute(delete(s.under_age_flags).where(
+                flags.flagger.in_(grown)))
+            answered = await conn.execute(delete(s.contact_requests).where(
+                requests.target.in_(grown), requests.to_under_age == 1,
+                requests.status.not_in(["pending", "withheld"])))
+            await conn.execute(update(s.contact_requests).where(
+                requests.target.in_(grown), requests.to_under_age == 1).values(
+                to_under_age=0))
+            return {"under-16 flags of accounts now 16+": int(removed_flags.rowcount or 0),
+                    "answered requests to accounts now 16+": int(answered.rowcount or 0)}
+
+        return await self._write(job)
 
     async def requests_to_under_age_since(self, requester: str, since_ms: int) -> int:
         c = s.contact_requests.c
@@ -130,26 +187,27 @@ class SafetyRepository:
         async def job(conn: AsyncConnection) -> ContactRequestRow:
             existing = (await conn.execute(select(*_REQUEST_COLUMNS).where(
                 c.requester == row.requester, c.target == row.target,
-                c.status == "pending"))).first()
+                c.status.in_(["pending", "withheld"])))).first()
             if existing is not None:
                 return _request(existing)
             await conn.execute(insert(s.contact_requests).values(
                 request_id=row.request_id, requester=row.requester, target=row.target,
-                status="pending", to_under_age=int(row.to_under_age),
+                status=row.status, to_under_age=int(row.to_under_age),
                 created_ms=row.created_ms, decided_ms=None))
             return row
 
         return await self._write(job)
 
-    async def decide_request(self, request_id: str, status: str, now_ms: int) -> bool:
-        """Move a pending request to `status`; on "accepted" also record the contact (and
-        close a pending request in the other direction). False if it was not pending."""
+    async def decide_request(self, request_id: str, status: str, now_ms: int, *,
+                             expect: str = "pending") -> bool:
+        """Move a request from `expect` to `status`; on "accepted" also record the contact
+        (and close a pending request in the other direction). False if it had moved."""
         c = s.contact_requests.c
 
         async def job(conn: AsyncConnection) -> bool:
             row = (await conn.execute(select(*_REQUEST_COLUMNS).where(
                 c.request_id == request_id))).first()
-            if row is None or row[3] != "pending":
+            if row is None or row[3] != expect:
                 return False
             request = _request(row)
             await conn.execute(update(s.contact_requests).where(c.request_id == request_id)
@@ -258,7 +316,7 @@ class SafetyRepository:
                     ("invite links", delete(s.group_invites).where(
                         s.group_invites.c.expires_ms <= now_ms)),
                     ("answered contact requests", delete(s.contact_requests).where(
-                        requests.status != "pending",
+                        requests.status.not_in(["pending", "withheld"]),
                         requests.decided_ms < requests_before_ms))):
                 removed[name] = int((await conn.execute(stmt)).rowcount or 0)
             return removed

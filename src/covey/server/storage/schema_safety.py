@@ -31,7 +31,9 @@ contact_requests = Table(
     Column("request_id", String(32), primary_key=True),
     Column("requester", String(32), nullable=False),
     Column("target", String(32), nullable=False),
-    # pending, accepted, declined, cancelled
+    # pending, accepted, declined, cancelled; withheld: refused for a reason its sender is
+    # not told (docs/safety-policy.md), so it looks pending to them and its target never
+    # sees it
     Column("status", String(16), nullable=False),
     # The target was under 16 when the request was sent (the per-sender limit counts these).
     Column("to_under_age", SmallInteger, nullable=False),
