@@ -146,15 +146,23 @@ async def test_swapped_attachment_ciphertext_is_detected(
     blobs = covey_server.data_dir / "blobs"
     a, b = first.attachments[0].blob_id, second.attachments[0].blob_id
     (blobs / a).write_bytes((blobs / b).read_bytes())  # the stored ciphertext is swapped
-    with pytest.raises(CoveyError) as refused:  # its only message fails: refused
-        await bob.report(first.message_id, ReportCategory.CHILD_SEXUAL_EXPLOITATION_IMAGERY)
-    assert refused.value.code == "report_unverifiable"
-    # reported with the next message, the swapped one is marked and the next verifies
-    receipt = await bob.report(second.message_id,
-                               ReportCategory.CHILD_SEXUAL_EXPLOITATION_IMAGERY)
-    statuses = {i.message_id: i.status for i in receipt.items}
-    assert statuses == {first.message_id: "attachment_mismatch",
-                        second.message_id: "verified"}
+    # The server checks the blob against its own table before reading it: the swapped
+    # file is read (its row still says the original hash), and fails the franked hash.
+    receipt = await bob.report(first, ReportCategory.CHILD_SEXUAL_EXPLOITATION_IMAGERY)
+    # The message itself verifies on its commitment and tag; its attachment does not.
+    assert [i.status for i in receipt.items] == ["verified"]
+    assert receipt.reported_message_verified
+    assert [(x.blob_id, x.status) for x in receipt.items[0].attachments] == [
+        (a, "hash_mismatch")]
+    # bob's client shows that attachment as "could not be verified", never its bytes
+    shown = await bob.fetch_attachment(first.attachments[0])
+    assert shown.status == "hash_mismatch" and shown.data is None
+    assert shown.label == "could not be verified"
+    second_receipt = await bob.report(second,
+                                      ReportCategory.CHILD_SEXUAL_EXPLOITATION_IMAGERY)
+    assert {i.message_id: [x.status for x in i.attachments]
+            for i in second_receipt.items} == {first.message_id: ["hash_mismatch"],
+                                               second.message_id: ["verified"]}
 
 
 async def test_reporter_must_be_the_caller(covey_server: Any, devices: Devices) -> None:

@@ -208,13 +208,19 @@ def test_swapped_attachment_ciphertext_fails_the_hash_check() -> None:
     with pytest.raises(CryptoError) as info:
         decrypt_attachment(other_blob, ref)
     assert info.value.code == "attachment_hash_mismatch"
+    # A committed size that is not the plaintext's (here one byte more) is refused too.
+    off_by_one = AttachmentRef(**{**ref.model_dump(), "size": 16})
+    with pytest.raises(CryptoError) as info:
+        decrypt_attachment(blob, off_by_one)
+    assert info.value.code == "attachment_size_mismatch"
     # Invisible salamander: one blob valid under two keys. The franked hash pins the blob
     # and the franked key pins which plaintext it opens to, so only the committed one works.
     aad = b"covey/attachment/v1"
     key1, key2, nonce = os.urandom(32), os.urandom(32), os.urandom(NONCE_BYTES)
     salamander = nonce + two_key_ciphertext(key1, key2, nonce, aad)
     ref1 = AttachmentRef(blob_id="blob_" + "b" * 20, key=b64encode(key1),
-                         sha256=hashlib.sha256(salamander).hexdigest(), size=0)
+                         sha256=hashlib.sha256(salamander).hexdigest(),
+                         size=len(salamander) - NONCE_BYTES - 16)
     assert decrypt_attachment(salamander, ref1)
     with pytest.raises(CryptoError):
         decrypt_attachment(salamander[:-1] + bytes([salamander[-1] ^ 1]), ref1)

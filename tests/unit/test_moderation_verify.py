@@ -4,6 +4,7 @@ evidence is caught item by item; group and multi-device conversations verify."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from typing import Any
 
@@ -20,7 +21,9 @@ from covey.moderation import (
     report_fingerprint,
     verify_report,
 )
+from covey.moderation.evidence import MAX_ATTACHMENTS_PER_REPORT
 from covey.moderation.simulate import FrankedConversation
+from covey.moderation.verify import attachments_to_fetch
 from covey.protocol import (
     FrankingKey,
     FrankingTag,
@@ -29,6 +32,9 @@ from covey.protocol import (
     dm_conversation_id,
     encrypt_attachment,
 )
+from covey.protocol.attachments import AttachmentStatus
+from covey.protocol.content import MAX_ATTACHMENTS_PER_MESSAGE, AttachmentRef
+from covey.protocol.ids import MessageKey
 from tests.unit._salamander import two_key_ciphertext
 
 SERVER_KEY = ServerFrankingKey(bytes(range(32)))
@@ -169,19 +175,75 @@ def test_attachment_verifies_and_decrypts_with_the_revealed_key() -> None:
     assert check.plaintext_sha256 == hashlib.sha256(image).hexdigest()
 
 
-def test_swapped_attachment_ciphertext_is_attachment_mismatch() -> None:
+def test_swapped_attachment_ciphertext_fails_only_the_attachment() -> None:
     conv = _dm()
-    first = conv.evidence(conv.send("alice", "DALICE01", "hi"), "bob")
     ref = conv.upload(os.urandom(1024), name="photo.png")
     sent = conv.send("alice", "DALICE01", "look", attachments=(ref,))
     item = conv.evidence(sent, "bob")
     other_blob, _key, _digest = encrypt_attachment(os.urandom(1024))
-    blobs = {ref.blob_id: other_blob}
-    with pytest.raises(ReportUnverifiable):
-        verify_report(_report((item,), item.message_id), SERVER_KEY, blobs=blobs)
-    result = verify_report(_report((first, item), item.message_id), SERVER_KEY, blobs=blobs)
-    assert result.reported.status is ItemStatus.ATTACHMENT_MISMATCH
-    assert "attachment_hash_mismatch" in result.reported.findings[0].detail
+    result = verify_report(_report((item,), item.message_id), SERVER_KEY,
+                           blobs={ref.blob_id: other_blob})
+    # The text verifies on its commitment and tag alone; the attachment is not evidence.
+    assert result.reported.verified and result.reported.status is ItemStatus.VERIFIED
+    (check,) = result.reported.attachments
+    assert check.status is AttachmentStatus.HASH_MISMATCH and check.plaintext is None
+    assert result.reported.verified_attachments == ()
+    assert result.transcript()["items"][0]["attachments"][0]["status"] == "hash_mismatch"
+
+
+@pytest.mark.parametrize(("delta", "status"), [(1, AttachmentStatus.SIZE_MISMATCH),
+                                                (-1, AttachmentStatus.SIZE_MISMATCH),
+                                                (0, AttachmentStatus.VERIFIED)])
+def test_committed_size_must_be_the_plaintext_size(delta: int,
+                                                  status: AttachmentStatus) -> None:
+    conv = _dm()
+    honest = conv.upload(os.urandom(500), name="photo.png")
+    ref = AttachmentRef(**{**honest.model_dump(), "size": honest.size + delta})
+    item = conv.evidence(conv.send("alice", "DALICE01", "see", attachments=(ref,)), "bob")
+    result = verify_report(_report((item,), item.message_id), SERVER_KEY, blobs=conv.blobs)
+    assert result.reported.verified
+    assert result.reported.attachments[0].status is status
+
+
+def test_attachment_under_the_wrong_key_is_undecryptable() -> None:
+    conv = _dm()
+    honest = conv.upload(os.urandom(64))
+    ref = AttachmentRef(**{**honest.model_dump(), "key": b64encode(os.urandom(32))})
+    item = conv.evidence(conv.send("alice", "DALICE01", attachments=(ref,)), "bob")
+    result = verify_report(_report((item,), item.message_id), SERVER_KEY, blobs=conv.blobs)
+    assert result.reported.verified
+    assert result.reported.attachments[0].status is AttachmentStatus.UNDECRYPTABLE
+
+
+def test_only_verified_messages_have_their_blobs_fetched_or_opened() -> None:
+    conv = _dm()
+    mine, theirs = conv.upload(os.urandom(64)), conv.upload(os.urandom(64))
+    genuine = conv.evidence(conv.send("alice", "DALICE01", "hi", attachments=(mine,)), "bob")
+    forged = _alter(conv.evidence(conv.send("alice", "DALICE01", "x", attachments=(theirs,)),
+                                  "bob"), "tag", "A" * 43 + "=")
+    report = _report((forged, genuine), genuine.message_id)
+    assert [r.blob_id for r in attachments_to_fetch(report, SERVER_KEY)] == [mine.blob_id]
+    result = verify_report(report, SERVER_KEY, blobs=conv.blobs)
+    unverified = next(i for i in result.items if i.item is forged)
+    assert unverified.attachments[0].status is AttachmentStatus.NOT_CHECKED
+    assert unverified.attachments[0].plaintext is None
+    assert result.reported.attachments[0].verified
+
+
+def test_attachment_references_are_capped_per_message_and_per_report() -> None:
+    conv = _dm()
+    refs = tuple(conv.upload(b"x") for _ in range(MAX_ATTACHMENTS_PER_MESSAGE + 1))
+    with pytest.raises(ValueError, match="at most"):
+        conv.send("alice", "DALICE01", attachments=refs)
+    full = refs[:MAX_ATTACHMENTS_PER_MESSAGE]
+    items = tuple(conv.evidence(conv.send("alice", "DALICE01", attachments=full), "bob")
+                  for _ in range(3))
+    submitted = {"reporter": "bob", "reported_message_id": items[-1].message_id,
+                 "category": "spam", "messages": [i.model_dump(mode="json") for i in items]}
+    with pytest.raises(InvalidInput) as caught:
+        Report.from_json(json.dumps(submitted))
+    assert caught.value.code == "report_invalid"
+    assert str(MAX_ATTACHMENTS_PER_REPORT) in caught.value.message
 
 
 def test_invisible_salamander_blob_cannot_be_reopened_under_another_key() -> None:
@@ -192,7 +254,6 @@ def test_invisible_salamander_blob_cannot_be_reopened_under_another_key() -> Non
     blob = nonce + two_key_ciphertext(key1, key2, nonce, b"covey/attachment/v1")
     conv = _dm()
     conv.blobs["blob_salamander000000001"] = blob
-    from covey.protocol import AttachmentRef
 
     ref = AttachmentRef(blob_id="blob_salamander000000001", key=b64encode(key1),
                         sha256=hashlib.sha256(blob).hexdigest(), size=len(blob) - 28)
@@ -208,13 +269,34 @@ def test_invisible_salamander_blob_cannot_be_reopened_under_another_key() -> Non
     assert caught.value.details["items"][0]["status"] == "commitment_mismatch"
 
 
-def test_missing_blob_is_never_verified() -> None:
+def test_missing_blob_is_never_verified_but_its_text_is() -> None:
     conv = _dm()
     ref = conv.upload(os.urandom(64))
-    before = conv.evidence(conv.send("alice", "DALICE01", "hello"), "bob")
-    item = conv.evidence(conv.send("alice", "DALICE01", attachments=(ref,)), "bob")
-    result = verify_report(_report((before, item), item.message_id), SERVER_KEY, blobs={})
-    assert result.reported.status is ItemStatus.ATTACHMENT_MISSING
+    item = conv.evidence(conv.send("alice", "DALICE01", "hello", attachments=(ref,)), "bob")
+    result = verify_report(_report((item,), item.message_id), SERVER_KEY, blobs={})
+    assert result.reported.verified
+    assert result.reported.attachments[0].status is AttachmentStatus.MISSING
+    assert result.reported.verified_attachments == ()
+
+
+def test_a_reused_message_id_is_told_apart_by_sender() -> None:
+    """In a group, mallory reuses carol's message id: a report names mallory's message
+    by its key and is against mallory; an id alone is refused as ambiguous."""
+    conv = FrankedConversation(SERVER_KEY, GROUP, ("bob", "carol", "mallory"))
+    innocent = conv.send("carol", "DCAROL01", "see you at practice")
+    abusive = conv.send("mallory", "DMALLORY", "send me a photo, don't tell anyone",
+                        message_id=innocent.content.message_id)
+    items = conv.history("bob")
+    keyed = Report(reporter="bob", reported_message_id=abusive.content.message_id,
+                   reported_sender_user="mallory", reported_conversation_id=GROUP,
+                   category=ReportCategory.GROOMING_OR_ENTICEMENT, messages=items)
+    result = verify_report(keyed, SERVER_KEY)
+    assert result.reported.item.context.sender_user == "mallory"
+    assert result.reported.item.content.text == "send me a photo, don't tell anyone"
+    assert result.all_verified  # the same id from two senders is no duplicate
+    with pytest.raises(InvalidInput) as caught:
+        verify_report(_report(items, innocent.content.message_id), SERVER_KEY)
+    assert caught.value.code == "reported_message_ambiguous"
 
 
 def test_group_report_with_several_senders_and_devices_verifies() -> None:
@@ -361,13 +443,15 @@ def test_report_from_client_history_records() -> None:
             context=conv.evidence(m, "bob").context.franking(),
             recipient_user="bob", server_ts_ms=m.server_ts_ms)
         records.append(evidence.to_record())
-    reported = conv.messages[-1].content.message_id
+    last = conv.messages[-1]
+    reported = MessageKey(conv.conversation_id, last.sender_user, last.content.message_id)
     report = Report.from_history("bob", reported, ReportCategory.SPAM, records)
     assert len(report.messages) == 11
-    assert report.messages[-1].message_id == reported
+    assert report.messages[-1].key == reported == report.reported_key
     assert verify_report(report, SERVER_KEY).all_verified
     with pytest.raises(InvalidInput):
-        Report.from_history("bob", "X" * 22, ReportCategory.SPAM, records)
+        Report.from_history("bob", MessageKey(conv.conversation_id, "alice", "X" * 22),
+                            ReportCategory.SPAM, records)
 
 
 def test_category_child_safety_flags() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -21,12 +22,15 @@ from rich.markup import escape
 from covey.cli import app
 from covey.cli._device import passphrase as device_passphrase
 from covey.client import (
+    AttachmentDownload,
     Client,
     IncomingMessage,
     MessageDropped,
+    Offline,
     PolicyChanged,
     SafetyWarning,
     SendFailed,
+    ServerError,
 )
 from covey.errors import CoveyError
 
@@ -55,16 +59,34 @@ class _Chat:
         self.to = to
         self.console = console
 
-    def _show(self, message: IncomingMessage) -> None:
+    def _show(self, message: IncomingMessage,
+              checked: Sequence[AttachmentDownload | None] = ()) -> None:
         where = "" if self._is_current(message) else f" [dim]({escape(message.conversation_id)})[/]"
         who = "you" if message.sender_user == self.client.user_id else message.sender_user
         muted = " [dim](muted)[/]" if message.muted else ""
         line = (f"[dim]{_time(message.server_ts_ms)}[/] [bold cyan]{escape(who)}[/]"
                 f"{muted}{where}: ")
         line += escape(message.text)
-        for ref in message.attachments:
-            line += f" [magenta][attachment {escape(ref.name or ref.blob_id)}, {ref.size} B][/]"
+        for i, ref in enumerate(message.attachments):
+            got = checked[i] if i < len(checked) else None
+            name = escape(ref.name or ref.blob_id)
+            if got is not None and got.verified:
+                line += f" [magenta][attachment {name}, {ref.size} B, verified][/]"
+            else:
+                why = "" if got is None else f": {escape(got.status.value)}"
+                line += f" [red][attachment {name} could not be verified{why}][/]"
         self.console.print(line)
+
+    async def _check_attachments(self, message: IncomingMessage
+                                 ) -> list[AttachmentDownload | None]:
+        """Fetch and check each attachment, so none is shown as if it were verified."""
+        checked: list[AttachmentDownload | None] = []
+        for ref in message.attachments:
+            try:
+                checked.append(await self.client.fetch_attachment(ref))
+            except (Offline, ServerError):
+                checked.append(None)
+        return checked
 
     def _is_current(self, message: IncomingMessage) -> bool:
         return message.conversation_id == self.client.core.conversation_for(self.to)
@@ -78,7 +100,7 @@ class _Chat:
 
     async def incoming(self) -> None:
         async for message in self.client.messages():
-            self._show(message)
+            self._show(message, await self._check_attachments(message))
 
     async def events(self) -> None:
         async for event in self.client.events():

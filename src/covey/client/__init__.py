@@ -5,9 +5,10 @@
     async for message in client.messages(): ...
 """
 
-from covey.client._client import Client
+from covey.client._client import AttachmentUnverifiable, Client
 from covey.client._core import ClientCore, ClientError
 from covey.client._events import (
+    AttachmentDownload,
     Event,
     FrankingEvidence,
     GuardianAlert,
@@ -21,8 +22,11 @@ from covey.client._events import (
 )
 from covey.client._store import StoreError, WrongPassphrase
 from covey.client._transport import Offline, ServerError
+from covey.protocol.ids import MessageKey
 
 __all__ = [
+    "AttachmentDownload",
+    "AttachmentUnverifiable",
     "Client",
     "ClientCore",
     "ClientError",
@@ -31,6 +35,7 @@ __all__ = [
     "GuardianAlert",
     "IncomingMessage",
     "MessageDropped",
+    "MessageKey",
     "MessageSent",
     "Offline",
     "PolicyChanged",

@@ -38,6 +38,7 @@ from covey.client._core import (
     inbox_key,
 )
 from covey.client._events import (
+    AttachmentDownload,
     Event,
     GuardianAlert,
     IncomingMessage,
@@ -52,9 +53,9 @@ from covey.crypto import DeviceAccount
 from covey.errors import CryptoError
 from covey.moderation import ReportCategory
 from covey.moderation.wire import ReportReceiptOut, ReportSubmission
-from covey.protocol.attachments import decrypt_attachment, encrypt_attachment
+from covey.protocol.attachments import AttachmentStatus, encrypt_attachment, open_attachment
 from covey.protocol.content import AttachmentRef
-from covey.protocol.ids import is_group_id, new_device_id
+from covey.protocol.ids import MessageKey, is_group_id, new_device_id
 from covey.protocol.wire import (
     SERVER_FRAME,
     AckFrame,
@@ -82,6 +83,16 @@ from covey.safety.detectors import Detector, ScanContext
 from covey.safety.detectors.phrase_list import PhraseListDetector, PhraseListError
 
 log = logging.getLogger(__name__)
+
+
+class AttachmentUnverifiable(CryptoError):
+    """A downloaded attachment is missing or is not what its franked reference commits
+    to; `attachment_status` says which (code `attachment_<status>`)."""
+
+    def __init__(self, download: AttachmentDownload) -> None:
+        super().__init__(f"attachment {download.ref.blob_id} could not be verified: "
+                         f"{download.detail}", code=f"attachment_{download.status.value}")
+        self.attachment_status: AttachmentStatus = download.status
 
 _BACKOFF_START_S = 0.2
 _BACKOFF_MAX_S = 5.0
@@ -313,16 +324,36 @@ class Client:
                             mime=mime, name=name)
         return await self._send(to, text=text, attachments=(ref,))
 
-    async def download_attachment(self, ref: AttachmentRef) -> bytes:
-        """Fetch a blob, check it against the franked hash, and decrypt it."""
-        return decrypt_attachment(await self._api.download_blob(ref.blob_id), ref)
+    async def fetch_attachment(self, ref: AttachmentRef) -> AttachmentDownload:
+        """Fetch a blob and check it against its franked reference (hash, size, key):
+        a typed status, never an exception, for a blob that is missing or does not match.
+        Show an unverified one as `label` ("could not be verified"), not its bytes."""
+        try:
+            blob: bytes | None = await self._api.download_blob(ref.blob_id)
+        except ServerError as exc:
+            if exc.status != 404:
+                raise
+            blob = None
+        opened = open_attachment(blob, ref)
+        return AttachmentDownload(ref, opened.status, opened.plaintext, opened.detail)
 
-    async def report(self, message_id: str, category: ReportCategory | str,
-                     comment: str | None = None, block: bool = False) -> ReportReceiptOut:
+    async def download_attachment(self, ref: AttachmentRef) -> bytes:
+        """Fetch a blob, check it against the franked hash and size, and decrypt it;
+        `AttachmentUnverifiable` (a `CryptoError`) when it does not check out."""
+        got = await self.fetch_attachment(ref)
+        if got.data is None:
+            raise AttachmentUnverifiable(got)
+        return got.data
+
+    async def report(self, message: IncomingMessage | MessageKey | str,
+                     category: ReportCategory | str, comment: str | None = None,
+                     block: bool = False) -> ReportReceiptOut:
         """Report a received message with up to ten preceding messages of its
         conversation as franked evidence; `block=True` also blocks its sender. The
-        sender is not told."""
-        report = build_report(self._core.history(), self.user_id, message_id, category,
+        sender is not told. Name it by the message or its `key`; a bare message id must
+        be the id of exactly one received message."""
+        target = message.key if isinstance(message, IncomingMessage) else message
+        report = build_report(self._core.history(), self.user_id, target, category,
                               comment)
         return await self._api.report(ReportSubmission(report=report, block=block))
 

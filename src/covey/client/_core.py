@@ -735,7 +735,8 @@ class ClientCore:
     def receive(self, delivery: Delivery) -> list[Event]:
         """Decrypt and check one delivery; durable before it returns, so the transport
         may acknowledge it afterwards. Already-seen messages give no events."""
-        seen_key = f"{delivery.sender_user}|{delivery.message_id}"
+        seen_key = inbox_key(delivery.conversation_id, delivery.sender_user,
+                             delivery.message_id)
         if self.store.has(_SEEN, seen_key):
             return []
         try:

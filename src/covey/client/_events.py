@@ -3,12 +3,13 @@ evidence for a later report), dropped messages, send outcomes and guardian alert
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from covey.protocol.attachments import AttachmentStatus
 from covey.protocol.content import AttachmentRef, MessageContent
 from covey.protocol.franking import FrankingContext, TagContext
-from covey.protocol.ids import is_group_id
+from covey.protocol.ids import MessageKey, is_group_id
 from covey.protocol.secrets import FrankingCommitment, FrankingTag
 from covey.protocol.wire import ConversationPolicyBody
 from covey.protocol.wire import GuardianAlert as WireGuardianAlert
@@ -74,6 +75,12 @@ class IncomingMessage:
     def is_group(self) -> bool:
         return is_group_id(self.conversation_id)
 
+    @property
+    def key(self) -> MessageKey:
+        """What names this message (report it by this, not by `message_id`: ids are
+        unique per sender device only)."""
+        return MessageKey(self.conversation_id, self.sender_user, self.message_id)
+
     @classmethod
     def from_evidence(cls, evidence: FrankingEvidence) -> IncomingMessage:
         content, context = evidence.content, evidence.context
@@ -87,6 +94,26 @@ class IncomingMessage:
             attachments=content.attachments,
             evidence=evidence,
         )
+
+
+@dataclass(frozen=True)
+class AttachmentDownload:
+    """One attachment fetched and checked against its franked reference. Show `data`
+    only when `verified`; otherwise show `label` ("could not be verified") and why: the
+    blob is missing or is not what the sender committed to (hash, size, key)."""
+
+    ref: AttachmentRef
+    status: AttachmentStatus
+    data: bytes | None = field(default=None, repr=False)
+    detail: str = ""
+
+    @property
+    def verified(self) -> bool:
+        return self.status is AttachmentStatus.VERIFIED
+
+    @property
+    def label(self) -> str:
+        return "verified" if self.verified else "could not be verified"
 
 
 @dataclass(frozen=True)

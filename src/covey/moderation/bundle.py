@@ -215,7 +215,7 @@ def _message_record(item: ItemVerification) -> tuple[dict[str, Any], dict[str, b
     content, ctx = item.item.content, item.item.context
     files: dict[str, bytes] = {}
     attachments = []
-    for check in item.attachments:
+    for check in item.verified_attachments:
         assert check.plaintext is not None and check.plaintext_sha256 is not None
         path = f"attachments/{check.plaintext_sha256}.bin"
         files[path] = check.plaintext

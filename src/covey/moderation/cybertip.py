@@ -135,7 +135,7 @@ def build_cybertip(verification: ReportVerification, *, reporting_person: EspCon
 
     files = []
     for item in verification.verified_items:
-        for check in item.attachments:
+        for check in item.verified_attachments:
             digest = check.plaintext_sha256
             assert digest is not None
             files.append(_file_details(
@@ -171,7 +171,7 @@ def _transcript(verification: ReportVerification) -> str:
     for item in verification.verified_items:
         ctx, content = item.item.context, item.item.content
         text = content.text
-        for check in item.attachments:
+        for check in item.verified_attachments:
             text += f" [attachment {check.ref.name or check.ref.blob_id}, SHA-256 " \
                     f"{check.plaintext_sha256}]"
         lines.append(f"[{iso_utc(ctx.server_ts_ms)}] {ctx.sender_user}: {text.strip()}")

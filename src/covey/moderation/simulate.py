@@ -50,12 +50,15 @@ class FrankedConversation:
 
     def send(self, sender_user: str, sender_device: str, text: str = "", *,
              attachments: tuple[AttachmentRef, ...] = (),
-             franking_key: FrankingKey | None = None) -> SentMessage:
-        """Sender commits; the server accepts it one second after the previous message."""
+             franking_key: FrankingKey | None = None,
+             message_id: str | None = None) -> SentMessage:
+        """Sender commits; the server accepts it one second after the previous message.
+        `message_id` lets a test reuse an id (a dishonest sender can)."""
         self.clock_ms += 1000
         fk = franking_key or FrankingKey.generate()
         content = MessageContent(
-            kind="attachment" if attachments else "text", message_id=new_message_id(),
+            kind="attachment" if attachments else "text",
+            message_id=message_id or new_message_id(),
             conversation_id=self.conversation_id, sent_at_ms=self.clock_ms - 200,
             text=text, attachments=attachments, franking_key=fk.to_b64())
         participants = tuple(sorted(set(self.participants)))

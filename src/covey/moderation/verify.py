@@ -1,9 +1,11 @@
 """Verifies a report's evidence with the server's franking key: pure, no I/O.
 
-Each message gets a status and the reasons behind it; a message is `verified` only when
-its commitment opens, its tag is the server's for exactly its context, the context fits
-the report, and every attachment blob matches its committed hash and decrypts. A report
-in which nothing verifies is rejected.
+Each message gets a status and the reasons behind it; a message is `verified` when its
+commitment opens, its tag is the server's for exactly its context and the context fits
+the report. Each attachment gets its own status (`verified`, `missing`, `hash_mismatch`,
+`size_mismatch`, `undecryptable`) and never fails its message: what a client shows (the
+text, and only attachments that check out) is what a report of it verifies. A report in
+which no message verifies is rejected.
 """
 
 from __future__ import annotations
@@ -14,13 +16,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from covey.errors import CoveyError, CryptoError, InvalidInput
+from covey.errors import CoveyError, InvalidInput
 from covey.moderation.evidence import EvidenceItem, Report
 from covey.protocol import labelled
-from covey.protocol.attachments import decrypt_attachment
+from covey.protocol.attachments import AttachmentStatus, OpenedAttachment, open_attachment
 from covey.protocol.content import AttachmentRef
 from covey.protocol.franking import opens, tag_is_valid
-from covey.protocol.ids import dm_participants
+from covey.protocol.ids import MessageKey, dm_participants
 from covey.protocol.secrets import FrankingCommitment, FrankingTag, ServerFrankingKey
 
 VERIFIER_VERSION = "covey.moderation.verify/1"
@@ -36,8 +38,6 @@ class ItemStatus(StrEnum):
     CONTEXT_MISMATCH = "context_mismatch"
     SPLICED = "spliced"
     DUPLICATE = "duplicate"
-    ATTACHMENT_MISMATCH = "attachment_mismatch"
-    ATTACHMENT_MISSING = "attachment_missing"
 
 
 # Most severe first: an item's status is its most severe finding.
@@ -48,8 +48,6 @@ _SEVERITY = (
     ItemStatus.CONTEXT_MISMATCH,
     ItemStatus.SPLICED,
     ItemStatus.DUPLICATE,
-    ItemStatus.ATTACHMENT_MISMATCH,
-    ItemStatus.ATTACHMENT_MISSING,
 )
 
 
@@ -66,16 +64,21 @@ class Finding:
 
 @dataclass(frozen=True)
 class AttachmentCheck:
-    """One committed attachment: did the fetched blob match its hash and decrypt?"""
+    """One committed attachment: is the server's stored blob exactly what it commits?
+    Only a verified attachment carries its plaintext (and is evidence)."""
 
     ref: AttachmentRef
-    status: ItemStatus
+    status: AttachmentStatus
     detail: str = ""
     plaintext: bytes | None = field(default=None, repr=False)
 
+    @classmethod
+    def of(cls, opened: OpenedAttachment) -> AttachmentCheck:
+        return cls(opened.ref, opened.status, opened.detail, opened.plaintext)
+
     @property
     def verified(self) -> bool:
-        return self.status is ItemStatus.VERIFIED
+        return self.status is AttachmentStatus.VERIFIED
 
     @property
     def plaintext_sha256(self) -> str | None:
@@ -104,6 +107,14 @@ class ItemVerification:
     @property
     def verified(self) -> bool:
         return not self.findings
+
+    @property
+    def verified_attachments(self) -> tuple[AttachmentCheck, ...]:
+        """The attachments that are evidence: only those of a verified message whose
+        blob matched its reference and decrypted."""
+        if not self.verified:
+            return ()
+        return tuple(a for a in self.attachments if a.verified)
 
     def to_json(self) -> dict[str, Any]:
         ctx = self.item.context
@@ -143,11 +154,15 @@ class ReportVerification:
             "fingerprint": self.fingerprint,
             "report": {"reporter": report.reporter, "category": report.category.value,
                        "reported_message_id": report.reported_message_id,
+                       "reported_sender_user": self.reported.item.context.sender_user,
+                       "reported_conversation_id":
+                           self.reported.item.context.conversation_id,
                        "comment": report.comment},
             "checks": ["commitment opens under the revealed franking key",
                        "server tag valid for the exact tag context",
                        "context consistent with the report",
-                       "attachment ciphertext matches committed SHA-256 and decrypts"],
+                       "each attachment on its own: ciphertext matches committed SHA-256 "
+                       "and size, and decrypts"],
             "submitted_in_order": self.submitted_in_order,
             "summary": {"total": len(self.items), "verified": len(self.verified_items),
                         "reported_verified": self.reported.verified},
@@ -183,21 +198,19 @@ def verify_report(report: Report, server_key: ServerFrankingKey, *,
     `InvalidInput` when the reported message is not in the report."""
     reported = _find_reported(report)
     fetched = blobs or {}
-    seen: set[str] = set()
+    seen: set[MessageKey] = set()
     results: list[tuple[int, ItemVerification]] = []
     for index, item in enumerate(report.messages):
         is_reported = item is reported
-        findings = [*_check_franking(item, server_key),
-                    *_check_context(item, report.reporter),
-                    *_check_position(item, reported, is_reported, report.reporter)]
-        if item.message_id in seen:
-            findings.append(Finding(ItemStatus.DUPLICATE,
-                                    "this message id appears earlier in the report"))
-        seen.add(item.message_id)
-        checks = tuple(_check_attachment(ref, fetched.get(ref.blob_id))
+        findings = _item_findings(report, item, reported, server_key, seen)
+        # Attachments never fail their message (the text verifies on its commitment and
+        # tag alone); each gets its own status. A message that does not verify reveals
+        # nothing, so its blobs are neither fetched nor opened.
+        checks = tuple(AttachmentCheck.of(open_attachment(fetched.get(ref.blob_id), ref))
+                       if not findings else
+                       AttachmentCheck(ref, AttachmentStatus.NOT_CHECKED,
+                                       "the message does not verify")
                        for ref in item.content.attachments)
-        findings.extend(Finding(c.status, f"attachment {c.ref.blob_id}: {c.detail}")
-                        for c in checks if not c.verified)
         results.append((index, ItemVerification(item, tuple(findings), checks, is_reported)))
     ordered = sorted(results, key=lambda r: (r[1].item.context.server_ts_ms, r[0]))
     outcome = ReportVerification(
@@ -212,12 +225,46 @@ def verify_report(report: Report, server_key: ServerFrankingKey, *,
     return outcome
 
 
-def _find_reported(report: Report) -> EvidenceItem:
+def attachments_to_fetch(report: Report, server_key: ServerFrankingKey) -> list[AttachmentRef]:
+    """The attachment references of the messages that verify (commitment, tag, context):
+    the only blobs a report may make the server read. Raises like `verify_report` when
+    the reported message is not in the report."""
+    reported = _find_reported(report)
+    seen: set[MessageKey] = set()
+    refs: dict[str, AttachmentRef] = {}
     for item in report.messages:
-        if item.message_id == report.reported_message_id:
-            return item
-    raise InvalidInput("the reported message is not among the evidence",
-                       code="reported_message_missing")
+        if not _item_findings(report, item, reported, server_key, seen):
+            for ref in item.content.attachments:
+                refs.setdefault(ref.blob_id, ref)
+    return list(refs.values())
+
+
+def _item_findings(report: Report, item: EvidenceItem, reported: EvidenceItem,
+                   server_key: ServerFrankingKey, seen: set[MessageKey]) -> list[Finding]:
+    """Everything wrong with one message on its own and in the report (adds it to
+    `seen`, so a second copy of the same message is a duplicate)."""
+    findings = [*_check_franking(item, server_key),
+                *_check_context(item, report.reporter),
+                *_check_position(item, reported, item is reported, report.reporter)]
+    if item.key in seen:
+        findings.append(Finding(ItemStatus.DUPLICATE,
+                                "this message appears earlier in the report"))
+    seen.add(item.key)
+    return findings
+
+
+def _find_reported(report: Report) -> EvidenceItem:
+    """The reported message, by its full key when the report names one (message ids are
+    unique per sender device only); an id alone must name exactly one item."""
+    found = [item for item in report.messages if report.names(item)]
+    if not found:
+        raise InvalidInput("the reported message is not among the evidence",
+                           code="reported_message_missing")
+    if len({item.key for item in found}) > 1:
+        raise InvalidInput("several messages of this report carry the reported message id: "
+                           "name its sender and conversation too",
+                           code="reported_message_ambiguous")
+    return found[0]
 
 
 def _check_franking(item: EvidenceItem, server_key: ServerFrankingKey) -> list[Finding]:
@@ -285,21 +332,3 @@ def _check_position(item: EvidenceItem, reported: EvidenceItem, is_reported: boo
         findings.append(Finding(ItemStatus.SPLICED,
                                 "accepted by the server after the reported message"))
     return findings
-
-
-def _check_attachment(ref: AttachmentRef, blob: bytes | None) -> AttachmentCheck:
-    if blob is None:
-        return AttachmentCheck(ref, ItemStatus.ATTACHMENT_MISSING,
-                               "the stored ciphertext was not available")
-    try:
-        plaintext = decrypt_attachment(blob, ref)
-    except CryptoError as exc:
-        return AttachmentCheck(ref, ItemStatus.ATTACHMENT_MISMATCH,
-                               f"{exc.message} ({exc.code})")
-    except InvalidInput as exc:
-        return AttachmentCheck(ref, ItemStatus.ATTACHMENT_MISMATCH, exc.message)
-    if len(plaintext) != ref.size:
-        return AttachmentCheck(ref, ItemStatus.ATTACHMENT_MISMATCH,
-                               f"decrypted size {len(plaintext)} differs from committed "
-                               f"size {ref.size}")
-    return AttachmentCheck(ref, ItemStatus.VERIFIED, "", plaintext)

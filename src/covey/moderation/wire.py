@@ -17,9 +17,19 @@ class ReportSubmission(BaseModel):
     block: bool = False
 
 
+class AttachmentStatusOut(BaseModel):
+    """One attachment's own status (`verified`, `missing`, `hash_mismatch`,
+    `size_mismatch`, `undecryptable`, `not_checked`): it never fails its message."""
+
+    blob_id: str
+    status: str
+
+
 class ItemStatusOut(BaseModel):
     message_id: str
+    sender_user: str | None = None
     status: str
+    attachments: list[AttachmentStatusOut] = []
 
 
 class ReportReceiptOut(BaseModel):

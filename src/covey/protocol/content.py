@@ -17,6 +17,9 @@ from covey.protocol.ids import BlobId, ConversationId, MessageId
 from covey.protocol.secrets import FrankingKey
 
 MAX_TEXT_BYTES = 64 * 1024
+# Attachment references one message may carry (docs/protocol.md): each one is a blob the
+# relay and a report's verifier may have to look up, so their number is bounded.
+MAX_ATTACHMENTS_PER_MESSAGE = 8
 MIN_BUCKET = 256
 PAD_MARKER = b"\x80"
 
@@ -54,7 +57,8 @@ class MessageContent(_Strict):
     conversation_id: ConversationId
     sent_at_ms: int = Field(ge=0)
     text: str = ""
-    attachments: tuple[AttachmentRef, ...] = ()
+    attachments: tuple[AttachmentRef, ...] = Field(default=(),
+                                                   max_length=MAX_ATTACHMENTS_PER_MESSAGE)
     room_key: RoomKey | None = None
     franking_key: str = Field(description="base64 32-byte franking key")
 

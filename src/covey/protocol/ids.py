@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from dataclasses import dataclass
 from typing import Annotated
 
 from pydantic import StringConstraints
@@ -24,6 +25,19 @@ MessageId = Annotated[str, StringConstraints(pattern=MESSAGE_ID_PATTERN)]
 GroupId = Annotated[str, StringConstraints(pattern=GROUP_ID_PATTERN)]
 ConversationId = Annotated[str, StringConstraints(pattern=f"^(?:{CONVERSATION_ID_PATTERN})$")]
 BlobId = Annotated[str, StringConstraints(pattern=BLOB_ID_PATTERN)]
+
+
+@dataclass(frozen=True, slots=True)
+class MessageKey:
+    """What names one message everywhere (history, reports, evidence): message ids are
+    unique per sender device only, so an id alone may name another sender's message."""
+
+    conversation_id: str
+    sender_user: str
+    message_id: str
+
+    def __str__(self) -> str:
+        return f"{self.conversation_id}|{self.sender_user}|{self.message_id}"
 
 
 def _token(nbytes: int) -> str:

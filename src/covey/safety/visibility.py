@@ -283,7 +283,7 @@ CATALOG: Mapping[str, TableVisibility] = {
     "safety_copy_reads": TableVisibility(
         "the log of every opening of a stored safety copy: who, why, when", _KEPT, {
             "id": meta(), "copy_id": meta(), "message_id": meta(), "conversation_id": meta(),
-            "reader": meta(), "purpose": meta(), "read_ms": meta()},
+            "sender_user": meta(), "reader": meta(), "purpose": meta(), "read_ms": meta()},
         modes=SAFEGUARDED_ONLY),
     # --- guardians (schema_guardians.py) -------------------------------------------------
     "guardian_links": TableVisibility(

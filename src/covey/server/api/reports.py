@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse, Response
 
 from covey.errors import Forbidden
 from covey.moderation.wire import (
+    AttachmentStatusOut,
     BlockRequest,
     BlockResponse,
     ItemStatusOut,
@@ -36,7 +37,11 @@ async def submit_report(body: ReportSubmission, request: Request,
         priority=receipt.row.priority, messages_submitted=len(verification.items),
         messages_verified=len(verification.verified_items),
         reported_message_verified=verification.reported.verified,
-        items=[ItemStatusOut(message_id=i.item.message_id, status=i.status.value)
+        items=[ItemStatusOut(message_id=i.item.message_id,
+                             sender_user=i.item.context.sender_user, status=i.status.value,
+                             attachments=[AttachmentStatusOut(blob_id=a.ref.blob_id,
+                                                              status=a.status.value)
+                                          for a in i.attachments])
                for i in verification.items])
     return JSONResponse(answer.model_dump(mode="json"),
                         status_code=200 if receipt.duplicate else 201)

@@ -28,7 +28,11 @@ from covey.server.services._common import Principal, now_ms, reject_nul
 from covey.server.services.accounts import DeviceDirectory
 from covey.server.services.groups import GroupService
 from covey.server.services.policy import PolicyService
-from covey.server.services.safety_copies import OpenedCopy, SafetyCopyService
+from covey.server.services.safety_copies import (
+    OpenedCopy,
+    SafetyCopyService,
+    check_attachment_refs,
+)
 from covey.server.storage.repository import (
     MailboxEntry,
     NewMessage,
@@ -57,6 +61,10 @@ class AcceptedSend:
         if result.outcome == "conflict":
             raise Conflict("this message id was already used with another commitment",
                            code="message_id_conflict", details={"message_id": self.message_id})
+        if result.outcome == "taken":
+            raise Conflict("this conversation already holds a message with this id from "
+                           "another sender: send it with a fresh message id",
+                           code="message_id_in_use", details={"message_id": self.message_id})
         return SendReceipt.model_construct(
             message_id=self.message_id, server_ts_ms=result.server_ts_ms,
             duplicate=result.outcome == "duplicate")
@@ -188,6 +196,8 @@ class MessageService:
         entries = await self._target_entries(principal, env, participants)
         server_ts = now_ms()
         opened = self._copies.check(principal, env, participants, policy, server_ts)
+        if opened is not None:
+            await check_attachment_refs(opened.content, self._repo.get_blob)
         commitment = FrankingCommitment.from_b64(env.commitment)
         tags: dict[str, str] = {}
         for entry in entries:

@@ -6,6 +6,7 @@ The reported sender is never told. `SafetyGate` enforces blocks and suspensions.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import importlib
 import json
 import logging
@@ -20,10 +21,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from covey.errors import CryptoError, Forbidden, InvalidInput
+from covey.errors import CryptoError, Forbidden, InvalidInput, NotFound
 from covey.moderation import Report, ReportVerification, verify_report
 from covey.moderation.evidence import EvidenceContext, EvidenceItem, ReportCategory
-from covey.protocol import b64decode, b64encode
+from covey.moderation.verify import attachments_to_fetch
+from covey.protocol import b64decode, b64encode, labelled
+from covey.protocol.attachments import AttachmentStatus, stored_blob_matches
 from covey.protocol.content import MessageContent
 from covey.protocol.ids import dm_participants
 from covey.protocol.secrets import ServerFrankingKey
@@ -43,6 +46,7 @@ UNDER_16_BAND = "under-16"
 # Reports the safety service files from detections (a handle no account can register).
 SAFETY_SERVICE_REPORTER = "covey-safety"
 _NONCE = 12
+_READABLE = frozenset({AttachmentStatus.VERIFIED, AttachmentStatus.SIZE_MISMATCH})
 
 
 class EvidenceVault:
@@ -102,6 +106,18 @@ async def reporter_age_band(engine: AsyncEngine, user_id: str) -> str:
             return UNVERIFIED_BAND
         return str(band) if band else UNVERIFIED_BAND
     return UNVERIFIED_BAND
+
+
+def filer_fingerprint(verification: ReportVerification, filed_by: str) -> str:
+    """The stored report's replay key: one report per (reported message, who filed it).
+
+    A person's own report keeps the verifier's fingerprint; a report the safety service
+    files with the evidence as delivered to a recipient gets one of its own, so that
+    recipient's report of the same message is never taken for its replay."""
+    if filed_by == verification.report.reporter:
+        return verification.fingerprint
+    return hashlib.sha256(labelled("report-fingerprint-filed-by", {
+        "fingerprint": verification.fingerprint, "filed_by": filed_by})).hexdigest()
 
 
 def report_priority(category_is_child_safety: bool, reporter_band: str) -> int:
@@ -164,15 +180,19 @@ class ReportService:
                 log.exception("refreshing blocks and suspensions failed")
 
     async def fetch_blobs(self, report: Report) -> dict[str, bytes]:
-        """The server's own stored ciphertext for every attachment the report commits."""
+        """The server's own stored ciphertext for the attachments of the messages whose
+        commitment and tag verify, and only where the blob table has the committed hash:
+        a report never makes the server read other people's blobs."""
         found: dict[str, bytes] = {}
-        for item in report.messages:
-            for ref in item.content.attachments:
-                path = self._blobs.path(ref.blob_id)
-                if ref.blob_id in found:
-                    continue
-                if path.is_file():
-                    found[ref.blob_id] = await asyncio.to_thread(path.read_bytes)
+        for ref in attachments_to_fetch(report, self._server_key):
+            try:
+                path, row = await self._blobs.locate(ref.blob_id)
+            except NotFound:
+                continue
+            # The committed hash must be the stored blob's: only someone who had the
+            # ciphertext knows it. A wrong committed size is the verifier's to report.
+            if stored_blob_matches(ref, row.sha256, row.size) in _READABLE:
+                found[ref.blob_id] = await asyncio.to_thread(path.read_bytes)
         return found
 
     async def submit(self, principal: Principal, report: Report, *,
@@ -215,8 +235,11 @@ class ReportService:
                     else ReportCategory.OTHER)
         # The evidence is the message as delivered to one recipient (whose tag it carries),
         # so the report is checked from that recipient's side; the row names the safety
-        # service as the one who filed it.
+        # service as the one who filed it, with a fingerprint of its own, so that
+        # recipient's own report of the message is stored too (`filer_fingerprint`).
         report = Report(reporter=entry.user_id, reported_message_id=message.message_id,
+                        reported_sender_user=message.sender_user,
+                        reported_conversation_id=message.conversation_id,
                         category=category, comment=f"automatic detection by the safety "
                         f"service: {signal.detector} {signal.code} "
                         f"({signal.severity.name.lower()}); evidence as delivered to "
@@ -239,7 +262,8 @@ class ReportService:
         now = now_ms()
         report_id = "rep_" + secrets.token_hex(12)
         row = ReportRow(
-            report_id=report_id, fingerprint=verification.fingerprint, reporter=reporter,
+            report_id=report_id, fingerprint=filer_fingerprint(verification, reporter),
+            reporter=reporter,
             reported_user=verification.reported.item.context.sender_user,
             category=report.category.value, priority=priority, reporter_band=reporter_band,
             policy_mode=self._settings.safety_mode, status="open",

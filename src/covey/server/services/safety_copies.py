@@ -4,6 +4,8 @@
 it opens it with the safety service's key and checks it against the envelope's franking
 commitment (refusing a missing, undecryptable or mismatched copy); when the policy does
 not, it refuses a copy, so an E2EE conversation never hands the server its plaintext.
+Every attachment reference in an opened copy must match the relay's blob table (id,
+SHA-256, size): a reference the child's client could not verify is refused on arrival.
 The sealed copy is stored as the client made it, in the same transaction as the message,
 and deleted when its retention ends. After the commit the opened content goes through the
 detectors once (a read the audit log records); a reportable signal raises a moderator
@@ -17,8 +19,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from covey.errors import Conflict
+from covey.errors import Conflict, InvalidInput
 from covey.protocol._encoding import b64decode
+from covey.protocol.attachments import AttachmentStatus, stored_blob_matches
 from covey.protocol.content import MessageContent
 from covey.protocol.safety_copy import SafetyCopyContext, open_safety_copy
 from covey.protocol.secrets import FrankingCommitment
@@ -29,7 +32,7 @@ from covey.safety.policy import ConversationPolicy
 from covey.server.services._common import Principal, now_ms
 from covey.server.services.policy import PolicyService
 from covey.server.services.safety_events import DetectionRaised, SafetyEvents
-from covey.server.storage.repository import NewMessage, SafetyCopyRecord
+from covey.server.storage.repository import BlobRow, NewMessage, SafetyCopyRecord
 from covey.server.storage.safety_repo import SafetyRepository
 from covey.settings import Settings
 
@@ -39,6 +42,23 @@ ANSWERED_REQUEST_RETENTION_S = 30 * 24 * 3600
 
 # Files a detection report: (signal, the stored message, the opened content).
 DetectionSink = Callable[[Signal, NewMessage, MessageContent], Awaitable[None]]
+BlobLookup = Callable[[str], Awaitable[BlobRow | None]]
+
+
+async def check_attachment_refs(content: MessageContent, blob_row: BlobLookup) -> None:
+    """Refuse (400 `attachment_reference_invalid`, naming the attachment) a safeguarded
+    message whose attachment reference does not match the stored blob: a child's client
+    would show it as unverifiable, and a detection report could not verify it."""
+    for index, ref in enumerate(content.attachments):
+        row = await blob_row(ref.blob_id)
+        status = stored_blob_matches(ref, None if row is None else row.sha256,
+                                     None if row is None else row.size)
+        if status is not AttachmentStatus.VERIFIED:
+            raise InvalidInput(
+                f"attachment {ref.blob_id} does not match the stored blob "
+                f"({status.value}): upload it again and send a fresh reference",
+                code="attachment_reference_invalid",
+                details={"blob_id": ref.blob_id, "index": index, "problem": status.value})
 
 
 @dataclass(frozen=True)

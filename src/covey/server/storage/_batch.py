@@ -27,6 +27,9 @@ _FIND_SENT = select(t.messages.c.message_id, t.messages.c.commitment,
                     t.messages.c.server_ts_ms).where(
     t.messages.c.sender_device_pk == bindparam("sender"),
     t.messages.c.message_id.in_(bindparam("ids", expanding=True)))
+_FIND_HELD = select(t.messages.c.message_id, t.messages.c.sender_device_pk).where(
+    t.messages.c.conversation_id == bindparam("conversation"),
+    t.messages.c.message_id.in_(bindparam("ids", expanding=True)))
 _PG_NEXTVAL = text("SELECT nextval(pg_get_serial_sequence(:table, :column)) "
                    "FROM generate_series(1, :n)")
 
@@ -154,12 +157,20 @@ def _store(conn: Connection, raw: Any, ids: IdAllocator, stores: Sequence[Any]) 
                 rows = conn.execute(_FIND_SENT, {"sender": sender, "ids": chunk}).all()
             for r in rows:
                 known[(sender, r[0])] = (r[1], r[2])
+    holders = _holders(conn, raw, stores)
     fresh: list[Any] = []
     for item in stores:
         m = item.message
         key = (m.sender_device_pk, m.message_id)
         prior = known.get(key)
         if prior is None:
+            held_by = holders.setdefault((m.conversation_id, m.message_id),
+                                         m.sender_device_pk)
+            if held_by != m.sender_device_pk:
+                # Another device's message in this conversation has this id: a report
+                # of one must never be taken for the other.
+                item.result = StoreResult("taken", m.server_ts_ms)
+                continue
             known[key] = (m.commitment, m.server_ts_ms)
             fresh.append(item)
             item.result = StoreResult("stored", m.server_ts_ms)
@@ -200,14 +211,43 @@ def _store(conn: Connection, raw: Any, ids: IdAllocator, stores: Sequence[Any]) 
         conn.execute(insert(schema_safety.safety_copies), copies)
         # The relay opened each copy to check it: that read is logged with the copy.
         c = schema_safety.safety_copies.c
-        opened = select(c.id, c.message_id, c.conversation_id, literal(ARRIVAL_READER),
-                        literal(ARRIVAL_PURPOSE), c.server_ts_ms).where(
-            tuple_(c.sender_user, c.message_id).in_(
-                [(row["sender_user"], row["message_id"]) for row in copies]))
+        opened = select(c.id, c.message_id, c.conversation_id, c.sender_user,
+                        literal(ARRIVAL_READER), literal(ARRIVAL_PURPOSE),
+                        c.server_ts_ms).where(
+            # Keyed exactly (conversation, sender user, message id): another device of
+            # the same sender may have used this id in another conversation, and that
+            # copy was not read now.
+            tuple_(c.conversation_id, c.sender_user, c.message_id).in_(
+                [(row["conversation_id"], row["sender_user"], row["message_id"])
+                 for row in copies]))
         reads = schema_safety.safety_copy_reads.c
         conn.execute(insert(schema_safety.safety_copy_reads).from_select(
-            [reads.copy_id, reads.message_id, reads.conversation_id, reads.reader,
-             reads.purpose, reads.read_ms], opened))
+            [reads.copy_id, reads.message_id, reads.conversation_id, reads.sender_user,
+             reads.reader, reads.purpose, reads.read_ms], opened))
+
+
+def _holders(conn: Connection, raw: Any, stores: Sequence[Any]) -> dict[tuple[str, str], int]:
+    """(conversation, message id) → the sender device that already stored it, for the
+    batch's ids (index `ix_messages_conversation_msgid`)."""
+    by_conversation: dict[str, set[str]] = {}
+    for s in stores:
+        by_conversation.setdefault(s.message.conversation_id, set()).add(s.message.message_id)
+    holders: dict[tuple[str, str], int] = {}
+    for conversation, id_set in by_conversation.items():
+        wanted = sorted(id_set)
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i:i + 500]
+            if raw is not None:
+                rows = raw.execute(  # only "?" placeholders are interpolated
+                    "SELECT message_id, sender_device_pk FROM messages WHERE "  # noqa: S608
+                    f"conversation_id = ? AND message_id IN ({_marks(len(chunk))})",
+                    (conversation, *chunk)).fetchall()
+            else:
+                rows = conn.execute(_FIND_HELD, {"conversation": conversation,
+                                                 "ids": chunk}).all()
+            for r in rows:
+                holders.setdefault((conversation, str(r[0])), int(r[1]))
+    return holders
 
 
 def _copy_row(m: Any) -> dict[str, Any]:

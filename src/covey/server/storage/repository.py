@@ -125,7 +125,7 @@ class NewMessage:
 
 @dataclass(frozen=True, slots=True)
 class StoreResult:
-    outcome: Literal["stored", "duplicate", "conflict"]
+    outcome: Literal["stored", "duplicate", "conflict", "taken"]
     server_ts_ms: int
 
 
@@ -511,7 +511,8 @@ class Repository:
         """Queue a message and its mailbox entries for the next group commit; the future
         gives a `StoreResult` once durable (entries' `seq` set). Submission order is seq
         order; a resend of a stored (sender device, message id) is `duplicate`, or
-        `conflict` if its commitment differs."""
+        `conflict` if its commitment differs; an id that the conversation already holds
+        from another sender device is `taken`."""
         return self.writer.submit(_StoreItem(message))
 
     def submit_ack(self, device_pk: int, seqs: list[int]) -> Any:

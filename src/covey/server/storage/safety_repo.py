@@ -257,7 +257,8 @@ class SafetyRepository:
             if copy_id is not None:
                 await conn.execute(insert(s.safety_copy_reads).values(
                     copy_id=copy_id, message_id=message_id, conversation_id=conversation_id,
-                    reader="detectors", purpose="scan on arrival", read_ms=now_ms))
+                    sender_user=sender_user, reader="detectors", purpose="scan on arrival",
+                    read_ms=now_ms))
 
         await self._write(job)
 

@@ -127,6 +127,8 @@ messages = Table(
     Column("group_body", Text, nullable=True),
     UniqueConstraint("sender_device_pk", "message_id", name="uq_messages_sender_msgid"),
     Index("ix_messages_server_ts", "server_ts_ms"),
+    # The relay refuses an id the conversation already holds from another sender device.
+    Index("ix_messages_conversation_msgid", "conversation_id", "message_id"),
     sqlite_autoincrement=True,
 )
 

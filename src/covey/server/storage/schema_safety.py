@@ -108,6 +108,8 @@ safety_copy_reads = Table(
     Column("copy_id", BigInteger, nullable=False),
     Column("message_id", String(64), nullable=False),
     Column("conversation_id", String(64), nullable=False),
+    # With message and conversation, the read copy's message key (NULL before 0007).
+    Column("sender_user", String(32), nullable=True),
     Column("reader", String(64), nullable=False),  # detector:<name>, moderator:<id>, ...
     Column("purpose", String(128), nullable=False),
     Column("read_ms", BigInteger, nullable=False),
