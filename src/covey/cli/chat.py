@@ -33,12 +33,15 @@ from covey.client import (
     ServerError,
 )
 from covey.errors import CoveyError
+from covey.moderation import ReportCategory
 
 _HELP = """commands:
   /quit                      leave
   /to USER_OR_GROUP          talk to someone else
   /group NAME USER[,USER..]  create a group with these members and talk to it
   /attach PATH               send a file as an encrypted attachment
+  /report N CATEGORY [TEXT]  report message #N to the moderators (the sender is not told)
+  /block-report N [CATEGORY [TEXT]]  block its sender and report message #N (default: other)
   /link                      print a link token to add another device
   /policy                    how this conversation is protected, and why
   /help                      this text"""
@@ -58,13 +61,16 @@ class _Chat:
         self.client = client
         self.to = to
         self.console = console
+        self.shown: list[IncomingMessage] = []  # message #N is shown[N - 1]
 
     def _show(self, message: IncomingMessage,
               checked: Sequence[AttachmentDownload | None] = ()) -> None:
         where = "" if self._is_current(message) else f" [dim]({escape(message.conversation_id)})[/]"
         who = "you" if message.sender_user == self.client.user_id else message.sender_user
         muted = " [dim](muted)[/]" if message.muted else ""
-        line = (f"[dim]{_time(message.server_ts_ms)}[/] [bold cyan]{escape(who)}[/]"
+        self.shown.append(message)
+        line = (f"[dim]#{len(self.shown)} {_time(message.server_ts_ms)}[/] "
+                f"[bold cyan]{escape(who)}[/]"
                 f"{muted}{where}: ")
         line += escape(message.text)
         for i, ref in enumerate(message.attachments):
@@ -141,12 +147,46 @@ class _Chat:
         elif name == "/attach" and rest:
             name, data = await asyncio.to_thread(_read_file, rest)
             await self.client.send_attachment(self.to, data, name=name)
+        elif name in ("/report", "/block-report") and rest:
+            await self._report(rest, block=name == "/block-report")
         elif name == "/link":
             token = await self.client.create_link_token()
             self.console.print(f"link token (single use): [bold]{escape(token)}[/]")
         else:
             self.console.print(f"[yellow]unknown command; {escape(_HELP)}[/]")
         return True
+
+    def _numbered(self, number: str) -> IncomingMessage | None:
+        """Message #number of this session, or None (after saying so)."""
+        if number.lstrip("#").isdigit() and 0 < int(number.lstrip("#")) <= len(self.shown):
+            return self.shown[int(number.lstrip("#")) - 1]
+        self.console.print(f"[yellow]no message #{escape(number.lstrip('#'))} here: use the "
+                           "number shown before a message[/]")
+        return None
+
+    async def _report(self, rest: str, *, block: bool) -> None:
+        """`/report N CATEGORY [comment]`, `/block-report N [CATEGORY [comment]]`."""
+        number, _, rest = rest.partition(" ")
+        category_text, _, comment = rest.strip().partition(" ")
+        message = self._numbered(number)
+        if message is None:
+            return
+        try:
+            category = ReportCategory((category_text or ("other" if block else ""))
+                                      .replace("-", "_").lower())
+        except ValueError:
+            self.console.print("[yellow]say why: one of "
+                               + ", ".join(c.value for c in ReportCategory) + "[/]")
+            return
+        receipt = await self.client.report(message, category, comment.strip() or None,
+                                           block=block)
+        self.console.print(f"[green]report {escape(receipt.report_id)} "
+                           f"{'already filed' if receipt.duplicate else 'filed'}[/]: "
+                           f"{receipt.messages_verified} of {receipt.messages_submitted} "
+                           "messages verified"
+                           + (f" · {escape(message.sender_user)} blocked"
+                              if receipt.blocked else "")
+                           + " (the sender is not told of the report)")
 
     async def typing(self) -> None:
         while True:
