@@ -34,12 +34,15 @@ async def read_until(process: asyncio.subprocess.Process, needle: str,
                      within_s: float = 30) -> str:
     assert process.stdout is not None
     seen = ""
-    async with asyncio.timeout(within_s):
-        while needle not in seen:
-            line = await process.stdout.readline()
-            if not line:
-                break
-            seen += line.decode()
+    try:
+        async with asyncio.timeout(within_s):
+            while needle not in seen:
+                line = await process.stdout.readline()
+                if not line:
+                    break
+                seen += line.decode()
+    except TimeoutError:
+        raise AssertionError(f"{needle!r} not printed within {within_s} s:\n{seen}") from None
     assert needle in seen, seen
     return seen
 

@@ -21,6 +21,7 @@ from rich.markup import escape
 
 from covey.cli import app
 from covey.cli._device import passphrase as device_passphrase
+from covey.cli._messages import attachment_label
 from covey.client import (
     AttachmentDownload,
     Client,
@@ -31,15 +32,18 @@ from covey.client import (
     SafetyWarning,
     SendFailed,
     ServerError,
+    media_type,
 )
 from covey.errors import CoveyError
 from covey.moderation import ReportCategory
+from covey.protocol.content import AttachmentRef
 
 _HELP = """commands:
   /quit                      leave
   /to USER_OR_GROUP          talk to someone else
   /group NAME USER[,USER..]  create a group with these members and talk to it
   /attach PATH               send a file as an encrypted attachment
+  /save N [PATH]             save message #N's attachment (to PATH, a file or a folder)
   /report N CATEGORY [TEXT]  report message #N to the moderators (the sender is not told)
   /block-report N [CATEGORY [TEXT]]  block its sender and report message #N (default: other)
   /link                      print a link token to add another device
@@ -50,6 +54,22 @@ _HELP = """commands:
 def _read_file(text: str) -> tuple[str, bytes]:
     path = Path(text).expanduser()
     return path.name, path.read_bytes()
+
+
+def _save_path(ref: AttachmentRef, target: str, *, several: bool) -> Path:
+    """Where `/save` writes: PATH as a file, or the attachment's own name (without any
+    folders the sender put in it) in PATH's folder or the current one."""
+    own = Path(ref.name).name
+    own = ref.blob_id if own in ("", ".", "..") else own
+    if not target:
+        return Path(own)
+    path = Path(target).expanduser()
+    return path / own if several or path.is_dir() or target.endswith("/") else path
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    with path.open("xb") as file:
+        file.write(data)
 
 
 def _time(ms: int) -> str:
@@ -75,12 +95,12 @@ class _Chat:
         line += escape(message.text)
         for i, ref in enumerate(message.attachments):
             got = checked[i] if i < len(checked) else None
-            name = escape(ref.name or ref.blob_id)
             if got is not None and got.verified:
-                line += f" [magenta][attachment {name}, {ref.size} B, verified][/]"
+                line += " " + attachment_label(ref, "verified")
             else:
-                why = "" if got is None else f": {escape(got.status.value)}"
-                line += f" [red][attachment {name} could not be verified{why}][/]"
+                why = "" if got is None else f": {got.status.value}"
+                line += (f" [red]\\[attachment {escape(ref.name or ref.blob_id)} could not be "
+                         f"verified{escape(why)}][/]")
         self.console.print(line)
 
     async def _check_attachments(self, message: IncomingMessage
@@ -146,7 +166,12 @@ class _Chat:
             self.console.print(f"[green]created {escape(info.group_id)}; now talking to it[/]")
         elif name == "/attach" and rest:
             name, data = await asyncio.to_thread(_read_file, rest)
-            await self.client.send_attachment(self.to, data, name=name)
+            mime = media_type(data, name)
+            await self.client.send_attachment(self.to, data, name=name, mime=mime)
+            self.console.print(f"[green]sent[/] {escape(name)} ({len(data)} B, {escape(mime)}) "
+                               f"to {escape(self.to)}")
+        elif name == "/save" and rest:
+            await self._save(rest)
         elif name in ("/report", "/block-report") and rest:
             await self._report(rest, block=name == "/block-report")
         elif name == "/link":
@@ -187,6 +212,27 @@ class _Chat:
                            + (f" · {escape(message.sender_user)} blocked"
                               if receipt.blocked else "")
                            + " (the sender is not told of the report)")
+
+    async def _save(self, rest: str) -> None:
+        """`/save N [PATH]`: download, verify and decrypt message #N's attachments into
+        new files (never over an existing one)."""
+        number, _, target = rest.partition(" ")
+        message = self._numbered(number)
+        if message is None:
+            return
+        if not message.attachments:
+            self.console.print(f"[yellow]message #{escape(number)} has no attachment[/]")
+            return
+        for ref in message.attachments:
+            data = await self.client.download_attachment(ref)
+            path = _save_path(ref, target.strip(), several=len(message.attachments) > 1)
+            try:
+                await asyncio.to_thread(_write_new, path, data)
+            except FileExistsError:
+                self.console.print(f"[yellow]{escape(str(path))} exists: give another PATH[/]")
+                return
+            self.console.print(f"[green]saved[/] {escape(ref.name or ref.blob_id)} "
+                               f"({ref.size} B, {escape(ref.mime)}) to {escape(str(path))}")
 
     async def typing(self) -> None:
         while True:

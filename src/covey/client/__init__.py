@@ -20,6 +20,7 @@ from covey.client._events import (
     SafetyWarning,
     SendFailed,
 )
+from covey.client._media import media_type
 from covey.client._store import StoreError, WrongPassphrase
 from covey.client._transport import Offline, ServerError
 from covey.protocol.ids import MessageKey
@@ -45,4 +46,5 @@ __all__ = [
     "ServerError",
     "StoreError",
     "WrongPassphrase",
+    "media_type",
 ]
