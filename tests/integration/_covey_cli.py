@@ -17,9 +17,10 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 
 async def start(*args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+    # A new session has no controlling terminal, so hidden prompts read stdin.
     return await asyncio.create_subprocess_exec(
         COVEY, *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT, env=env or cli_env())
+        stderr=asyncio.subprocess.STDOUT, env=env or cli_env(), start_new_session=True)
 
 
 async def run(*args: str, env: dict[str, str] | None = None, stdin: bytes = b"",

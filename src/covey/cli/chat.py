@@ -37,6 +37,7 @@ from covey.client import (
 from covey.errors import CoveyError
 from covey.moderation import ReportCategory
 from covey.protocol.content import AttachmentRef
+from covey.protocol.ids import dm_participants, is_group_id
 
 _HELP = """commands:
   /quit                      leave
@@ -254,6 +255,20 @@ class _Chat:
                 self.console.print(f"[red]{escape(str(exc))}[/]")
 
 
+async def _reachable(client: Client, to: str) -> bool:
+    """False when `to` names a user the server says is not there for us (unknown, or not
+    findable: one answer for both); groups, and an unreachable server, are not checked."""
+    if is_group_id(to) or dm_participants(to) is not None or to == client.user_id:
+        return True
+    try:
+        await client.find_user(to)
+    except ServerError as exc:
+        return exc.status != 404
+    except Offline:
+        pass
+    return True
+
+
 async def _run_chat(server: str | None, store: Path, register: str | None,
                     link_token: str | None, to: str, console: Console) -> None:
     passphrase = device_passphrase()
@@ -269,6 +284,10 @@ async def _run_chat(server: str | None, store: Path, register: str | None,
     else:
         client = await Client.open(store, passphrase)
     async with client:
+        if not await _reachable(client, to):
+            console.print(f"[red]there is no user {escape(to)} you can reach: look people up "
+                          f"with covey contacts find HANDLE --store {escape(str(store))}[/]")
+            raise typer.Exit(2)
         chat = _Chat(client, to, console)
         console.print(f"[bold]{escape(client.user_id)}[/] talking to [bold]{escape(to)}[/]; "
                       "/help for commands, /quit to leave")
