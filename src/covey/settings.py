@@ -70,6 +70,16 @@ class Settings(BaseSettings):
         default=365 * 24 * 3600, description="how long report evidence is preserved")
     evidence_purge_interval_s: float = 3600
     console_session_ttl_s: int = 8 * 3600
+    console_allow_http: bool = Field(
+        default=False, description="console cookies without Secure and the __Host- prefix, "
+        "for plain http://127.0.0.1 only (local use, the demo and the tests)")
+    # Console login backoff: free failures, then base * 2^n seconds up to the maximum.
+    console_login_free_failures: int = 5
+    console_login_ip_free_failures: int = 20
+    console_login_backoff_s: float = 1.0
+    console_login_backoff_max_s: float = 900.0
+    console_password_checks: int = Field(
+        default=2, description="concurrent argon2 password checks (64 MiB each)")
     esp_contact_name: str = "Covey Trust and Safety"
     esp_contact_email: str = "safety@covey.invalid"
     # Age assurance (docs/age-assurance.md, docs/operations.md).
@@ -130,6 +140,18 @@ class Settings(BaseSettings):
     detector_report_min_severity: str = Field(
         default="medium", description="detector signals at or above this severity (low, "
         "medium, high) raise a moderator report")
+
+    # Known-image detection (docs/detection.md#known-images-pdq).
+    pdq_match_distance: int = Field(
+        default=31, ge=0, le=255, description="PDQ hashes within this Hamming distance of a "
+        "banked hash match (PDQ's reference: 31)")
+    hash_bank_poll_interval_s: float = Field(
+        default=2.0, gt=0, description="how often each process checks the hash banks' "
+        "version and loads what changed")
+    pdq_multihash_min: int = Field(
+        default=0, ge=0, description="banks of at least this many hashes are searched with "
+        "FAISS multi-index hashing instead of the flat index; 0 (the default): always flat "
+        "(measured faster up to 1M hashes, docs/detection.md)")
 
     @field_validator("safety_mode")
     @classmethod

@@ -1,7 +1,8 @@
 """The moderation console in a real browser: Playwright driving Debian's Chromium
 (/usr/bin/chromium, never a downloaded build) against a real `covey server`. A user reports
-a franked message; a moderator logs in, opens the report, escalates it; a screenshot of
-the report page is kept under test-artifacts/."""
+a franked message; a moderator logs in (security headers checked), opens the report,
+escalates it after a confirmation step with a reason; screenshots of the pages are kept
+under test-artifacts/."""
 
 from __future__ import annotations
 
@@ -64,7 +65,13 @@ async def test_moderator_escalates_a_report_in_chromium(covey_server: Any,
             executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         try:
             page = await browser.new_page(viewport={"width": 1200, "height": 1000})
-            await page.goto(f"{covey_server.url}/console/")
+            answer = await page.goto(f"{covey_server.url}/console/")
+            assert answer is not None
+            headers = await answer.all_headers()
+            assert "frame-ancestors 'none'" in headers["content-security-policy"]
+            assert headers["x-content-type-options"] == "nosniff"
+            assert headers["referrer-policy"] == "no-referrer"
+            assert headers["cache-control"] == "no-store"
             await expect(page).to_have_url(f"{covey_server.url}/console/login")
             await page.fill("#username", "mod")
             await page.fill("#password", PASSWORD)
@@ -77,6 +84,14 @@ async def test_moderator_escalates_a_report_in_chromium(covey_server: Any,
             await expect(page.locator("#status")).to_have_text("open")
 
             await page.click("text=Escalate to law enforcement")
+            # A confirmation step with a reason, before anything happens.
+            await expect(page.locator("h1")).to_have_text("Escalate to law enforcement?")
+            await page.screenshot(path=str(ARTIFACTS / "console-confirm-escalation.png"),
+                                  full_page=True)
+            await page.click("#confirm")  # an empty reason: the browser refuses to submit
+            await expect(page.locator("h1")).to_have_text("Escalate to law enforcement?")
+            await page.fill("#reason", "grooming: secrecy and a move to another app")
+            await page.click("#confirm")
             await expect(page.locator(".notice")).to_contain_text("Escalated")
             await expect(page.locator("#status")).to_have_text("escalated")
             await expect(page.locator("text=evidence-bundle.zip")).to_be_visible()
@@ -90,4 +105,5 @@ async def test_moderator_escalates_a_report_in_chromium(covey_server: Any,
                                   full_page=True)
         finally:
             await browser.close()
-    assert (covey_server.data_dir / "escalations" / report_id / "evidence-bundle.zip").is_file()
+    sealed = covey_server.data_dir / "escalations" / report_id / "evidence-bundle.zip.sealed"
+    assert sealed.is_file() and not sealed.read_bytes().startswith(b"PK")  # sealed at rest

@@ -42,3 +42,11 @@ def console_login(server: Any, username: str) -> tuple[httpx.Client, str]:
     queue = http.get("/console/")
     assert queue.status_code == 200
     return http, csrf_of(queue.text)
+
+
+def console_suspend(http: httpx.Client, csrf: str, report_id: str, reason: str) -> None:
+    """Suspend the reported user of `report_id` through the console form."""
+    answer = http.post(f"/console/reports/{report_id}/action",
+                       data={"action": "suspend", "csrf": csrf, "reason": reason,
+                             "confirm": "yes"})
+    assert answer.status_code == 303, answer.text

@@ -87,7 +87,8 @@ BACKENDS = [pytest.param("sqlite", id="sqlite"),
 def covey_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CoveyServer]:
     """A running `covey server` on a fresh SQLite file or PostgreSQL database."""
     database_url = request.getfixturevalue("_database_" + request.param)
-    env = {}
+    # The tests talk to the console over plain http://127.0.0.1: no Secure cookies.
+    env = {"COVEY_CONSOLE_ALLOW_HTTP": "true"}
     if request.node.get_closest_marker("opaque_envelopes") is not None:
         # Random bytes stand in for ciphertexts, so there is no plaintext to make a
         # safety copy of: relay these with safety copies off (test_safety_*.py covers them).

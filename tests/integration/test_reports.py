@@ -277,8 +277,9 @@ async def test_console_roles_csrf_actions_and_escalation(
     assert mod.get(f"/console/reports/{receipt.report_id}").text.count(
         'id="status">open') == 1
 
-    done = mod.post(action, data={"action": "escalate", "csrf": mod_csrf})
-    assert done.status_code == 303 and "notice=Escalated" in done.headers["location"], \
+    done = mod.post(action, data={"action": "escalate", "csrf": mod_csrf, "confirm": "yes",
+                                  "reason": "grooming, verified"})
+    assert done.status_code == 303 and "notice=escalated" in done.headers["location"], \
         done.headers.get("location")
     verified = await asyncio.to_thread(_verify_offline, covey_server, mod,
                                        receipt.report_id, tmp_path)
@@ -290,7 +291,8 @@ async def test_console_roles_csrf_actions_and_escalation(
     xml = mod.get(f"/console/reports/{receipt.report_id}/files/cybertip-report.xml").text
     assert "<espIdentifier>alice</espIdentifier>" in xml
 
-    suspended = mod.post(action, data={"action": "suspend", "csrf": mod_csrf})
+    suspended = mod.post(action, data={"action": "suspend", "csrf": mod_csrf,
+                                       "confirm": "yes", "reason": "grooming"})
     assert suspended.status_code == 303
     with pytest.raises(CoveyError) as refused_send:
         await alice.send_text("bob", "hello?")

@@ -59,7 +59,9 @@ def _escalate(cast: _Cast, report_id: str, out: Path) -> tuple[str, Path, Path]:
         if page.status_code != 200:
             raise RuntimeError(f"the console refused the report page ({page.status_code})")
         done = web.post(f"/console/reports/{report_id}/action",
-                        data={"csrf": _csrf(page.text), "action": "escalate"},
+                        data={"csrf": _csrf(page.text), "action": "escalate",
+                              "confirm": "yes", "reason": "grooming: secrecy and a move "
+                              "to another app, verified"},
                         follow_redirects=True)
         notice = re.search(r'<p class="notice">(.*?)</p>', done.text, re.S)
         bundle = out / "evidence-bundle.zip"

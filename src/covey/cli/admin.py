@@ -62,8 +62,8 @@ def create_user(
     database_url: DatabaseOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Create (or reset the password of) a console account. The password comes from
-    $COVEY_ADMIN_PASSWORD or a prompt."""
+    """Create (or reset the password of) a console account; a reset ends its sessions.
+    The password comes from $COVEY_ADMIN_PASSWORD or a prompt."""
     from covey.server.services.moderation import create_moderator
 
     console = Console(highlight=False)
@@ -80,6 +80,43 @@ def create_user(
         console.print(f"[red]{escape(exc.message)}[/]")
         raise typer.Exit(2) from exc
     console.print(f"{'created' if created else 'updated'} {role} {escape(username)}")
+
+
+def _set_disabled(username: str, disabled: bool, database_url: str | None,
+                  data_dir: Path | None) -> None:
+    from covey.server.services.moderation import set_moderator_disabled
+
+    console = Console(highlight=False)
+    settings = _settings(database_url, data_dir)
+
+    async def work(store: Any) -> bool:
+        return await set_moderator_disabled(store, username, disabled)
+
+    if not asyncio.run(with_store(settings, work)):
+        console.print(f"no console account named {username!r}")
+        raise typer.Exit(2)
+    console.print(f"disabled {username}: sessions ended, login refused" if disabled
+                  else f"enabled {username}")
+
+
+@admin_app.command("disable-user")
+def disable_user(
+    username: Annotated[str, typer.Argument(help="the console login name")],
+    database_url: DatabaseOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Disable a console account: its sessions end at once and login is refused."""
+    _set_disabled(username, True, database_url, data_dir)
+
+
+@admin_app.command("enable-user")
+def enable_user(
+    username: Annotated[str, typer.Argument(help="the console login name")],
+    database_url: DatabaseOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Let a disabled console account log in again."""
+    _set_disabled(username, False, database_url, data_dir)
 
 
 @admin_app.command("export-key")

@@ -25,6 +25,7 @@ from covey.cli._messages import attachment_label
 from covey.client import (
     AttachmentDownload,
     Client,
+    DeviceListChanged,
     IncomingMessage,
     MessageDropped,
     Offline,
@@ -75,6 +76,23 @@ def _write_new(path: Path, data: bytes) -> None:
 
 def _time(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000).strftime("%H:%M:%S")
+
+
+def device_change_line(event: DeviceListChanged, me: str) -> str:
+    """`alice added a new device (D…)`: said plainly, since a device the user did not add
+    is how an account takeover (or a lying server) shows."""
+    who = "you" if event.user_id == me else event.user_id
+    parts = []
+    if event.added:
+        parts.append(f"{who} added a new device ({', '.join(event.added)})"
+                     if len(event.added) == 1 else
+                     f"{who} added {len(event.added)} new devices ({', '.join(event.added)})")
+    if event.removed:
+        parts.append(f"{who} removed a device ({', '.join(event.removed)})")
+    line = "; ".join(parts)
+    if event.user_id == me and event.added:
+        line += ": if that was not you, someone else can read your new messages"
+    return line
 
 
 class _Chat:
@@ -144,6 +162,9 @@ class _Chat:
             elif isinstance(event, SendFailed):
                 self.console.print(f"[red]not delivered ({escape(event.code)}): "
                                    f"{escape(event.detail)}[/]")
+            elif isinstance(event, DeviceListChanged):
+                line = device_change_line(event, self.client.user_id)
+                self.console.print(f"[yellow]{escape(line)}[/]")
 
     async def command(self, line: str) -> bool:
         """Run a /command; False means quit."""

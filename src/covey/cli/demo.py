@@ -212,7 +212,9 @@ def _show_server_storage(console: Console, cast: _Cast) -> None:
 async def _run_demo(root: Path, console: Console) -> None:
     server = ServerProcess(f"sqlite+aiosqlite:///{root / 'server' / 'covey.db'}",
                            root / "server", log_path=root / "server.log",
-                           env={"COVEY_SAFETY_MODE": "e2ee-only"})
+                           env={"COVEY_SAFETY_MODE": "e2ee-only",
+                                # the console on plain http://127.0.0.1
+                                "COVEY_CONSOLE_ALLOW_HTTP": "true"})
     with console.status("Starting a real covey server on a temporary SQLite database…"):
         await asyncio.to_thread(server.start)
     console.print(Panel.fit(f"covey server running at [bold]{server.url}[/]\n"

@@ -11,4 +11,5 @@ detect_app = typer.Typer(name="detect", no_args_is_help=True,
                          help="Run the detectors offline over files (no server needed).")
 app.add_typer(detect_app, name="detect")
 
-from covey.cli import _detect_conversations  # noqa: E402,F401  (registers its command)
+# Each module registers its command on `detect_app`.
+from covey.cli import _detect_conversations, _detect_images  # noqa: E402,F401

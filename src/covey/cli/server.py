@@ -59,6 +59,10 @@ def server(
     # The SQLite writer thread hands the GIL back and forth with the event loop around
     # every fsync; the default 5 ms switch interval would stall each commit that long.
     sys.setswitchinterval(0.0005)
+    # Everything the relay creates (database files, keys, blobs, packages) is private.
+    from covey.server.files import PRIVATE_UMASK
+
+    os.umask(PRIVATE_UMASK)
     uvicorn.run(
         create_app(settings), host=settings.host, port=settings.port, log_level=log_level,
         # Frames carry whole envelopes; the app answers anything larger with an error frame.

@@ -9,6 +9,7 @@ from covey.client._client import AttachmentUnverifiable, Client
 from covey.client._core import ClientCore, ClientError
 from covey.client._events import (
     AttachmentDownload,
+    DeviceListChanged,
     Event,
     FrankingEvidence,
     GuardianAlert,
@@ -31,6 +32,7 @@ __all__ = [
     "Client",
     "ClientCore",
     "ClientError",
+    "DeviceListChanged",
     "Event",
     "FrankingEvidence",
     "GuardianAlert",

@@ -39,6 +39,7 @@ from covey.client._core import (
 )
 from covey.client._events import (
     AttachmentDownload,
+    DeviceListChanged,
     Event,
     GuardianAlert,
     IncomingMessage,
@@ -68,6 +69,7 @@ from covey.protocol.wire import (
     ConversationPolicyBody,
     Delivery,
     DeliveryFrame,
+    DeviceListChangedFrame,
     ErrorFrame,
     GroupChangedFrame,
     GroupInfo,
@@ -590,9 +592,14 @@ class Client:
 
     async def _fetch_device_lists(self, users: list[str]) -> None:
         for user in users:
+            before = self._core.known_device_ids(user)
             problems = self._core.update_device_list(await self._api.device_list(user))
             for problem in problems:
                 log.warning("device list of %s: %s", user, problem)
+            after = self._core.known_device_ids(user) or set()
+            if before is not None and before != after:
+                self._emit(DeviceListChanged(user, tuple(sorted(after - before)),
+                                             tuple(sorted(before - after))))
 
     async def _claim(self, conversation_id: str) -> None:
         needed = self._core.devices_needing_sessions(conversation_id)
@@ -785,6 +792,9 @@ class Client:
                 self._age_task = asyncio.create_task(self._age.answer_server())
         elif isinstance(frame, GuardianAlertFrame):
             self._emit(GuardianAlert.from_wire(frame.alert))
+        elif isinstance(frame, DeviceListChangedFrame):
+            with contextlib.suppress(ServerError):  # e.g. no longer visible to us
+                await self._fetch_device_lists([frame.user_id])
         elif isinstance(frame, ErrorFrame):
             log.warning("server error frame: %s", frame.error.code)
 

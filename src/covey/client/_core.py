@@ -335,6 +335,11 @@ class ClientCore:
                             "fetched_at_ms": self._clock()})
         return problems
 
+    def known_device_ids(self, user_id: str) -> set[str] | None:
+        """The device ids last fetched for `user_id`; None when never fetched."""
+        record = self.store.get(_DEVICES, user_id)
+        return None if record is None else {str(d["device_id"]) for d in record["devices"]}
+
     def known_devices(self, user_id: str) -> list[VerifiedDevice] | None:
         record = self.store.get(_DEVICES, user_id)
         if record is None:

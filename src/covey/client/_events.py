@@ -174,6 +174,17 @@ class SafetyWarning:
 
 
 @dataclass(frozen=True)
+class DeviceListChanged:
+    """`user_id`'s device list changed since this client last fetched it (`user_id` may
+    be this account: a device you did not add means someone else can read your
+    messages). Show it; new devices get messages only from now on."""
+
+    user_id: str
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class SendFailed:
     """The server refused a message for good; it was removed from the outbox."""
 
@@ -210,4 +221,4 @@ class GuardianAlert:
 
 
 Event = (IncomingMessage | MessageDropped | RoomKeyReceived | MessageSent | SendFailed
-         | GuardianAlert | PolicyChanged | SafetyWarning)
+         | GuardianAlert | PolicyChanged | SafetyWarning | DeviceListChanged)

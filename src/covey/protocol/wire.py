@@ -340,6 +340,15 @@ class GroupChangedFrame(WireModel):
     epoch: int
 
 
+class DeviceListChangedFrame(WireModel):
+    """A device was added to `user_id` (this account, a contact or a group co-member):
+    fetch its device list again. Clients compare it with the list they knew and show the
+    change; older clients ignore the frame."""
+
+    type: Literal["device_list_changed"] = "device_list_changed"
+    user_id: UserId
+
+
 class AgeProofNeededFrame(WireModel):
     """The account's age band is unverified, expired or about to expire: prove it again
     (POST /v1/age/challenge, then /v1/age/presentation). Older clients ignore it."""
@@ -359,12 +368,12 @@ class GuardianAlertFrame(WireModel):
 
 ServerFrame = Annotated[
     DeliveryFrame | SentFrame | ErrorFrame | KeysLowFrame | GroupChangedFrame
-    | AgeProofNeededFrame | GuardianAlertFrame,
+    | AgeProofNeededFrame | GuardianAlertFrame | DeviceListChangedFrame,
     Field(discriminator="type"),
 ]
 SERVER_FRAME = TypeAdapter[
     DeliveryFrame | SentFrame | ErrorFrame | KeysLowFrame | GroupChangedFrame
-    | AgeProofNeededFrame | GuardianAlertFrame
+    | AgeProofNeededFrame | GuardianAlertFrame | DeviceListChangedFrame
 ](ServerFrame)
 
 

@@ -133,7 +133,8 @@ _SAFETY_SERVICE = "the safety service (the server holds its key file)"
 CATALOG: Mapping[str, TableVisibility] = {
     # --- relay (schema.py) ---------------------------------------------------------------
     "users": TableVisibility("accounts", _KEPT, {
-        "user_id": meta(), "created_ms": meta()}),
+        "user_id": meta(), "created_ms": meta(),
+        "handle_skeleton": meta("the handle's confusable skeleton (look-alike check)")}),
     "devices": TableVisibility("each account's devices and their identity keys", _KEPT, {
         "id": meta(), "user_id": meta(), "device_id": meta(),
         "identity_key": public("Curve25519 identity key"),
@@ -234,7 +235,7 @@ CATALOG: Mapping[str, TableVisibility] = {
         "created_ms": meta()}),
     "moderators": TableVisibility("console accounts", _KEPT, {
         "username": meta(), "password_hash": secret_hash("argon2id"), "role": meta(),
-        "created_ms": meta()}),
+        "created_ms": meta(), "disabled_ms": meta("when an admin disabled the account")}),
     "moderator_sessions": TableVisibility("console sessions", Retention(
         "until logout or expiry", "console_session_ttl_s"), {
         "session_hash": secret_hash("SHA-256 of the session cookie"), "username": meta(),
@@ -303,6 +304,21 @@ CATALOG: Mapping[str, TableVisibility] = {
             "detector": meta("which detector fired, not what it read"),
             "code": meta("the detector's signal code, never the text"),
             "severity": meta(), "created_ms": meta(), "acknowledged_ms": meta()}),
+    # --- known-image hash banks (schema_banks.py) ----------------------------------------
+    "hash_bank_state": TableVisibility("the banks' change counter", _KEPT, {
+        "id": meta(), "version": meta()}),
+    "hash_banks": TableVisibility("operators' and shared lists of known-image hashes",
+                                  _KEPT, {
+        "bank_id": meta(), "name": meta(), "created_ms": meta(), "version": meta()}),
+    "hash_bank_entries": TableVisibility(
+        "PDQ hashes of known images (never the images) and the list's metadata", _KEPT, {
+            "entry_id": meta(), "bank_id": meta(),
+            "pdq": meta("a perceptual hash from a hash list, not a user's image"),
+            "meta": meta("the hash list's own metadata"), "source": meta(),
+            "added_ms": meta(), "version": meta()}),
+    "hash_bank_removals": TableVisibility(
+        "which entries and banks were removed, so other processes catch up", _KEPT, {
+            "version": meta(), "bank_id": meta(), "entry_id": meta()}),
 }
 
 # Stored outside the database, under the data dir.

@@ -17,6 +17,7 @@ from covey.server.api import ROUTERS
 from covey.server.api.errors import install_error_handlers
 from covey.server.api.limits import BodyLimitMiddleware
 from covey.server.fanout import Fanout, InProcessFanout
+from covey.server.files import secure_data
 from covey.server.ratelimit import RateLimiter
 from covey.server.reporting import include_reporting, start_reporting
 from covey.server.services import Services, build_services
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None, *, fanout: Fanout | None = None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(secure_data, settings.data_dir, settings.database_url)
         engine = create_engine(settings.database_url)
         await upgrade_to_head(engine)
         repo = Repository(engine)

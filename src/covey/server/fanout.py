@@ -16,13 +16,14 @@ from typing import Protocol
 from covey.protocol.wire import (
     AgeProofNeededFrame,
     DeliveryFrame,
+    DeviceListChangedFrame,
     GroupChangedFrame,
     GuardianAlertFrame,
     KeysLowFrame,
 )
 
 PushFrame = (DeliveryFrame | GroupChangedFrame | KeysLowFrame | AgeProofNeededFrame
-             | GuardianAlertFrame)
+             | GuardianAlertFrame | DeviceListChangedFrame)
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,8 +39,10 @@ class ReportBodyLimit(BodyLimitMiddleware):
 
 def include_reporting(app: FastAPI) -> None:
     from covey.web import router as console_router
+    from covey.web.headers import ConsoleHeaders
 
     app.add_middleware(ReportBodyLimit)
+    app.add_middleware(ConsoleHeaders)
     app.include_router(reports_api.router)
     app.include_router(console_router)
 
@@ -68,7 +70,8 @@ async def start_reporting(app: FastAPI, settings: Settings, services: Services) 
     reports.events = services.events
     services.safety_copies.report_sink = reports.file_detection
     await reports.refresh_gate()
-    services.auth.login_gate = reports.gate.check_login
+    services.auth.account_gate = reports.gate.check_login
+    reports.revoke_account = services.auth.revoke_account
     services.messages.send_gate = reports.gate.check_send
     app.state.reports = reports
     app.state.moderation = moderation

@@ -1,5 +1,8 @@
-"""Routes of the moderation console. Session cookie (HttpOnly, SameSite=Strict) and a
-per-session CSRF token in every form; the login form uses a double-submit token."""
+"""Routes of the moderation console. Session cookie (HttpOnly, SameSite=Strict, Secure
+with the `__Host-` prefix unless `console_allow_http`) and a per-session CSRF token in
+every form; the login form uses a double-submit token. Pages show only fixed notices
+(codes in the query string, never its text); suspend and escalate are confirmed with a
+reason."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import base64
 import hmac
 import json
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,12 +21,39 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 
 from covey.errors import CoveyError
-from covey.server.services.moderation import ConsoleSession, ModerationService
+from covey.server.services.moderation import (
+    CONFIRMED_ACTIONS,
+    MAX_REASON_CHARS,
+    ConsoleSession,
+    ModerationService,
+)
+from covey.settings import Settings
 from covey.web.charts import transparency_svg
 
-SESSION_COOKIE = "covey_console"
-LOGIN_CSRF_COOKIE = "covey_login_csrf"
 _MAX_FORM = 16 * 1024
+_STATIC = Path(__file__).parent / "static"
+
+# The only texts a page shows as a notice or an error: the query string carries a code.
+NOTICES = {
+    "dismissed": "Report dismissed.",
+    "warned": "The reported user was warned.",
+    "suspended": "The reported user is suspended: their tokens are revoked, their "
+                 "connections closed, and they can no longer log in or send.",
+    "escalated": "Escalated: evidence bundle signed, CyberTipline XML validated against "
+                 "the schema. The package is below.",
+}
+ERRORS = {
+    "bad_login": "Wrong username or password.",
+    "login_throttled": "Too many failed logins: wait a while before trying again.",
+    "login_busy": "Too many logins at once: try again in a moment.",
+    "moderator_disabled": "This console account is disabled.",
+    "bad_action": "Unknown action.",
+    "reason_required": "Give a reason for this action.",
+    "unknown_report": "No such report.",
+    "evidence_purged": "The evidence of this report has been purged.",
+}
+_ACTION_LABELS = {"suspend": "Suspend the reported user",
+                  "escalate": "Escalate to law enforcement"}
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 templates.env.filters["when"] = lambda ms: (
@@ -32,13 +63,30 @@ templates.env.filters["b64"] = lambda data: base64.b64encode(data).decode("ascii
 router = APIRouter(prefix="/console", include_in_schema=False)
 
 
+@dataclass(frozen=True)
+class _Cookies:
+    """Cookie names and attributes: `__Host-` names need Secure, Path=/ and no Domain."""
+
+    session: str
+    login_csrf: str
+    secure: bool
+    path: str
+
+
+def _cookies(request: Request) -> _Cookies:
+    settings: Settings = request.app.state.settings
+    if settings.console_allow_http:
+        return _Cookies("covey_console", "covey_login_csrf", secure=False, path="/console")
+    return _Cookies("__Host-covey_console", "__Host-covey_login_csrf", secure=True, path="/")
+
+
 def _moderation(request: Request) -> ModerationService:
     found: ModerationService = request.app.state.moderation
     return found
 
 
 async def _session(request: Request) -> ConsoleSession | None:
-    return await _moderation(request).session(request.cookies.get(SESSION_COOKIE))
+    return await _moderation(request).session(request.cookies.get(_cookies(request).session))
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -63,6 +111,10 @@ def _refused(request: Request, session: ConsoleSession | None, status: int,
                  message=message)
 
 
+def _error_code(exc: CoveyError) -> str:
+    return exc.code if exc.code in ERRORS else "failed"
+
+
 async def _checked_post(request: Request) -> tuple[ConsoleSession | None, dict[str, str],
                                                    Response | None]:
     """The session and form of a POST, or the response refusing it (login / 403 CSRF)."""
@@ -76,31 +128,44 @@ async def _checked_post(request: Request) -> tuple[ConsoleSession | None, dict[s
     return session, form, None
 
 
+@router.get("/console.css")
+async def stylesheet() -> Response:
+    return FileResponse(_STATIC / "console.css", media_type="text/css")
+
+
 @router.get("/login", response_class=HTMLResponse)
 async def login_page(request: Request, error: str = "") -> Response:
+    cookies = _cookies(request)
     token = secrets.token_urlsafe(24)
-    response = _page(request, "login.html", session=None, csrf=token, error=error)
-    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict",
-                        path="/console")
+    response = _page(request, "login.html", session=None, csrf=token,
+                     error=ERRORS.get(error, ""))
+    response.set_cookie(cookies.login_csrf, token, httponly=True, samesite="strict",
+                        secure=cookies.secure, path=cookies.path)
     return response
 
 
 @router.post("/login")
 async def login(request: Request) -> Response:
+    cookies = _cookies(request)
     form = await _form(request)
-    cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    cookie = request.cookies.get(cookies.login_csrf, "")
     submitted = form.get("csrf", "")
     if not cookie or not hmac.compare_digest(cookie.encode(), submitted.encode()):
         return _refused(request, None, 403, "Missing or wrong CSRF token: reload the page.")
+    client = request.client.host if request.client else "unknown"
     try:
         token, _ = await _moderation(request).login(form.get("username", ""),
-                                                    form.get("password", ""))
+                                                    form.get("password", ""), client)
     except CoveyError as exc:
-        return RedirectResponse(f"/console/login?error={quote(exc.message)}", status_code=303)
+        retry = (exc.details or {}).get("retry_after_s")
+        return RedirectResponse(f"/console/login?error={_error_code(exc)}", status_code=303,
+                                headers={"Retry-After": str(retry)} if retry else None)
     response = RedirectResponse("/console/", status_code=303)
-    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict",
-                        path="/console", max_age=request.app.state.settings.console_session_ttl_s)
-    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/console")
+    response.set_cookie(cookies.session, token, httponly=True, samesite="strict",
+                        secure=cookies.secure, path=cookies.path,
+                        max_age=request.app.state.settings.console_session_ttl_s)
+    response.delete_cookie(cookies.login_csrf, path=cookies.path, secure=cookies.secure,
+                           httponly=True, samesite="strict")
     return response
 
 
@@ -109,9 +174,11 @@ async def logout(request: Request) -> Response:
     session, _, refused = await _checked_post(request)
     if refused is not None or session is None:
         return refused or _to_login()
-    await _moderation(request).logout(request.cookies.get(SESSION_COOKIE, ""), session)
+    cookies = _cookies(request)
+    await _moderation(request).logout(request.cookies.get(cookies.session, ""), session)
     response = _to_login()
-    response.delete_cookie(SESSION_COOKIE, path="/console")
+    response.delete_cookie(cookies.session, path=cookies.path, secure=cookies.secure,
+                           httponly=True, samesite="strict")
     return response
 
 
@@ -134,8 +201,9 @@ async def report(request: Request, report_id: str, notice: str = "",
         view = await _moderation(request).view(session, report_id)
     except CoveyError as exc:
         return _refused(request, session, exc.status, exc.message)
-    return _page(request, "report.html", session=session, view=view, notice=notice,
-                 error=error)
+    return _page(request, "report.html", session=session, view=view,
+                 notice=NOTICES.get(notice, ""),
+                 error=ERRORS.get(error, "The action failed." if error else ""))
 
 
 @router.post("/reports/{report_id}/action")
@@ -143,12 +211,29 @@ async def act(request: Request, report_id: str) -> Response:
     session, form, refused = await _checked_post(request)
     if refused is not None or session is None:
         return refused or _to_login()
+    action, reason = form.get("action", ""), form.get("reason", "").strip()
+    if action in CONFIRMED_ACTIONS and (form.get("confirm") != "yes" or not reason):
+        return await _confirm(request, session, report_id, action,
+                              missing_reason=form.get("confirm") == "yes")
     target = f"/console/reports/{quote(report_id)}"
     try:
-        outcome = await _moderation(request).act(session, report_id, form.get("action", ""))
+        outcome = await _moderation(request).act(session, report_id, action, reason)
     except CoveyError as exc:
-        return RedirectResponse(f"{target}?error={quote(exc.message)}", status_code=303)
-    return RedirectResponse(f"{target}?notice={quote(outcome)}", status_code=303)
+        return RedirectResponse(f"{target}?error={_error_code(exc)}", status_code=303)
+    return RedirectResponse(f"{target}?notice={outcome}", status_code=303)
+
+
+async def _confirm(request: Request, session: ConsoleSession, report_id: str, action: str,
+                   *, missing_reason: bool) -> Response:
+    """The confirmation step of suspend and escalate: what will happen, and a reason."""
+    try:
+        row = await _moderation(request).report_row(report_id)
+    except CoveyError as exc:
+        return _refused(request, session, exc.status, exc.message)
+    return _page(request, "confirm.html", 400 if missing_reason else 200, session=session,
+                 row=row, action=action, label=_ACTION_LABELS[action],
+                 max_reason=MAX_REASON_CHARS,
+                 error=ERRORS["reason_required"] if missing_reason else "")
 
 
 @router.get("/reports/{report_id}/files/{name}")
@@ -157,10 +242,11 @@ async def escalation_file(request: Request, report_id: str, name: str) -> Respon
     if session is None:
         return _to_login()
     try:
-        path = await _moderation(request).escalation_file(session, report_id, name)
+        data = await _moderation(request).escalation_file(session, report_id, name)
     except CoveyError as exc:
         return _refused(request, session, exc.status, exc.message)
-    return FileResponse(path, filename=name)
+    return Response(data, media_type="application/octet-stream",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 @router.get("/attestation-key.pem")

@@ -40,13 +40,21 @@ def describe_validation_errors(errors: Any) -> tuple[str, list[dict[str, Any]]]:
     """A one-line message naming the first bad field, and a JSON-safe list of all."""
     safe: list[dict[str, Any]] = []
     for err in list(errors)[:20]:
-        loc = [p if isinstance(p, int) else str(p) for p in err.get("loc", ())]
+        loc = [p if isinstance(p, int) else _text(p) for p in err.get("loc", ())]
         safe.append({"field": ".".join(str(p) for p in loc), "loc": loc,
-                     "message": str(err.get("msg", "")), "type": str(err.get("type", ""))})
+                     "message": _text(err.get("msg", ""), 200),
+                     "type": _text(err.get("type", ""))})
     if not safe:
         return "the request is not valid", safe
     first = safe[0]
     return f"{first['field'] or 'request'}: {first['message']}", safe
+
+
+def _text(value: Any, limit: int = 64) -> str:
+    """Input-derived text (a field name can be any JSON key) made encodable: lone
+    surrogates escaped, length bounded."""
+    text = str(value)[:limit]
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def install_error_handlers(app: FastAPI) -> None:

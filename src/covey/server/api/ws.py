@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
@@ -15,7 +16,8 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect
 
-from covey.errors import CoveyError, TooLarge, Unauthorized
+from covey.errors import CoveyError, Forbidden, TooLarge, Unauthorized
+from covey.protocol.ids import MESSAGE_ID_PATTERN
 from covey.protocol.wire import (
     CLIENT_FRAME,
     AckFrame,
@@ -34,11 +36,14 @@ from covey.server.services._common import now_ms
 from covey.server.services.messages import AcceptedSend, pending_delivery
 
 log = logging.getLogger(__name__)
+_MESSAGE_ID = re.compile(MESSAGE_ID_PATTERN.strip("^$"))
 router = APIRouter()
 
 _DRAIN_PAGE = 500
 _MAX_IN_FLIGHT = 4096
 _FRAME_OVERHEAD = 1024  # the frame wrapper around an envelope
+# Close codes in the private range: 4401 token expired, 4403 account suspended.
+SUSPENDED_CLOSE = 4403
 
 
 def _error_frame(exc: CoveyError, message_id: str | None) -> str:
@@ -47,13 +52,14 @@ def _error_frame(exc: CoveyError, message_id: str | None) -> str:
 
 
 def _guess_message_id(text: str) -> str | None:
-    """The message id of a frame that failed validation, when it can be read."""
+    """The message id of a frame that failed validation, when it can be read and is a
+    well-formed id (so it is safe to echo)."""
     try:
         raw = json.loads(text)
         mid = raw["envelope"]["message_id"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, IndexError, RecursionError):
         return None
-    return mid if isinstance(mid, str) and len(mid) <= 64 else None
+    return mid if isinstance(mid, str) and _MESSAGE_ID.fullmatch(mid) else None
 
 
 @router.websocket("/v1/ws")
@@ -92,12 +98,19 @@ class _Connection:
         sender = asyncio.create_task(self._send_loop())
         pump = asyncio.create_task(self._deliver(subscription.queue))
         reader = asyncio.create_task(self._read_loop())
+        revoked = asyncio.Event()
+        unwatch = self.services.auth.watch_revocation(self.principal.user_id, revoked.set)
+        revocation = asyncio.create_task(revoked.wait())
         try:
             # The socket lives as long as the token that opened it.
             remaining = (self.principal.token_expires_ms - now_ms()) / 1000
-            done, _ = await asyncio.wait({reader, pump}, timeout=max(0.0, remaining),
+            done, _ = await asyncio.wait({reader, pump, revocation},
+                                         timeout=max(0.0, remaining),
                                          return_when=asyncio.FIRST_COMPLETED)
-            if reader in done:
+            if revocation in done:
+                await self._close_with(Forbidden("this account is suspended",
+                                                 code="account_suspended"), SUSPENDED_CLOSE)
+            elif reader in done:
                 with contextlib.suppress(WebSocketDisconnect):
                     reader.result()
             elif pump in done:
@@ -107,18 +120,23 @@ class _Connection:
                 with contextlib.suppress(RuntimeError, OSError):
                     await self.ws.close(code=1011)
             else:
-                self._reply_error(Unauthorized("the bearer token has expired",
-                                               code="token_expired"), None)
-                await asyncio.sleep(0.05)  # let the sender flush the error frame
-                with contextlib.suppress(RuntimeError, OSError):
-                    await self.ws.close(code=4401)
+                await self._close_with(Unauthorized("the bearer token has expired",
+                                                    code="token_expired"), 4401)
         finally:
+            unwatch()
             subscription.close()
-            for task in (reader, pump, sender):
+            for task in (reader, pump, sender, revocation):
                 task.cancel()
-            for task in (reader, pump, sender):
+            for task in (reader, pump, sender, revocation):
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+
+    async def _close_with(self, exc: CoveyError, code: int) -> None:
+        """An error frame naming why, then a close frame with `code` and the error code."""
+        self._reply_error(exc, None)
+        await asyncio.sleep(0.05)  # let the sender flush the error frame
+        with contextlib.suppress(RuntimeError, OSError):
+            await self.ws.close(code=code, reason=exc.code)
 
     async def _send_loop(self) -> None:
         out = self.out
@@ -195,6 +213,10 @@ class _Connection:
                 self._reply_error(CoveyError(msg, code="invalid_request",
                                              details={"errors": errors}),
                                   _guess_message_id(text))
+                continue
+            except (ValueError, RecursionError):  # input the parser itself gives up on
+                self._reply_error(CoveyError("the frame is not valid JSON",
+                                             code="invalid_request"), None)
                 continue
             try:
                 if isinstance(frame, SendFrame):

@@ -62,7 +62,8 @@ def build_services(settings: Settings, repo: Repository, fanout: Fanout) -> Serv
     groups = GroupService(repo, directory, fanout, policy)
     return Services(
         settings=settings, repo=repo, fanout=fanout,
-        accounts=AccountService(settings, repo, directory),
+        accounts=AccountService(settings, repo, directory, policy.phrases, fanout,
+                                policy.store.contacts_of),
         auth=AuthService(settings, repo),
         keys=KeyService(settings, repo, directory, fanout),
         groups=groups,

@@ -5,26 +5,29 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Awaitable, Callable, Mapping
 
-from covey.errors import Conflict, NotFound
+from covey.errors import Conflict, InvalidInput, NotFound
 from covey.protocol.wire import (
     AddDeviceRequest,
     DeviceKeys,
     DeviceList,
+    DeviceListChangedFrame,
     LinkTokenResponse,
     RegisterRequest,
     RegisterResponse,
     device_signing_bytes,
 )
+from covey.safety.detectors.phrase_list import PhraseListFile
+from covey.server.fanout import DeviceAddress, Fanout, PushFrame
 from covey.server.services._common import Principal, now_ms, secret_hash, verify_ed25519
+from covey.server.services.handles import HandlePhrases, handle_skeleton, is_reserved
 from covey.server.storage.repository import DeviceRow, Repository
 from covey.settings import Settings
 
 # Device lists change rarely; the TTL only bounds staleness when several processes share
 # one database (each invalidates its own cache on change).
 _DEVICE_CACHE_TTL_S = 30.0
-# Names the server itself uses (reports filed by the safety service).
-RESERVED_HANDLES = frozenset({"covey-safety"})
 
 
 def _check_self_signature(device: DeviceKeys) -> None:
@@ -69,17 +72,26 @@ class DeviceDirectory:
 
 
 class AccountService:
-    def __init__(self, settings: Settings, repo: Repository, directory: DeviceDirectory) -> None:
+    def __init__(self, settings: Settings, repo: Repository, directory: DeviceDirectory,
+                 phrases: PhraseListFile, fanout: Fanout,
+                 contacts_of: Callable[[str], Awaitable[Mapping[str, int]]]) -> None:
         self._settings = settings
         self._repo = repo
         self.directory = directory
+        self._phrases = HandlePhrases(phrases)
+        self._fanout = fanout
+        self._contacts_of = contacts_of
 
     async def register(self, request: RegisterRequest) -> RegisterResponse:
-        if request.device.user_id in RESERVED_HANDLES:
+        handle = request.device.user_id
+        if is_reserved(handle):
             raise Conflict("this handle is reserved", code="handle_reserved",
                            details={"field": "user_id"})
+        if self._phrases.matches(handle):
+            raise InvalidInput("this handle is not allowed: choose another",
+                               code="handle_not_allowed", details={"field": "user_id"})
         _check_self_signature(request.device)
-        await self._repo.create_user(_row(request.device), now_ms())
+        await self._repo.create_user(_row(request.device), now_ms(), handle_skeleton(handle))
         self.directory.invalidate(request.device.user_id)
         return RegisterResponse(user_id=request.device.user_id,
                                 device_id=request.device.device_id)
@@ -95,8 +107,23 @@ class AccountService:
         await self._repo.add_device_with_link_token(
             secret_hash(request.link_token), _row(request.device), now_ms())
         self.directory.invalidate(request.device.user_id)
+        await self._announce_device_change(request.device.user_id)
         return RegisterResponse(user_id=request.device.user_id,
                                 device_id=request.device.device_id)
+
+    async def _announce_device_change(self, user_id: str) -> None:
+        """Tell the connected devices of the account, its contacts and its groups'
+        members that its device list changed (their clients show it: a device the
+        user did not add is how a compromised account or server shows up)."""
+        audience = {user_id, *await self._contacts_of(user_id)}
+        for group in await self._repo.groups_of_user(user_id):
+            audience.update(group.members)
+        frame = DeviceListChangedFrame(user_id=user_id)
+        items: list[tuple[DeviceAddress, PushFrame]] = []
+        for user in sorted(audience):
+            for device_id in await self.directory.devices(user):
+                items.append((DeviceAddress(user, device_id), frame))
+        self._fanout.publish(items)
 
     async def device_list(self, user_id: str) -> DeviceList:
         devices = await self.directory.devices(user_id)

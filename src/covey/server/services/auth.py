@@ -1,10 +1,13 @@
 """Login: a single-use challenge signed by the device key buys a short-lived bearer token,
-stored only as its SHA-256. Tokens are cached in memory until they expire."""
+stored only as its SHA-256. Tokens are cached in memory until they expire. Every
+authenticated request passes the account gate (suspensions); suspending an account
+revokes its tokens and ends its open WebSockets."""
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from contextlib import suppress
 
 from covey.errors import NotFound, Unauthorized
 from covey.protocol._encoding import b64encode
@@ -32,8 +35,10 @@ class AuthService:
         self._repo = repo
         # token hash -> (principal, expiry ms); a hit saves a SELECT per request.
         self._tokens: dict[bytes, tuple[Principal, int]] = {}
-        # Refuses suspended accounts (set by the reporting service).
-        self.login_gate: Callable[[str], None] | None = None
+        # Refuses suspended accounts, at login and on every request (set by reporting).
+        self.account_gate: Callable[[str], None] | None = None
+        # user id -> callbacks of its open WebSockets, called when the account is revoked.
+        self._revoke_watchers: dict[str, set[Callable[[], None]]] = {}
 
     async def challenge(self, request: ChallengeRequest) -> ChallengeResponse:
         device = await self._repo.get_device(request.user_id, request.device_id)
@@ -58,11 +63,12 @@ class AuthService:
         if found.expires_ms <= now_ms():
             raise Unauthorized("this challenge has expired", code="challenge_expired")
         device = found.device
-        if self.login_gate is not None:
-            self.login_gate(device.user_id)
+        # The signature first: only the device itself may learn that it is suspended.
         verify_ed25519(device.signing_key,
                        login_signing_bytes(device.user_id, device.device_id, found.challenge),
                        request.signature, what="login")
+        if self.account_gate is not None:
+            self.account_gate(device.user_id)
         token = secrets.token_urlsafe(32)
         expires = now_ms() + self._settings.token_ttl_s * 1000
         await self._repo.create_token(secret_hash(token), device.pk, expires)
@@ -87,4 +93,32 @@ class AuthService:
         if expires <= now:
             self._tokens.pop(token_hash, None)
             raise Unauthorized("the bearer token has expired", code="token_expired")
+        if self.account_gate is not None:
+            self.account_gate(principal.user_id)
         return principal
+
+    def watch_revocation(self, user_id: str, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` when `user_id` is revoked; returns the function that unwatches."""
+        self._revoke_watchers.setdefault(user_id, set()).add(callback)
+
+        def unwatch() -> None:
+            watchers = self._revoke_watchers.get(user_id)
+            if watchers is not None:
+                watchers.discard(callback)
+                if not watchers:
+                    del self._revoke_watchers[user_id]
+
+        return unwatch
+
+    def forget_account(self, user_id: str) -> None:
+        """Drop this process's cached tokens of `user_id` and end its open WebSockets."""
+        for token_hash in [h for h, (p, _) in self._tokens.items() if p.user_id == user_id]:
+            del self._tokens[token_hash]
+        for callback in list(self._revoke_watchers.get(user_id, ())):
+            with suppress(Exception):  # one broken socket must not keep the others open
+                callback()
+
+    async def revoke_account(self, user_id: str) -> None:
+        """Delete every token of `user_id` and end its sessions here (suspension)."""
+        await self._repo.revoke_user_tokens(user_id)
+        self.forget_account(user_id)

@@ -32,7 +32,9 @@ from covey.moderation import (
     public_key_pem,
 )
 from covey.moderation.transparency import TransparencyRow, transparency_counts
+from covey.server.files import write_private
 from covey.server.services._common import load_or_create_secret_file, now_ms
+from covey.server.services.console_guard import LoginBackoff, PasswordSlots, throttled
 from covey.server.services.reports import UNDER_16_BAND, ReportService
 from covey.server.storage.reports_repo import (
     AuditRow,
@@ -47,6 +49,11 @@ Role = Literal["moderator", "admin"]
 ROLES: tuple[Role, ...] = ("moderator", "admin")
 OPEN_STATUSES = ("open",)
 ACTIONS = ("dismiss", "warn", "suspend", "escalate")
+# Actions that the console confirms, with a reason kept in the audit log.
+CONFIRMED_ACTIONS = ("suspend", "escalate")
+MAX_REASON_CHARS = 500
+# Escalation files are stored sealed under the reports key, as NAME.sealed.
+SEALED_SUFFIX = ".sealed"
 _REPORT_ID = re.compile(r"rep_[0-9a-f]{24}")
 _HASHER = PasswordHasher()
 # A fixed hash to verify against for unknown users, so timing does not reveal names.
@@ -80,6 +87,17 @@ async def create_moderator(store: ReportRepository, username: str, password: str
         raise InvalidInput("usernames are 1-64 letters, digits, '.', '-' or '_'")
     return await store.create_moderator(ModeratorRow(username, hash_password(password), role),
                                         now_ms())
+
+
+async def set_moderator_disabled(store: ReportRepository, username: str,
+                                 disabled: bool) -> bool:
+    """Disable a console account (its sessions end, login is refused) or enable it again;
+    False when there is no such account."""
+    found = await store.set_moderator_disabled(username, now_ms() if disabled else None)
+    if found:
+        await store.audit(AuditRow(now_ms(), "operator", "moderator_disabled" if disabled
+                                   else "moderator_enabled", None, f"username {username}"))
+    return found
 
 
 def attestation_key_path(settings: Settings) -> Path:
@@ -121,6 +139,13 @@ class ModerationService:
         self._reports = reports
         self._attestation: Ed25519PrivateKey | None = None
         self._schema: xmlschema.XMLSchema | None = None
+        self._user_backoff = LoginBackoff(settings.console_login_free_failures,
+                                          settings.console_login_backoff_s,
+                                          settings.console_login_backoff_max_s)
+        self._ip_backoff = LoginBackoff(settings.console_login_ip_free_failures,
+                                        settings.console_login_backoff_s,
+                                        settings.console_login_backoff_max_s)
+        self._password_slots = PasswordSlots(settings.console_password_checks)
 
     @property
     def attestation_key(self) -> Ed25519PrivateKey:
@@ -137,19 +162,34 @@ class ModerationService:
     async def create_moderator(self, username: str, password: str, role: str) -> bool:
         return await create_moderator(self.store, username, password, role)
 
-    async def login(self, username: str, password: str) -> tuple[str, ConsoleSession]:
-        """A new session token and its session; 401 on a wrong name or password."""
+    async def login(self, username: str, password: str,
+                    client: str = "unknown") -> tuple[str, ConsoleSession]:
+        """A new session token and its session; 401 on a wrong name or password, 429
+        while this username or client address is backing off, 403 for a disabled one."""
+        user_key, ip_key = f"user:{username[:64]}", f"ip:{client}"
+        wait = max(self._user_backoff.retry_after(user_key),
+                   self._ip_backoff.retry_after(ip_key))
+        if wait > 0:
+            raise throttled(wait)
         known = 0 < len(username) <= 64 and username.isprintable()
         row = await self.store.get_moderator(username) if known else None
-        try:
-            await asyncio.to_thread(_HASHER.verify,
-                                    row.password_hash if row else _DUMMY_HASH, password)
-        except (VerificationError, InvalidHashError):
-            row = None
+        async with self._password_slots.slot():
+            try:
+                await asyncio.to_thread(_HASHER.verify,
+                                        row.password_hash if row else _DUMMY_HASH, password)
+            except (VerificationError, InvalidHashError):
+                row = None
         if row is None:
+            self._user_backoff.failed(user_key)
+            self._ip_backoff.failed(ip_key)
             await self.store.audit(AuditRow(now_ms(), "anonymous", "login_failed", None,
                                             f"username {_printable(username)!r}"))
             raise Unauthorized("wrong username or password", code="bad_login")
+        self._user_backoff.succeeded(user_key)
+        if row.disabled:  # said only to someone who knows the password
+            await self.store.audit(AuditRow(now_ms(), f"{row.role}:{row.username}",
+                                            "login_disabled", None, ""))
+            raise Forbidden("this console account is disabled", code="moderator_disabled")
         token = secrets.token_urlsafe(32)
         csrf = secrets.token_urlsafe(32)
         await self.store.create_session(session_hash(token), row.username, csrf,
@@ -194,37 +234,50 @@ class ModerationService:
                                         "evidence purged"))
         return ReportView(row, verification, prior, await self.store.escalation(report_id))
 
-    async def act(self, session: ConsoleSession, report_id: str, action: str) -> str:
-        """Apply a console action; returns a one-line outcome for the page."""
+    async def act(self, session: ConsoleSession, report_id: str, action: str,
+                  reason: str = "") -> str:
+        """Apply a console action; returns its outcome code (a fixed notice of the page).
+        Suspend and escalate need a reason, which the audit log keeps."""
         if action not in ACTIONS:
             raise InvalidInput(f"action must be one of {', '.join(ACTIONS)}",
                                code="bad_action")
+        reason = _printable(reason.strip(), MAX_REASON_CHARS)
+        if action in CONFIRMED_ACTIONS and not reason:
+            raise InvalidInput("give a reason for this action", code="reason_required")
         row = await self._report(report_id)
         if row is None:
             raise NotFound("no such report", code="unknown_report")
         now = now_ms()
-        audit = AuditRow(now, session.actor, action, report_id,
-                         f"reported user {row.reported_user}")
+        detail = f"reported user {row.reported_user}" + (f"; reason: {reason}"
+                                                          if reason else "")
+        audit = AuditRow(now, session.actor, action, report_id, detail)
         if action == "dismiss":
             await self.store.set_status(report_id, "dismissed", now, audit)
-            return "Report dismissed."
+            return "dismissed"
         if action == "warn":
             await self.store.warn(row.reported_user, report_id, session.actor, now, audit)
-            return f"{row.reported_user} warned."
+            return "warned"
         if action == "suspend":
             await self.store.suspend(row.reported_user, report_id, session.actor, now, audit)
-            self._reports.gate.suspended.add(row.reported_user)
-            return f"{row.reported_user} suspended: they can no longer log in or send."
-        bundle_id, _ = await self.escalate(session, row)
-        return (f"Escalated: evidence bundle {bundle_id} signed, CyberTipline XML validated "
-                "against the schema.")
+            await self._reports.suspend_account(row.reported_user)
+            return "suspended"
+        await self.escalate(session, row, reason)
+        return "escalated"
+
+    async def report_row(self, report_id: str) -> ReportRow:
+        """One report's row (no evidence decrypted); 404 `unknown_report`."""
+        row = await self._report(report_id)
+        if row is None:
+            raise NotFound("no such report", code="unknown_report")
+        return row
 
     async def _report(self, report_id: str) -> ReportRow | None:
         if not _REPORT_ID.fullmatch(report_id):
             return None
         return await self.store.get_report(report_id)
 
-    async def escalate(self, session: ConsoleSession, row: ReportRow) -> tuple[str, str]:
+    async def escalate(self, session: ConsoleSession, row: ReportRow,
+                       reason: str = "") -> tuple[str, str]:
         verification = await self._reports.reverify(row.report_id)
         if verification is None:
             raise InvalidInput("the evidence of this report has been purged",
@@ -244,13 +297,20 @@ class ModerationService:
         for document in (documents.report, *documents.file_details):
             schema.validate(document.decode("utf-8"))
         directory = self._settings.data_dir / "escalations" / row.report_id
-        await asyncio.to_thread(_write_package, directory, bundle.to_zip(), documents.report,
-                                documents.file_details, self.attestation_public_pem())
+        files = {"evidence-bundle.zip": bundle.to_zip(),
+                 "cybertip-report.xml": documents.report,
+                 **{f"cybertip-file-{i}.xml": d
+                    for i, d in enumerate(documents.file_details, 1)},
+                 "attestation-public-key.pem": self.attestation_public_pem()}
+        vault = self._reports.vault
+        await asyncio.to_thread(_write_package, directory, {
+            name: vault.seal_file(row.report_id, name, data) for name, data in files.items()})
         await self.store.record_escalation(
             row.report_id, bundle_id, session.actor, str(directory), now,
             AuditRow(now, session.actor, "escalate", row.report_id,
                      f"bundle {bundle_id} signed by key "
-                     f"{attestation_key_id(self.attestation_key.public_key())}"))
+                     f"{attestation_key_id(self.attestation_key.public_key())}"
+                     + (f"; reason: {reason}" if reason else "")))
         return bundle_id, str(directory)
 
     def _cybertip_schema(self) -> xmlschema.XMLSchema:
@@ -259,13 +319,16 @@ class ModerationService:
         return self._schema
 
     async def escalation_file(self, session: ConsoleSession, report_id: str,
-                              name: str) -> Path:
+                              name: str) -> bytes:
+        """One file of the escalation package, decrypted for this download (audited)."""
         found = await self.store.escalation(report_id) if _REPORT_ID.fullmatch(
             report_id) else None
         if found is None or name not in _package_names(Path(found[1])):
             raise NotFound("no such escalation file", code="unknown_file")
+        sealed = await asyncio.to_thread((Path(found[1]) / (name + SEALED_SUFFIX)).read_bytes)
+        data = self._reports.vault.open_file(report_id, name, sealed)
         await self.store.audit(AuditRow(now_ms(), session.actor, "download", report_id, name))
-        return Path(found[1]) / name
+        return data
 
     # --- audit and transparency ------------------------------------------------------
 
@@ -295,8 +358,8 @@ async def transparency_from_store(store: ReportRepository) -> dict[str, Any]:
     return transparency_counts(_transparency_rows(await store.all_reports()))
 
 
-def _printable(text: str) -> str:
-    return "".join(ch for ch in text[:64] if ch.isprintable())
+def _printable(text: str, limit: int = 64) -> str:
+    return "".join(ch for ch in text[:limit] if ch.isprintable())
 
 
 def _role(value: str) -> Role:
@@ -310,16 +373,14 @@ def _split_name(name: str) -> tuple[str, str]:
 
 def _package_names(directory: Path) -> set[str]:
     try:
-        return {p.name for p in directory.iterdir() if p.is_file()}
+        return {p.name.removesuffix(SEALED_SUFFIX) for p in directory.iterdir()
+                if p.is_file() and p.name.endswith(SEALED_SUFFIX)}
     except OSError:
         return set()
 
 
-def _write_package(directory: Path, bundle: bytes, report_xml: bytes,
-                   file_details: tuple[bytes, ...], public_pem: bytes) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "evidence-bundle.zip").write_bytes(bundle)
-    (directory / "cybertip-report.xml").write_bytes(report_xml)
-    for index, document in enumerate(file_details, 1):
-        (directory / f"cybertip-file-{index}.xml").write_bytes(document)
-    (directory / "attestation-public-key.pem").write_bytes(public_pem)
+def _write_package(directory: Path, sealed: dict[str, bytes]) -> None:
+    """Write the sealed files 0600 in a 0700 directory."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for name, data in sealed.items():
+        write_private(directory / (name + SEALED_SUFFIX), data)

@@ -13,6 +13,7 @@ import logging
 import os
 import secrets
 import shutil
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,9 +71,26 @@ class EvidenceVault:
         opened: dict[str, Any] = json.loads(plain)
         return opened
 
+    def seal_file(self, report_id: str, name: str, data: bytes) -> bytes:
+        """An escalation package file, sealed at rest (bound to its report and name)."""
+        nonce = os.urandom(_NONCE)
+        return nonce + self._aead.encrypt(nonce, data, _file_aad(report_id, name))
+
+    def open_file(self, report_id: str, name: str, sealed: bytes) -> bytes:
+        try:
+            return self._aead.decrypt(sealed[:_NONCE], sealed[_NONCE:],
+                                      _file_aad(report_id, name))
+        except Exception as exc:
+            raise CryptoError("the escalation file does not open under the report key",
+                              code="evidence_unreadable") from exc
+
 
 def _aad(report_id: str) -> bytes:
     return f"covey-report-evidence/v1:{report_id}".encode()
+
+
+def _file_aad(report_id: str, name: str) -> bytes:
+    return f"covey-escalation-file/v1:{report_id}/{name}".encode()
 
 
 def _load_or_create_key(path: Path) -> bytes:
@@ -166,10 +184,23 @@ class ReportService:
         self.vault = EvidenceVault(settings.data_dir / "reports.key")
         self.events: SafetyEvents | None = None  # set by the relay (guardian alerts, bars)
         self.gate = SafetyGate()
+        # Revokes an account's tokens and sockets (set by the relay).
+        self.revoke_account: Callable[[str], Awaitable[None]] | None = None
+
+    async def suspend_account(self, user_id: str) -> None:
+        """Apply a recorded suspension here at once: refuse, revoke, disconnect."""
+        self.gate.suspended.add(user_id)
+        if self.revoke_account is not None:
+            await self.revoke_account(user_id)
 
     async def refresh_gate(self) -> None:
         self.gate.blocked = await self.store.blocks()
-        self.gate.suspended = await self.store.suspended()
+        suspended = await self.store.suspended()
+        added = suspended - self.gate.suspended
+        self.gate.suspended = suspended
+        for user_id in added:  # suspended by another process: end the sessions held here
+            if self.revoke_account is not None:
+                await self.revoke_account(user_id)
 
     async def gate_loop(self, interval_s: float = 2.0) -> None:
         while True:

@@ -59,6 +59,7 @@ class ModeratorRow:
     username: str
     password_hash: str
     role: str
+    disabled: bool = False
 
 
 @dataclass(frozen=True)
@@ -276,6 +277,9 @@ class ReportRepository:
                 await conn.execute(update(r.moderators).where(
                     r.moderators.c.username == row.username).values(
                     password_hash=row.password_hash, role=row.role))
+                # A reset password ends every session opened with the old one.
+                await conn.execute(delete(r.moderator_sessions).where(
+                    r.moderator_sessions.c.username == row.username))
                 return False
             await conn.execute(insert(r.moderators).values(
                 username=row.username, password_hash=row.password_hash, role=row.role,
@@ -288,9 +292,25 @@ class ReportRepository:
     async def get_moderator(self, username: str) -> ModeratorRow | None:
         async with self._engine.connect() as conn:
             row = (await conn.execute(select(
-                r.moderators.c.username, r.moderators.c.password_hash, r.moderators.c.role)
+                r.moderators.c.username, r.moderators.c.password_hash, r.moderators.c.role,
+                r.moderators.c.disabled_ms)
                 .where(r.moderators.c.username == username))).first()
-        return None if row is None else ModeratorRow(str(row[0]), str(row[1]), str(row[2]))
+        return None if row is None else ModeratorRow(str(row[0]), str(row[1]), str(row[2]),
+                                                     row[3] is not None)
+
+    async def set_moderator_disabled(self, username: str, disabled_ms: int | None) -> bool:
+        """Disable (ending every session) or re-enable a console account; False if unknown."""
+
+        async def job(conn: AsyncConnection) -> bool:
+            changed = await conn.execute(update(r.moderators).where(
+                r.moderators.c.username == username).values(disabled_ms=disabled_ms))
+            if disabled_ms is not None:
+                await conn.execute(delete(r.moderator_sessions).where(
+                    r.moderator_sessions.c.username == username))
+            return bool(changed.rowcount)
+
+        found: bool = await self._write(job)
+        return found
 
     async def create_session(self, session_hash: bytes, username: str, csrf_token: str,
                              expires_ms: int) -> None:
@@ -308,7 +328,8 @@ class ReportRepository:
                 r.moderator_sessions.c.csrf_token, r.moderator_sessions.c.expires_ms)
                 .join_from(r.moderator_sessions, r.moderators,
                            r.moderators.c.username == r.moderator_sessions.c.username)
-                .where(r.moderator_sessions.c.session_hash == session_hash))).first()
+                .where(r.moderator_sessions.c.session_hash == session_hash,
+                       r.moderators.c.disabled_ms.is_(None)))).first()
         return None if row is None else SessionRow(str(row[0]), str(row[1]), str(row[2]),
                                                    int(row[3]))
 

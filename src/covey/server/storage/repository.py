@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from covey.errors import Conflict, NotFound, Unauthorized
@@ -264,14 +265,22 @@ class Repository:
 
     # --- users and devices --------------------------------------------------------
 
-    async def create_user(self, device: DeviceRow, now_ms: int) -> int:
+    async def create_user(self, device: DeviceRow, now_ms: int, skeleton: str) -> int:
+        """A new account; 409 `handle_taken` when the handle or a look-alike of it (same
+        `skeleton`) exists, with the same answer for both."""
+        taken = Conflict(f"the handle {device.user_id!r} is taken", code="handle_taken")
+
         async def job(conn: AsyncConnection) -> int:
-            exists = await conn.scalar(
-                select(t.users.c.user_id).where(t.users.c.user_id == device.user_id))
+            exists = await conn.scalar(select(t.users.c.user_id).where(
+                (t.users.c.user_id == device.user_id)
+                | (t.users.c.handle_skeleton == skeleton)).limit(1))
             if exists is not None:
-                raise Conflict(f"the handle {device.user_id!r} is taken", code="handle_taken")
-            await conn.execute(insert(t.users).values(user_id=device.user_id,
-                                                      created_ms=now_ms))
+                raise taken
+            try:
+                await conn.execute(insert(t.users).values(
+                    user_id=device.user_id, created_ms=now_ms, handle_skeleton=skeleton))
+            except IntegrityError as exc:  # another process registered a look-alike first
+                raise taken from exc
             return await _insert_device(conn, device, now_ms)
 
         return await self.writer.run_job(job)
@@ -371,6 +380,15 @@ class Repository:
         async def job(conn: AsyncConnection) -> None:
             await conn.execute(insert(t.tokens).values(
                 token_hash=token_hash, device_pk=device_pk, expires_ms=expires_ms))
+
+        await self.writer.run_job(job)
+
+    async def revoke_user_tokens(self, user_id: str) -> None:
+        """Delete every bearer token of every device of `user_id` (suspension)."""
+
+        async def job(conn: AsyncConnection) -> None:
+            await conn.execute(delete(t.tokens).where(t.tokens.c.device_pk.in_(
+                select(t.devices.c.id).where(t.devices.c.user_id == user_id))))
 
         await self.writer.run_job(job)
 

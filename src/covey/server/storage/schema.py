@@ -28,6 +28,10 @@ users = Table(
     metadata,
     Column("user_id", String(32), primary_key=True),
     Column("created_ms", BigInteger, nullable=False),
+    # Look-alike handles share a skeleton (services/handles.py); unique, so two
+    # registrations of look-alikes cannot both win a race.
+    Column("handle_skeleton", String(32), nullable=True),
+    Index("ux_users_handle_skeleton", "handle_skeleton", unique=True),
 )
 
 devices = Table(

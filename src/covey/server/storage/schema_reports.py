@@ -81,6 +81,8 @@ moderators = Table(
     Column("password_hash", String(256), nullable=False),
     Column("role", String(16), nullable=False),
     Column("created_ms", BigInteger, nullable=False),
+    # Set by `covey admin disable-user`: no login, no session.
+    Column("disabled_ms", BigInteger, nullable=True),
 )
 
 moderator_sessions = Table(

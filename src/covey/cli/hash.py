@@ -1,0 +1,46 @@
+"""`covey hash images`: PDQ hashes of image files, for investigators and tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from covey.cli import app
+from covey.cli._images_common import err, fail, image_files
+
+hash_app = typer.Typer(name="hash", no_args_is_help=True,
+                       help="Perceptual hashes of files.\n\nExample: covey hash images a.jpg")
+app.add_typer(hash_app, name="hash")
+
+
+@hash_app.command("images")
+def images(
+    paths: Annotated[list[Path], typer.Argument(help="image files (or directories)")],
+    as_json: Annotated[bool, typer.Option(
+        "--json", help='one JSON line per image: {"path", "pdq", "quality"}')] = False,
+) -> None:
+    """Print each image's PDQ hash and quality (0-100; under 50 is not matched on).
+
+    Example: covey hash images photo.jpg ./more/ --json"""
+    from covey.errors import CoveyError
+    from covey.safety.images import hash_image
+
+    failed = 0
+    for path in image_files(paths):
+        try:
+            hashed = hash_image(path.read_bytes())
+        except (OSError, CoveyError) as exc:
+            reason = exc.message if isinstance(exc, CoveyError) else (exc.strerror or str(exc))
+            err.print(f"{path}: {reason}")
+            failed += 1
+            continue
+        if as_json:
+            print(json.dumps({"path": str(path), "pdq": hashed.pdq.hex,
+                              "quality": hashed.quality}), flush=True)
+        else:
+            print(f"{hashed.pdq.hex} {hashed.quality:3d} {path}", flush=True)
+    if failed:
+        fail(f"{failed} file(s) could not be hashed")
