@@ -45,7 +45,7 @@ def _covey(
 # Modules that add commands to `app` when imported; each module is named after its command.
 _COMMAND_MODULES = ("server", "demo", "chat", "evidence", "issuer", "whoami",
                     "report", "admin", "transparency", "audit", "guardian", "contacts",
-                    "detect", "bank", "hash")
+                    "detect", "bank", "hash", "history", "register")
 
 
 def _load_commands(argv: list[str]) -> None:

@@ -27,6 +27,12 @@ def passphrase() -> str:
         typer.prompt("store passphrase", hide_input=True))
 
 
+def new_passphrase() -> str:
+    """$COVEY_PASSPHRASE, or a prompt asked twice (a typo would lock the store for good)."""
+    return os.environ.get("COVEY_PASSPHRASE") or str(
+        typer.prompt("new store passphrase", hide_input=True, confirmation_prompt=True))
+
+
 def when(ms: int | None) -> str:
     return "—" if ms is None else datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M")
 

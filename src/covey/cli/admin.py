@@ -77,9 +77,9 @@ def create_user(
     try:
         created = asyncio.run(with_store(settings, work))
     except CoveyError as exc:
-        console.print(f"[red]{exc.message}[/]")
+        console.print(f"[red]{escape(exc.message)}[/]")
         raise typer.Exit(2) from exc
-    console.print(f"{'created' if created else 'updated'} {role} {username}")
+    console.print(f"{'created' if created else 'updated'} {role} {escape(username)}")
 
 
 def _set_disabled(username: str, disabled: bool, database_url: str | None,

@@ -21,6 +21,7 @@ from rich.markup import escape
 
 from covey.cli import app
 from covey.cli._device import passphrase as device_passphrase
+from covey.cli._messages import attachment_label
 from covey.client import (
     AttachmentDownload,
     Client,
@@ -32,14 +33,21 @@ from covey.client import (
     SafetyWarning,
     SendFailed,
     ServerError,
+    media_type,
 )
 from covey.errors import CoveyError
+from covey.moderation import ReportCategory
+from covey.protocol.content import AttachmentRef
+from covey.protocol.ids import dm_participants, is_group_id
 
 _HELP = """commands:
   /quit                      leave
   /to USER_OR_GROUP          talk to someone else
   /group NAME USER[,USER..]  create a group with these members and talk to it
   /attach PATH               send a file as an encrypted attachment
+  /save N [PATH]             save message #N's attachment (to PATH, a file or a folder)
+  /report N CATEGORY [TEXT]  report message #N to the moderators (the sender is not told)
+  /block-report N [CATEGORY [TEXT]]  block its sender and report message #N (default: other)
   /link                      print a link token to add another device
   /policy                    how this conversation is protected, and why
   /help                      this text"""
@@ -48,6 +56,22 @@ _HELP = """commands:
 def _read_file(text: str) -> tuple[str, bytes]:
     path = Path(text).expanduser()
     return path.name, path.read_bytes()
+
+
+def _save_path(ref: AttachmentRef, target: str, *, several: bool) -> Path:
+    """Where `/save` writes: PATH as a file, or the attachment's own name (without any
+    folders the sender put in it) in PATH's folder or the current one."""
+    own = Path(ref.name).name
+    own = ref.blob_id if own in ("", ".", "..") else own
+    if not target:
+        return Path(own)
+    path = Path(target).expanduser()
+    return path / own if several or path.is_dir() or target.endswith("/") else path
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    with path.open("xb") as file:
+        file.write(data)
 
 
 def _time(ms: int) -> str:
@@ -76,23 +100,26 @@ class _Chat:
         self.client = client
         self.to = to
         self.console = console
+        self.shown: list[IncomingMessage] = []  # message #N is shown[N - 1]
 
     def _show(self, message: IncomingMessage,
               checked: Sequence[AttachmentDownload | None] = ()) -> None:
         where = "" if self._is_current(message) else f" [dim]({escape(message.conversation_id)})[/]"
         who = "you" if message.sender_user == self.client.user_id else message.sender_user
         muted = " [dim](muted)[/]" if message.muted else ""
-        line = (f"[dim]{_time(message.server_ts_ms)}[/] [bold cyan]{escape(who)}[/]"
+        self.shown.append(message)
+        line = (f"[dim]#{len(self.shown)} {_time(message.server_ts_ms)}[/] "
+                f"[bold cyan]{escape(who)}[/]"
                 f"{muted}{where}: ")
         line += escape(message.text)
         for i, ref in enumerate(message.attachments):
             got = checked[i] if i < len(checked) else None
-            name = escape(ref.name or ref.blob_id)
             if got is not None and got.verified:
-                line += f" [magenta][attachment {name}, {ref.size} B, verified][/]"
+                line += " " + attachment_label(ref, "verified")
             else:
-                why = "" if got is None else f": {escape(got.status.value)}"
-                line += f" [red][attachment {name} could not be verified{why}][/]"
+                why = "" if got is None else f": {got.status.value}"
+                line += (f" [red]\\[attachment {escape(ref.name or ref.blob_id)} could not be "
+                         f"verified{escape(why)}][/]")
         self.console.print(line)
 
     async def _check_attachments(self, message: IncomingMessage
@@ -161,13 +188,73 @@ class _Chat:
             self.console.print(f"[green]created {escape(info.group_id)}; now talking to it[/]")
         elif name == "/attach" and rest:
             name, data = await asyncio.to_thread(_read_file, rest)
-            await self.client.send_attachment(self.to, data, name=name)
+            mime = media_type(data, name)
+            await self.client.send_attachment(self.to, data, name=name, mime=mime)
+            self.console.print(f"[green]sent[/] {escape(name)} ({len(data)} B, {escape(mime)}) "
+                               f"to {escape(self.to)}")
+        elif name == "/save" and rest:
+            await self._save(rest)
+        elif name in ("/report", "/block-report") and rest:
+            await self._report(rest, block=name == "/block-report")
         elif name == "/link":
             token = await self.client.create_link_token()
             self.console.print(f"link token (single use): [bold]{escape(token)}[/]")
         else:
             self.console.print(f"[yellow]unknown command; {escape(_HELP)}[/]")
         return True
+
+    def _numbered(self, number: str) -> IncomingMessage | None:
+        """Message #number of this session, or None (after saying so)."""
+        if number.lstrip("#").isdigit() and 0 < int(number.lstrip("#")) <= len(self.shown):
+            return self.shown[int(number.lstrip("#")) - 1]
+        self.console.print(f"[yellow]no message #{escape(number.lstrip('#'))} here: use the "
+                           "number shown before a message[/]")
+        return None
+
+    async def _report(self, rest: str, *, block: bool) -> None:
+        """`/report N CATEGORY [comment]`, `/block-report N [CATEGORY [comment]]`."""
+        number, _, rest = rest.partition(" ")
+        category_text, _, comment = rest.strip().partition(" ")
+        message = self._numbered(number)
+        if message is None:
+            return
+        try:
+            category = ReportCategory((category_text or ("other" if block else ""))
+                                      .replace("-", "_").lower())
+        except ValueError:
+            self.console.print("[yellow]say why: one of "
+                               + ", ".join(c.value for c in ReportCategory) + "[/]")
+            return
+        receipt = await self.client.report(message, category, comment.strip() or None,
+                                           block=block)
+        self.console.print(f"[green]report {escape(receipt.report_id)} "
+                           f"{'already filed' if receipt.duplicate else 'filed'}[/]: "
+                           f"{receipt.messages_verified} of {receipt.messages_submitted} "
+                           "messages verified"
+                           + (f" · {escape(message.sender_user)} blocked"
+                              if receipt.blocked else "")
+                           + " (the sender is not told of the report)")
+
+    async def _save(self, rest: str) -> None:
+        """`/save N [PATH]`: download, verify and decrypt message #N's attachments into
+        new files (never over an existing one)."""
+        number, _, target = rest.partition(" ")
+        message = self._numbered(number)
+        if message is None:
+            return
+        if not message.attachments:
+            self.console.print(f"[yellow]message #{escape(number)} has no attachment[/]")
+            return
+        for ref in message.attachments:
+            data = await self.client.download_attachment(ref)
+            path = _save_path(ref, target.strip(), several=len(message.attachments) > 1)
+            try:
+                await asyncio.to_thread(_write_new, path, data)
+            except FileExistsError:
+                self.console.print(f"[yellow]{escape(str(path))} exists: give another PATH[/]")
+                return
+            self.console.print(f"[green]saved[/] {escape(ref.name or ref.blob_id)} "
+                               f"({ref.size} B, {escape(ref.mime)}) to {escape(str(path))}")
 
     async def typing(self) -> None:
         while True:
@@ -189,6 +276,20 @@ class _Chat:
                 self.console.print(f"[red]{escape(str(exc))}[/]")
 
 
+async def _reachable(client: Client, to: str) -> bool:
+    """False when `to` names a user the server says is not there for us (unknown, or not
+    findable: one answer for both); groups, and an unreachable server, are not checked."""
+    if is_group_id(to) or dm_participants(to) is not None or to == client.user_id:
+        return True
+    try:
+        await client.find_user(to)
+    except ServerError as exc:
+        return exc.status != 404
+    except Offline:
+        pass
+    return True
+
+
 async def _run_chat(server: str | None, store: Path, register: str | None,
                     link_token: str | None, to: str, console: Console) -> None:
     passphrase = device_passphrase()
@@ -204,6 +305,10 @@ async def _run_chat(server: str | None, store: Path, register: str | None,
     else:
         client = await Client.open(store, passphrase)
     async with client:
+        if not await _reachable(client, to):
+            console.print(f"[red]there is no user {escape(to)} you can reach: look people up "
+                          f"with covey contacts find HANDLE --store {escape(str(store))}[/]")
+            raise typer.Exit(2)
         chat = _Chat(client, to, console)
         console.print(f"[bold]{escape(client.user_id)}[/] talking to [bold]{escape(to)}[/]; "
                       "/help for commands, /quit to leave")

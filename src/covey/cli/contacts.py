@@ -50,14 +50,14 @@ def find(handle: Annotated[str, typer.Argument(help="the handle to look up")],
          store: StoreOption) -> None:
     """Look a handle up (under-16 accounts are found only by their contacts)."""
     found, _ = run_on_store(store, lambda c: c.find_user(handle))
-    _console().print(f"{found.user_id}" + (" (a contact)" if found.contact else ""))
+    _console().print(f"{escape(found.user_id)}" + (" (a contact)" if found.contact else ""))
 
 
 @contacts_app.command("request")
 def request(user_id: UserArgument, store: StoreOption) -> None:
     """Ask someone to be your contact (if they asked you first, this accepts)."""
     request_id, _ = run_on_store(store, lambda c: c.request_contact(user_id))
-    _console().print(f"contact request {request_id} sent to {user_id}")
+    _console().print(f"contact request {escape(request_id)} sent to {escape(user_id)}")
 
 
 @contacts_app.command("requests")
@@ -83,42 +83,42 @@ def requests(store: StoreOption) -> None:
 def accept(request_id: RequestArgument, store: StoreOption) -> None:
     """Accept a request: you become each other's contacts."""
     answered, _ = run_on_store(store, lambda c: c.accept_contact(request_id))
-    _console().print(f"[green]{answered.requester} is now your contact[/]")
+    _console().print(f"[green]{escape(answered.requester)} is now your contact[/]")
 
 
 @contacts_app.command("decline")
 def decline(request_id: RequestArgument, store: StoreOption) -> None:
     """Decline a request (the sender is not told why)."""
     run_on_store(store, lambda c: c.decline_contact(request_id))
-    _console().print(f"declined {request_id}")
+    _console().print(f"declined {escape(request_id)}")
 
 
 @contacts_app.command("cancel")
 def cancel(request_id: RequestArgument, store: StoreOption) -> None:
     """Withdraw a request you sent."""
     run_on_store(store, lambda c: c.cancel_contact_request(request_id))
-    _console().print(f"cancelled {request_id}")
+    _console().print(f"cancelled {escape(request_id)}")
 
 
 @contacts_app.command("remove")
 def remove(user_id: UserArgument, store: StoreOption) -> None:
     """Stop being contacts."""
     run_on_store(store, lambda c: c.remove_contact(user_id))
-    _console().print(f"{user_id} is no longer your contact")
+    _console().print(f"{escape(user_id)} is no longer your contact")
 
 
 @contacts_app.command("block")
 def block(user_id: UserArgument, store: StoreOption) -> None:
     """Block someone: they cannot message you, request you or add you to groups."""
     run_on_store(store, lambda c: c.block(user_id))
-    _console().print(f"[green]blocked {user_id}[/] (they are not told)")
+    _console().print(f"[green]blocked {escape(user_id)}[/] (they are not told)")
 
 
 @contacts_app.command("unblock")
 def unblock(user_id: UserArgument, store: StoreOption) -> None:
     """Lift a block."""
     run_on_store(store, lambda c: c.unblock(user_id))
-    _console().print(f"unblocked {user_id}")
+    _console().print(f"unblocked {escape(user_id)}")
 
 
 @contacts_app.command("mute")
@@ -126,7 +126,7 @@ def mute(user_id: UserArgument, store: StoreOption,
          off: Annotated[bool, typer.Option("--off", help="unmute instead")] = False) -> None:
     """Mute someone: their messages still arrive, without notifying you."""
     run_on_store(store, lambda c: c.mute(user_id, not off))
-    _console().print(f"{'unmuted' if off else 'muted'} {user_id}")
+    _console().print(f"{'unmuted' if off else 'muted'} {escape(user_id)}")
 
 
 @contacts_app.command("blocked")
@@ -136,4 +136,5 @@ def blocked(store: StoreOption) -> None:
         return await client.blocked(), await client.muted()
 
     (blocks, mutes), _ = run_on_store(store, both)
-    _console().print(f"blocked: {', '.join(blocks) or '—'}\nmuted: {', '.join(mutes) or '—'}")
+    _console().print(f"blocked: {escape(', '.join(blocks)) or '—'}\n"
+                     f"muted: {escape(', '.join(mutes)) or '—'}")

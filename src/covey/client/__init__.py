@@ -23,6 +23,7 @@ from covey.client._events import (
     SafetyWarning,
     SendFailed,
 )
+from covey.client._media import media_type
 from covey.client._store import StoreError, WrongPassphrase
 from covey.client._transport import Offline, ServerError
 from covey.protocol.ids import MessageKey
@@ -51,4 +52,5 @@ __all__ = [
     "ServerError",
     "StoreError",
     "WrongPassphrase",
+    "media_type",
 ]

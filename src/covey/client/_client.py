@@ -48,6 +48,7 @@ from covey.client._events import (
     PolicyChanged,
     SafetyWarning,
 )
+from covey.client._media import media_type
 from covey.client._policy import KnownPolicy, check_on_device_rules
 from covey.client._reporting import build_report
 from covey.client._store import Store
@@ -318,8 +319,10 @@ class Client:
         return await self._send(to, text=text)
 
     async def send_attachment(self, to: str, data: bytes, *, name: str = "",
-                              mime: str = "application/octet-stream", text: str = "") -> str:
-        """Encrypt `data` under a fresh key, upload the blob, and send its franked ref."""
+                              mime: str | None = None, text: str = "") -> str:
+        """Encrypt `data` under a fresh key, upload the blob, and send its franked ref;
+        `mime` defaults to the type its first bytes or `name` show."""
+        mime = mime or media_type(data, name)
         blob, key, digest = encrypt_attachment(data)
         uploaded = await self._api.upload_blob(blob)
         if uploaded.sha256 != digest:
