@@ -304,6 +304,15 @@ CATALOG: Mapping[str, TableVisibility] = {
             "detector": meta("which detector fired, not what it read"),
             "code": meta("the detector's signal code, never the text"),
             "severity": meta(), "created_ms": meta(), "acknowledged_ms": meta()}),
+    "scan_jobs": TableVisibility(
+        "the detection queue: which safeguarded messages still await a scan or a report "
+        "(the content stays in the sealed safety copy)", Retention(
+            "until scanned and every report filed"), {
+            "id": meta(), "conversation_id": meta(), "sender_user": meta(),
+            "sender_device": meta(), "message_id": meta(), "created_ms": meta(),
+            "next_attempt_ms": meta(), "attempts": meta(), "alerted": meta(),
+            "last_error": meta("why the last attempt failed (no content)")},
+        modes=SAFEGUARDED_ONLY),
     # --- known-image hash banks (schema_banks.py) ----------------------------------------
     "hash_bank_state": TableVisibility("the banks' change counter", _KEPT, {
         "id": meta(), "version": meta()}),
