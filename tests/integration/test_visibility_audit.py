@@ -98,7 +98,9 @@ async def test_audit_measures_what_the_server_can_read(safety_mode: str, people:
     kit, kay = await people.child("kit"), await people.child("kay")
     una = await people.unverified("una")
     adults = await _talk(ann, bob, ADULT_LINES)
-    children = await _talk(kit, kay, CHILD_LINES)          # two under-16s
+    # Two under-16s: only accepted contacts message a child, another child too.
+    await kay.accept_contact(await kit.request_contact(kay.user_id))
+    children = await _talk(kit, kay, CHILD_LINES)
     children += await _talk(una, ann, UNVERIFIED_LINES)    # unverified with a 16+
     before = await asyncio.to_thread(covey_server.counts)
 
