@@ -65,7 +65,7 @@ async def start_reporting(app: FastAPI, settings: Settings, services: Services) 
     store = ReportRepository(services.repo)
     reports = ReportService(settings, store, services.blobs,
                             load_or_create_server_key(settings.resolved_server_key_file()),
-                            services.age.band_of)
+                            services.age.verified_band)
     moderation = ModerationService(settings, store, reports,
                                    detection_backlog=services.scans.backlog)
     reports.events = services.events

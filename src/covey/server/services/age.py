@@ -317,6 +317,12 @@ class AgeService:
             return AgeBand.UNDER_16
         return AgeBand(found.status.band)
 
+    async def verified_band(self, user_id: str) -> AgeBand:
+        """The band the account holds a valid proof for now (unexpired, from an issuer
+        still trusted), else unverified: what a report may claim about its reporter. The
+        contact rules ask `band_of`, which keeps a lapsed child protected."""
+        return AgeBand((await self._status(user_id)).status.band)
+
     async def status(self, user_id: str) -> AgeStatus:
         return (await self._status(user_id)).status
 

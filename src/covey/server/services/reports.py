@@ -154,8 +154,8 @@ class ReportReceipt:
     verification: ReportVerification
 
 
-# The age service's answer for an account (`AgeService.band_of`): honours expiry and
-# whether the issuer is still trusted.
+# The age service's answer for an account (`AgeService.verified_band`): honours expiry
+# and whether the issuer is still trusted.
 BandLookup = Callable[[str], Awaitable[str]]
 
 
