@@ -7,6 +7,7 @@ conversation that stops being safeguarded when everyone is 16+."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -245,9 +246,20 @@ async def test_a_phrase_hit_raises_a_verified_moderator_report(
     rows = await wait_for(reported)
     assert rows == [("covey-safety", "ada", "grooming_or_enticement", 1, 1)]
     # Every read is logged: the relay's check on arrival and the detectors' scan, per copy.
-    reads = await _rows(covey_server, "SELECT reader, count(DISTINCT copy_id) FROM "
-                        "safety_copy_reads GROUP BY reader ORDER BY reader")
-    assert [tuple(r) for r in reads] == [("detectors", 2), ("relay", 2)]
+    # The scan queue logs a batch's reads once its scans (and their reports) are done.
+    async def reads() -> list[tuple[Any, ...]]:
+        found = await _rows(covey_server, "SELECT reader, count(DISTINCT copy_id) FROM "
+                            "safety_copy_reads GROUP BY reader ORDER BY reader")
+        return [tuple(r) for r in found]
+
+    expected = [("detectors", 2), ("relay", 2)]
+
+    async def all_logged() -> bool:
+        return await reads() == expected
+
+    with contextlib.suppress(TimeoutError):
+        await wait_for(all_logged)
+    assert await reads() == expected
 
 
 async def test_a_phrase_in_an_attachment_caption_is_reported_with_its_blob(
