@@ -44,7 +44,9 @@ def test_no_server_errors_and_documented_answers(covey_server):
     tried = 0
     for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            if time.monotonic() - started > TIME_BUDGET_S:
+            # Past the budget only the invalid variants are skipped: every operation
+            # still gets its positive run (the API has grown to ~50 operations).
+            if mode is GenerationMode.NEGATIVE and time.monotonic() - started > TIME_BUDGET_S:
                 break
 
             @settings(max_examples=EXAMPLES_PER_MODE, deadline=None, database=None,
