@@ -14,9 +14,8 @@ import typer
 from covey.cli._images_common import (
     DatabaseOption,
     DataDirOption,
-    err,
     fail,
-    image_files,
+    read_images,
     run_on_banks,
     server_settings,
 )
@@ -62,22 +61,14 @@ def images(
     """Match images against known hashes; a mirrored or rotated copy matches too.
 
     Example: covey detect images --hash-list known.txt ./inbox/ --json"""
-    from covey.errors import CoveyError
     from covey.safety.images import query_hashes
 
     if (hash_list is None) == (bank is None):
         fail("give exactly one of --hash-list FILE or --bank NAME")
     settings = server_settings(database_url, data_dir)
     distance = settings.pdq_match_distance if max_distance is None else max_distance
-    queries: list[tuple[Path, Any]] = []
-    failed = 0
-    for path in image_files(paths):
-        try:
-            queries.append((path, query_hashes(path.read_bytes())))
-        except (OSError, CoveyError) as exc:
-            reason = exc.message if isinstance(exc, CoveyError) else (exc.strerror or str(exc))
-            err.print(f"{path}: {reason}")
-            failed += 1
+    failed: list[Path] = []
+    queries: list[tuple[Path, Any]] = list(read_images(paths, query_hashes, failed))
 
     results: list[dict[str, Any] | None]
     if hash_list is not None:
@@ -103,7 +94,7 @@ def images(
                        else "no match")
             print(f"{path}: {verdict}", flush=True)
     if failed:
-        fail(f"{failed} file(s) could not be hashed")
+        fail(f"{len(failed)} file(s) could not be hashed")
 
 
 def _match_bank(bank: str, queries: list[tuple[Path, Any]], settings: Any,

@@ -67,6 +67,23 @@ def run_on_banks(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
              f"{str(exc).splitlines()[0][:200]}")
 
 
+def read_images(paths: list[Path], hasher: Callable[[bytes], T], failures: list[Path], *,
+                prefix: str = "") -> Iterator[tuple[Path, T]]:
+    """`hasher` applied to each image file of `paths`; a file that cannot be read or
+    decoded is one line on stderr (`prefix` + path and reason) and goes to `failures`."""
+    from covey.errors import CoveyError
+
+    for path in image_files(paths):
+        try:
+            hashed = hasher(path.read_bytes())
+        except (OSError, CoveyError) as exc:
+            reason = exc.message if isinstance(exc, CoveyError) else (exc.strerror or str(exc))
+            err.print(f"{prefix}{path}: {reason}")
+            failures.append(path)
+            continue
+        yield path, hashed
+
+
 def image_files(paths: list[Path]) -> Iterator[Path]:
     """Each file named, and the files under each directory named, in sorted order."""
     for path in paths:

@@ -23,7 +23,7 @@ from covey.cli._images_common import (
     DataDirOption,
     err,
     fail,
-    image_files,
+    read_images,
     run_on_banks,
     server_settings,
 )
@@ -180,19 +180,13 @@ def add_image(
     PDQ quality under 50 are refused: they cannot be matched reliably.
 
     Example: covey bank add-image known ./images/"""
-    from covey.errors import CoveyError
     from covey.safety.images import hash_image
     from covey.server.storage.banks import NewEntry
 
-    entries, refused = [], 0
-    for path in image_files(images):
-        try:
-            hashed = hash_image(path.read_bytes())
-        except (OSError, CoveyError) as exc:
-            reason = exc.message if isinstance(exc, CoveyError) else (exc.strerror or str(exc))
-            err.print(f"skipped {path}: {reason}")
-            refused += 1
-            continue
+    entries: list[NewEntry] = []
+    unreadable: list[Path] = []
+    refused = 0
+    for path, hashed in read_images(images, hash_image, unreadable, prefix="skipped "):
         if not hashed.usable:
             err.print(f"skipped {path}: PDQ quality {hashed.quality} is under 50")
             refused += 1
@@ -204,5 +198,5 @@ def add_image(
 
     added = run_on_banks(server_settings(database_url, data_dir), work)
     out.print(f"added {added} image hashes to {name}")
-    if refused:
-        fail(f"{refused} image(s) not added")
+    if refused or unreadable:
+        fail(f"{refused + len(unreadable)} image(s) not added")

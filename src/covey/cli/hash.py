@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from covey.cli import app
-from covey.cli._images_common import err, fail, image_files
+from covey.cli._images_common import fail, read_images
 
 hash_app = typer.Typer(name="hash", no_args_is_help=True,
                        help="Perceptual hashes of files.\n\nExample: covey hash images a.jpg")
@@ -25,22 +25,14 @@ def images(
     """Print each image's PDQ hash and quality (0-100; under 50 is not matched on).
 
     Example: covey hash images photo.jpg ./more/ --json"""
-    from covey.errors import CoveyError
     from covey.safety.images import hash_image
 
-    failed = 0
-    for path in image_files(paths):
-        try:
-            hashed = hash_image(path.read_bytes())
-        except (OSError, CoveyError) as exc:
-            reason = exc.message if isinstance(exc, CoveyError) else (exc.strerror or str(exc))
-            err.print(f"{path}: {reason}")
-            failed += 1
-            continue
+    failed: list[Path] = []
+    for path, hashed in read_images(paths, hash_image, failed):
         if as_json:
             print(json.dumps({"path": str(path), "pdq": hashed.pdq.hex,
                               "quality": hashed.quality}), flush=True)
         else:
             print(f"{hashed.pdq.hex} {hashed.quality:3d} {path}", flush=True)
     if failed:
-        fail(f"{failed} file(s) could not be hashed")
+        fail(f"{len(failed)} file(s) could not be hashed")
