@@ -12,7 +12,7 @@ import hmac
 import re
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -118,7 +118,7 @@ def attestation_key_path(settings: Settings) -> Path:
 class ConsoleSession:
     username: str
     role: Role
-    csrf_token: str
+    csrf_token: str = field(repr=False)
 
     @property
     def actor(self) -> str:
