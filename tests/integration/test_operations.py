@@ -82,6 +82,13 @@ def _online_backup(source: Path, target: Path) -> None:
         live.close()
 
 
+def _restore(backup: Path, database: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{database}{suffix}").unlink(missing_ok=True)
+    shutil.copyfile(backup, database)
+    database.chmod(0o600)
+
+
 @pytest.mark.parametrize("covey_server", ["sqlite"], indirect=True)
 async def test_a_live_sqlite_backup_restores_the_queued_messages(covey_server: Any,
                                                                   tmp_path: Path) -> None:
@@ -107,11 +114,7 @@ async def test_a_live_sqlite_backup_restores_the_queued_messages(covey_server: A
     # Restore: stop the server, put the copy in place of the database (and its WAL),
     # start it again on the same data directory (its keys are not in the database).
     await asyncio.to_thread(covey_server.stop)
-    database = _sqlite_path(covey_server)
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{database}{suffix}").unlink(missing_ok=True)
-    shutil.copyfile(backup, database)
-    database.chmod(0o600)
+    await asyncio.to_thread(_restore, backup, _sqlite_path(covey_server))
     await asyncio.to_thread(covey_server.start)
 
     bob = await Client.open(tmp_path / "bob.db", PASSPHRASE)
