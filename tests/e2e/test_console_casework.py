@@ -97,7 +97,8 @@ async def _shots(page: Any, name: str) -> None:
     await page.set_viewport_size({"width": 1280, "height": 900})
 
 
-@pytest.mark.parametrize("covey_server", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("covey_server", [
+    "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
 async def test_moderator_casework_and_the_public_transparency_page(
         trust_band_issuer: None, covey_server: Any, people: People) -> None:
     from playwright.async_api import async_playwright, expect

@@ -41,6 +41,7 @@ FLAGGED = "Extra training just for you on Sunday. It's our secret, don't tell yo
 AUDIT_MESSAGES = 10
 # Sent while the recipient's device is offline: their ciphertext waits on the server.
 AUDIT_QUEUED = 4
+START_TIMEOUT_S = 120.0
 
 
 def _phrases() -> list[str]:
@@ -236,7 +237,8 @@ async def _audit_server(cast: _Cast, mode: str, wallets: dict[str, bytes]) -> Vi
                            env={"COVEY_SAFETY_MODE": mode,
                                 "COVEY_TRUST_REGISTRY": str(_issuer(cast).registry),
                                 "COVEY_TRUST_REGISTRY_KEY": _issuer(cast).operator_public_key})
-    await asyncio.to_thread(server.start)
+    # Three relays start at once: on a busy machine that takes longer than one.
+    await asyncio.to_thread(server.start, None, START_TIMEOUT_S)
     clients: dict[str, Client] = {}
     try:
         for name, wallet in wallets.items():

@@ -24,7 +24,7 @@ from covey.cli import app
 from covey.cli._demo_age import IssuerService, scene_age
 from covey.cli._demo_common import WAIT_S, Glossary, demo_console, received, server_rows
 from covey.cli._demo_reports import scene_reports
-from covey.cli._demo_safety import scene_safety
+from covey.cli._demo_safety import START_TIMEOUT_S, scene_safety
 from covey.client import Client, RoomKeyReceived
 from covey.errors import CoveyError
 from covey.server.process import ServerProcess
@@ -241,7 +241,7 @@ async def _run_demo(root: Path, console: Console) -> None:
                                 # the console on plain http://127.0.0.1
                                 "COVEY_CONSOLE_ALLOW_HTTP": "true"})
     with console.status("Starting a real covey server on a temporary SQLite database…"):
-        await asyncio.to_thread(server.start)
+        await asyncio.to_thread(server.start, None, START_TIMEOUT_S)
     console.print(Panel(f"covey server running at [bold]{server.url}[/]\n"
                         f"database: {root / 'server' / 'covey.db'}\n"
                         "Scenes 1 to 4 show the messaging core with the operator's "

@@ -391,17 +391,10 @@ async def transparency_json(request: Request) -> Response:
 async def public_transparency(request: Request) -> Response:
     """The public transparency report: aggregates of completed months, no login, and every
     count under `transparency_min_count` shown as "fewer than N"."""
-    casework = _casework(request)
-    months = await casework.public_months()
-    first, last = _range(request)
-    first, last = first or (months[-1] if months else ""), last or (months[0] if months
-                                                                    else "")
-    counts = None
-    if months:
-        try:
-            counts = await casework.public_transparency(first, last)
-        except CoveyError as exc:
-            return _refused(request, None, exc.status, exc.message)
+    try:
+        months, first, last, counts = await _public_counts(request)
+    except CoveyError as exc:
+        return _refused(request, None, exc.status, exc.message)
     threshold = request.app.state.settings.transparency_min_count
     return _page(request, "transparency.html", session=None, counts=counts,
                  charts=_chart(counts, threshold) if counts else {}, start=first, end=last,
@@ -411,13 +404,8 @@ async def public_transparency(request: Request) -> Response:
 
 @router.get("/public/transparency.json")
 async def public_transparency_json(request: Request) -> Response:
-    casework = _casework(request)
-    months = await casework.public_months()
-    first, last = _range(request)
-    first, last = first or (months[-1] if months else ""), last or (months[0] if months
-                                                                    else "")
     try:
-        counts = await casework.public_transparency(first, last) if months else None
+        _, first, last, counts = await _public_counts(request)
     except CoveyError as exc:
         return Response(json.dumps({"error": exc.code, "message": exc.message}),
                         status_code=exc.status, media_type="application/json")
@@ -426,6 +414,19 @@ async def public_transparency_json(request: Request) -> Response:
             "note": "null means fewer than suppressed_below (hidden so that small counts "
                     "cannot single anyone out)", "counts": counts}
     return Response(json.dumps(body, indent=2), media_type="application/json")
+
+
+async def _public_counts(request: Request,
+                         ) -> tuple[list[str], str, str, dict[str, Any] | None]:
+    """The published months, the range asked for (default: all of them) and its counts
+    (None while no month is complete)."""
+    casework = _casework(request)
+    months = await casework.public_months()
+    first, last = _range(request)
+    if not months:
+        return months, first, last, None
+    first, last = first or months[-1], last or months[0]
+    return months, first, last, await casework.public_transparency(first, last)
 
 
 def _range(request: Request) -> tuple[str, str]:
