@@ -92,7 +92,7 @@ class Settings(BaseSettings):
         default=2, description="concurrent argon2 password checks (64 MiB each)")
     transparency_min_count: int = Field(
         default=10, ge=1, description="the public transparency page shows counts below "
-        "this as 'fewer than N', so a small count cannot single out a child")
+        "this as 'hidden', so a small count cannot single out a child")
     esp_contact_name: str = "Covey Trust and Safety"
     esp_contact_email: str = "safety@covey.invalid"
     # Age assurance (docs/age-assurance.md, docs/operations.md).

@@ -57,7 +57,7 @@ def month_range_ms(first: str, last: str) -> tuple[int, int]:
 
 def suppress_small_counts(counts: dict[str, Any], threshold: int) -> dict[str, Any]:
     """The public form of `transparency_counts`: every count from 1 to `threshold` - 1 is
-    replaced by None ("fewer than threshold"), so a small count cannot point at the few
+    replaced by None (shown as "hidden"), so a small count cannot point at the few
     children behind it. Within a dimension whose cells add up to the shown total, one
     hidden cell could be worked out by subtraction, so the next smallest cell is hidden
     too; the verified count is hidden when the unverified rest is small."""

@@ -31,7 +31,7 @@ def dimension_svg(counts: Mapping[str, Any], dimension: str, *,
 def _svg(counts: Mapping[str, Any], dimensions: list[str], suppressed_below: int | None,
          *, width_in: float, titles: bool) -> str:
     """A count hidden on the public page (None) is drawn as an empty bar labelled
-    "fewer than N"."""
+    "hidden"."""
     from covey.web.labels import dimension_label
 
     plt = _pyplot()
@@ -48,8 +48,7 @@ def _svg(counts: Mapping[str, Any], dimensions: list[str], suppressed_below: int
             values = [v or 0 for v in data.values()] or [0]
             bars = axis.barh(labels, values, color="#3d6b8f", height=0.6)
             for bar, value in zip(bars, data.values(), strict=False):
-                text = (f"fewer than {suppressed_below}" if value is None
-                        else str(value))
+                text = "hidden" if value is None else str(value)
                 axis.annotate(text, (bar.get_width(), bar.get_y() + bar.get_height() / 2),
                               xytext=(4, 0), textcoords="offset points", va="center",
                               fontsize=11, color="#1d2530")

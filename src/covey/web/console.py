@@ -390,7 +390,7 @@ async def transparency_json(request: Request) -> Response:
 @router.get("/public/transparency", response_class=HTMLResponse)
 async def public_transparency(request: Request) -> Response:
     """The public transparency report: aggregates of completed months, no login, and every
-    count under `transparency_min_count` shown as "fewer than N"."""
+    count under `transparency_min_count` hidden (see `suppress_small_counts`)."""
     try:
         months, first, last, counts = await _public_counts(request)
     except CoveyError as exc:
@@ -411,8 +411,8 @@ async def public_transparency_json(request: Request) -> Response:
                         status_code=exc.status, media_type="application/json")
     body = {"from": first or None, "to": last or None,
             "suppressed_below": request.app.state.settings.transparency_min_count,
-            "note": "null means fewer than suppressed_below (hidden so that small counts "
-                    "cannot single anyone out)", "counts": counts}
+            "note": "null means hidden: fewer than suppressed_below, or hidden because a "
+                    "small count could be worked out from it and the total", "counts": counts}
     return Response(json.dumps(body, indent=2), media_type="application/json")
 
 
