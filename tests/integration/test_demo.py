@@ -28,10 +28,10 @@ def _demo(tmp_path: Path, columns: int, *, to_file: bool) -> str:
         out_file = tmp_path / "demo.txt"
         with out_file.open("w", encoding="utf-8") as sink:
             result = subprocess.run(command, stdout=sink, stderr=subprocess.PIPE, text=True,
-                                    timeout=300, env=env, cwd=tmp_path)
+                                    timeout=560, env=env, cwd=tmp_path)
         out = out_file.read_text(encoding="utf-8") + result.stderr
     else:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=300,
+        result = subprocess.run(command, capture_output=True, text=True, timeout=560,
                                 env=env, cwd=tmp_path)
         out = result.stdout + result.stderr
     assert result.returncode == 0, out
@@ -57,6 +57,7 @@ def _check_layout(out: str, columns: int) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # under load the demo's four servers start slowly
 def test_demo_fits_an_80_column_terminal(tmp_path: Path) -> None:
     out = _demo(tmp_path, 80, to_file=False)
     _check_layout(out, 80)
@@ -65,6 +66,7 @@ def test_demo_fits_an_80_column_terminal(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_demo_runs_end_to_end_into_a_file_at_120_columns(tmp_path: Path) -> None:
     out = _demo(tmp_path, 120, to_file=True)
     _check_layout(out, 120)
