@@ -118,7 +118,11 @@ async def test_moderator_casework_and_the_public_transparency_page(
         try:
             # The public page first, with no session at all.
             public = await browser.new_page(viewport={"width": 1280, "height": 900})
-            await public.goto(f"{url}/console/public/transparency")
+            shown = await public.goto(f"{url}/console/public/transparency")
+            assert shown is not None and shown.status == 200
+            headers = await shown.all_headers()
+            assert "frame-ancestors 'none'" in headers["content-security-policy"]
+            assert "set-cookie" not in headers  # no session, not even a login token
             await expect(public.locator("h1")).to_have_text("Transparency report")
             await expect(public.locator("#totals")).to_contain_text("26 reports")
             spam = public.locator("#by_category tr", has_text="Spam")
