@@ -42,6 +42,7 @@ from covey.client._events import (
     ContactRequestReceived,
     DeviceListChanged,
     Event,
+    GroupChanged,
     GroupMembersWithheld,
     GuardianAlert,
     IncomingMessage,
@@ -134,6 +135,24 @@ def _remove_store(store_path: str | os.PathLike[str]) -> None:
     for suffix in ("", "-wal", "-shm"):
         with contextlib.suppress(FileNotFoundError):
             Path(f"{os.fspath(store_path)}{suffix}").unlink()
+
+
+def group_change(before: GroupInfo | None, after: GroupInfo,
+                 me: str) -> GroupChanged | None:
+    """What a group update means to this account, or None when nothing it shows changed.
+    A group first seen where this account is a plain member is one it was added to (its
+    creator is its admin, and learns of it from its own create call)."""
+    members = {m.user_id: m.role for m in after.members}
+    if before is None:
+        if members.get(me) == "member":
+            return GroupChanged(after.group_id, after.name, joined=True)
+        return None
+    was = {m.user_id for m in before.members}
+    added = tuple(sorted(set(members) - was))
+    removed = tuple(sorted(was - set(members)))
+    if not added and not removed:
+        return None
+    return GroupChanged(after.group_id, after.name, added, removed)
 
 
 class Client:
@@ -794,11 +813,19 @@ class Client:
         elif isinstance(frame, KeysLowFrame):
             await self._replenish_keys(frame.one_time_key_count)
         elif isinstance(frame, GroupChangedFrame):
+            before = self._core.group(frame.group_id)
             try:
-                self._update_group(await self._api.group(frame.group_id))
+                info = await self._api.group(frame.group_id)
             except ServerError as exc:
                 if exc.status in (403, 404):
                     self._core.forget_group(frame.group_id)
+                    if before is not None:
+                        self._emit(GroupChanged(frame.group_id, before.name, left=True))
+                return
+            self._update_group(info)
+            changed = group_change(before, info, self.user_id)
+            if changed is not None:
+                self._emit(changed)
         elif isinstance(frame, AgeProofNeededFrame):
             if self._age_task is None or self._age_task.done():
                 self._age_task = asyncio.create_task(self._age.answer_server())

@@ -251,6 +251,20 @@ class GroupMembersWithheld:
                    "other in this group")
 
 
+@dataclass(frozen=True)
+class GroupChanged:
+    """A group this account is in changed. `joined`: this account was added to it (say
+    "you were added to NAME"); `left`: it is no longer a member (removed, or it left);
+    otherwise `added` and `removed` list the members who came and went."""
+
+    group_id: str
+    name: str
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    joined: bool = False
+    left: bool = False
+
+
 Event = (IncomingMessage | MessageDropped | RoomKeyReceived | MessageSent | SendFailed
          | GuardianAlert | PolicyChanged | SafetyWarning | ContactRequestReceived
-         | GroupMembersWithheld | DeviceListChanged)
+         | GroupMembersWithheld | DeviceListChanged | GroupChanged)
