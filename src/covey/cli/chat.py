@@ -32,9 +32,11 @@ from covey.client import (
     GroupChanged,
     GroupMembersWithheld,
     GuardianAlert,
+    GuardianLinkProposed,
     IncomingMessage,
     MessageDropped,
     MessageSent,
+    ModeratorWarning,
     Offline,
     PolicyChanged,
     SafetyWarning,
@@ -57,6 +59,7 @@ _HELP = """commands (quote names with spaces: /group "Book club" bob carol):
   /add USER [USER..]         add people to this group (admins)
   /remove USER [USER..]      remove people from this group (admins)
   /leave [GROUP]             leave this group (or GROUP)
+  /accept ID, /decline ID    answer a contact request (cr_…) or guardian link (gl_…)
   /attach PATH               send a file as an encrypted attachment
   /save N [PATH]             save message #N's attachment (to PATH, a file or a folder)
   /report N CATEGORY [TEXT]  report message #N to the moderators (the sender is not told)
@@ -280,9 +283,9 @@ class _Chat:
             about = f" ({escape(text[:40])})" if text else ""
             return f"[red]not delivered{about}: {escape(event.detail)}[/]"
         if isinstance(event, MessageSent):
-            text = self.unsent.pop(event.message_id, None)
-            if text is None:
+            if event.message_id not in self.unsent:
                 return None
+            text = self.unsent.pop(event.message_id)
             return (f"[green]✓ sent[/] [dim]{_time(event.server_ts_ms)}[/]: "
                     f"{escape(text[:60]) or 'a message queued earlier'}")
         if isinstance(event, DeviceListChanged):
@@ -295,7 +298,17 @@ class _Chat:
         if isinstance(event, ContactRequestReceived):
             band = f" ({escape(event.band_words)})" if event.band_words else ""
             return (f"[yellow]{escape(event.requester)}{band} asks to be your contact: "
-                    f"covey contacts accept {escape(event.request_id)} (or decline)[/]")
+                    f"/accept {escape(event.request_id)} or /decline "
+                    f"{escape(event.request_id)}[/]")
+        if isinstance(event, ModeratorWarning):
+            return f"[bold red]⚠ moderator warning: {escape(event.text)}[/]"
+        if isinstance(event, GuardianLinkProposed):
+            if event.proposed_by == event.guardian:
+                what = f"{event.guardian} offers to be your guardian"
+            else:
+                what = f"{event.child} asks you to be their guardian"
+            return (f"[yellow]{escape(what)}: /accept {escape(event.link_id)} or /decline "
+                    f"{escape(event.link_id)}[/]")
         if isinstance(event, GuardianAlert):
             return f"[yellow]{escape(guardian_alert_line(event, self.client.user_id))}[/]"
         return None
@@ -365,6 +378,8 @@ class _Chat:
             self.say(f"[green]you left {escape(label)}[/]")
             if group == self.to:
                 self.say("[dim]/to someone to keep talking[/]")
+        elif name in ("/accept", "/decline") and rest:
+            await self._answer(rest, accept=name == "/accept")
         elif name == "/attach" and rest:
             name, data = await asyncio.to_thread(_read_file, rest)
             mime = media_type(data, name)
@@ -380,6 +395,28 @@ class _Chat:
             self.say(f"link token (single use): [bold]{escape(token)}[/]")
         else:
             self.say(f"[yellow]unknown command; {escape(_HELP)}[/]")
+
+    async def _answer(self, request_id: str, *, accept: bool) -> None:
+        """`/accept ID`, `/decline ID`: a contact request (cr_…) or a guardian link
+        proposal (gl_…), as the notice that showed it named it."""
+        if request_id.startswith("cr_"):
+            if accept:
+                answered = await self.client.accept_contact(request_id)
+                self.say(f"[green]{escape(answered.requester)} is now your contact[/]")
+            else:
+                await self.client.decline_contact(request_id)
+                self.say(f"declined {escape(request_id)} (they are not told)")
+        elif request_id.startswith("gl_"):
+            if accept:
+                link = await self.client.accept_guardian_link(request_id)
+                self.say(f"[green]linked[/]: {escape(link.guardian)} is now a guardian of "
+                         f"{escape(link.child)}")
+            else:
+                await self.client.remove_guardian_link(request_id)
+                self.say(f"declined {escape(request_id)}")
+        else:
+            raise _Usage("give the id a notice showed: cr_… (a contact request) or gl_… "
+                         "(a guardian link)")
 
     async def _groups(self) -> None:
         groups = await self.client.groups()

@@ -45,7 +45,9 @@ from covey.client._events import (
     GroupChanged,
     GroupMembersWithheld,
     GuardianAlert,
+    GuardianLinkProposed,
     IncomingMessage,
+    ModeratorWarning,
     PolicyChanged,
     SafetyWarning,
 )
@@ -79,10 +81,12 @@ from covey.protocol.wire import (
     GroupInfo,
     GuardianAlertFrame,
     GuardianLink,
+    GuardianLinkFrame,
     GuardianRemoval,
     InviteResponse,
     KeysLowFrame,
     MeResponse,
+    ModeratorWarningFrame,
     TokenResponse,
     UserLookup,
 )
@@ -109,6 +113,7 @@ _REBUILD_CODES = frozenset({"device_list_mismatch", "stale_group_epoch", "recipi
                             "safety_copy_missing", "safety_copy_not_expected"})
 _EVENT_QUEUE = 1000
 _FLUSH_RETRY_S = 2.0
+_WARNINGS_SHOWN = "moderator_warnings_shown"  # store kind: warnings already shown here
 
 
 def _tails_dir(store_path: str | os.PathLike[str]) -> Path:
@@ -771,8 +776,20 @@ class Client:
                                          message.sender_user, signal.code,
                                          signal.severity.name.lower()))
 
+    def _warned(self, warning_id: int, category: str | None, at_ms: int) -> None:
+        """Show a moderator warning once per device (the store remembers it)."""
+        key = str(warning_id)
+        if self._core.store.has(_WARNINGS_SHOWN, key):
+            return
+        self._core.store.put(_WARNINGS_SHOWN, key, {"at_ms": at_ms})
+        self._emit(ModeratorWarning(warning_id, category, at_ms))
+
     async def _after_login(self, token: TokenResponse) -> None:
         await self._replenish_keys(token.one_time_key_count)
+        # Warnings given while this device was offline (oldest first).
+        with contextlib.suppress(ServerError):
+            for warning in reversed((await self._api.moderator_warnings()).warnings):
+                self._warned(warning.warning_id, warning.category, warning.created_at_ms)
         # Blocks and mutes are per account: learn what this user's other devices set.
         self._blocked = set((await self._api.blocks()).users)
         self._muted = set((await self._api.mutes()).users)
@@ -837,6 +854,13 @@ class Client:
         elif isinstance(frame, DeviceListChangedFrame):
             with contextlib.suppress(ServerError):  # e.g. no longer visible to us
                 await self._fetch_device_lists([frame.user_id])
+        elif isinstance(frame, GuardianLinkFrame):
+            link = frame.link
+            self._emit(GuardianLinkProposed(link.link_id, link.child, link.guardian,
+                                            link.proposed_by))
+        elif isinstance(frame, ModeratorWarningFrame):
+            self._warned(frame.warning.warning_id, frame.warning.category,
+                         frame.warning.created_at_ms)
         elif isinstance(frame, ErrorFrame):
             log.warning("server error frame: %s", frame.error.code)
 

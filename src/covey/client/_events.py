@@ -265,6 +265,37 @@ class GroupChanged:
     left: bool = False
 
 
+@dataclass(frozen=True)
+class GuardianLinkProposed:
+    """Someone proposes a guardian link with this account: `proposed_by` offers to be
+    the guardian of `child`, or (a child) asks `guardian` to be theirs. Accept or
+    decline it (`Client.accept_guardian_link`, `remove_guardian_link`)."""
+
+    link_id: str
+    child: str
+    guardian: str
+    proposed_by: str
+
+
+@dataclass(frozen=True)
+class ModeratorWarning:
+    """A moderator reviewed a report about a message this account sent and warned it.
+    Only the report's category and the time: never who reported, or which message.
+    Arrives live, or at the next connection for a device that was offline."""
+
+    warning_id: int
+    category: str | None
+    created_at_ms: int
+
+    @property
+    def text(self) -> str:
+        about = f" ({self.category.replace('_', ' ')})" if self.category else ""
+        return (f"A moderator reviewed a report about a message you sent{about} and warned "
+                "you: it breaks the rules of this service. More reports can get your "
+                "account suspended.")
+
+
 Event = (IncomingMessage | MessageDropped | RoomKeyReceived | MessageSent | SendFailed
          | GuardianAlert | PolicyChanged | SafetyWarning | ContactRequestReceived
-         | GroupMembersWithheld | DeviceListChanged | GroupChanged)
+         | GroupMembersWithheld | DeviceListChanged | GroupChanged
+         | GuardianLinkProposed | ModeratorWarning)
