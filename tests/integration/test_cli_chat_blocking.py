@@ -24,7 +24,11 @@ async def test_blocked_sender_sees_sent_and_the_blocker_gets_nothing(
     try:
         chat = await start("chat", "--server", covey_server.url, "--store", store,
                            "--register", "alice", "--to", "bob")
-        await read_until(chat, "/help for commands")
+        # The banner says why the conversation is safeguarded and how to verify.
+        banner = await read_until(chat, "covey age prove")
+        assert "safeguarded: the safety service can read this conversation because" in banner
+        assert f"you have not verified your age: covey age request --issuer URL " \
+               f"--evidence ... --store {store}" in banner
         await type_line(chat, "before the block")
         before = await read_until(chat, "✓ sent")
         first = await bob.next_message(30)

@@ -124,8 +124,10 @@ def device_change_line(event: DeviceListChanged, me: str) -> str:
 
 
 class _Chat:
-    def __init__(self, client: Client, to: str, console: Console) -> None:
+    def __init__(self, client: Client, to: str, console: Console,
+                 store: Path | None = None) -> None:
         self.client = client
+        self.store = "STORE" if store is None else str(store)
         self.to = to
         self.console = console
         self.shown: list[IncomingMessage] = []  # message #N is shown[N - 1]
@@ -250,8 +252,9 @@ class _Chat:
             mine = ("you have not verified your age: " if band == "unverified" else
                     "if everyone here is 16 or over, each can verify: ")
             self.say(f"[dim]  {mine}covey age request --issuer URL --evidence ... --store "
-                     "THIS_STORE, then covey age prove (covey age --help); it is end-to-end "
-                     "encrypted once every participant has proven 16 or over[/]")
+                     f"{escape(_quoted(self.store))}, then covey age prove (covey age --help); "
+                     "it is end-to-end encrypted once every participant has proven 16 or "
+                     "over[/]")
 
     # --- background ----------------------------------------------------------------
 
@@ -609,7 +612,7 @@ async def _run_chat(server: str | None, store: Path, register: str | None,
     else:
         client = await Client.open(store, passphrase)
     async with client:
-        chat = _Chat(client, to, console)
+        chat = _Chat(client, to, console, store)
         known = {g.group_id for g in client.core.groups()}
         try:
             chat.to = await chat.resolve(to)
