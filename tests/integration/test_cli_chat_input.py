@@ -106,3 +106,24 @@ async def test_terminal_prompt_keeps_the_typed_line(covey_server: Any, tmp_path:
             process.kill()
         os.close(main)
         await bob.close()
+
+
+@pytest.mark.shared_server
+async def test_a_line_over_64_kib_gets_one_line_and_the_chat_goes_on(
+        covey_server: Any, tmp_path: Path) -> None:
+    bob = await Client.register(covey_server.url, f"bob{os.getpid()}", tmp_path / "b.db", "pw")
+    try:
+        chat = await start("chat", "--server", covey_server.url, "--store",
+                           str(tmp_path / "a.db"), "--register", f"alice{os.getpid()}",
+                           "--to", bob.user_id)
+        await read_until(chat, "/help for commands")
+        await type_line(chat, "x" * (70 * 1024))
+        await type_line(chat, "still here")
+        seen = await read_until(chat, "still here ✓ sent")
+        assert "Traceback" not in seen
+        refusals = [line for line in seen.splitlines() if "64 KiB" in line]
+        assert len(refusals) == 1, seen
+        assert (await bob.next_message(30)).text == "still here"
+        await quit_chat(chat)
+    finally:
+        await bob.close()

@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
 from covey.cli import app
+from covey.cli._device import exit_code, refuse_missing_store
 from covey.cli._device import passphrase as device_passphrase
 from covey.cli._messages import attachment_label
 from covey.client import (
@@ -512,6 +514,9 @@ class _Chat:
             self._echo(message_id, text)
         except (CoveyError, OSError) as exc:
             self.say(f"[red]{escape(refusal_line(exc))}[/]")
+        except ValidationError as exc:  # input the protocol refuses: say so, keep chatting
+            first = exc.errors()[0] if exc.errors() else {"msg": str(exc)}
+            self.say(f"[red]could not send that: {escape(str(first.get('msg')))}[/]")
         return True
 
     async def typing(self) -> None:
@@ -663,10 +668,13 @@ def chat(
     """Chat with a user or group; a banner says how the conversation is protected.
     Passphrase: $COVEY_PASSPHRASE or a prompt."""
     console = Console(highlight=False)
+    if register is None:
+        refuse_missing_store(console, store)
     try:
         asyncio.run(_run_chat(server, store, register, link_token, to, console))
     except CoveyError as exc:
-        console.print(f"[red]error ({escape(exc.code)}): {escape(exc.message)}[/]")
-        raise typer.Exit(1) from exc
+        console.print(f"[red]error ({escape(exc.code)}): {escape(exc.message)}[/]",
+                      soft_wrap=True)
+        raise typer.Exit(exit_code(exc)) from exc
     except KeyboardInterrupt:
         raise typer.Exit(0) from None

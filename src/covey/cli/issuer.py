@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from covey.cli import app
@@ -30,8 +31,10 @@ console = Console()
 
 
 def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]{message}[/]")
-    return typer.Exit(1)
+    """One line, exit 2: every failure here is the operator's input (a directory, a date,
+    a ticket)."""
+    console.print(f"[red]{escape(message)}[/]", soft_wrap=True)
+    return typer.Exit(2)
 
 
 def _open(directory: Path) -> Any:
@@ -109,8 +112,6 @@ def pending(directory: DirOption = _DEFAULT_DIR,
         console.print("no pending requests")
         return
     from datetime import datetime
-
-    from rich.markup import escape
 
     table = Table("ticket", "evidence (check it against your records)", "waiting since",
                   title="Pending credential requests",

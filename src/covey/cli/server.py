@@ -19,6 +19,33 @@ def _default(field: str) -> str:
     return f"{Settings.model_fields[field].default} or COVEY_{field.upper()}"
 
 
+_LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+def _startup_problem(settings: Settings, log_level: str) -> str | None:
+    """What would stop the server right after starting, said in one line first."""
+    import socket
+
+    if not 0 <= settings.port <= 65535:
+        return f"port {settings.port} is out of range: give --port 1-65535 (or COVEY_PORT)"
+    if log_level.lower() not in _LOG_LEVELS:
+        return f"--log-level {log_level!r}: use one of {', '.join(_LOG_LEVELS)}"
+    try:
+        family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((settings.host, settings.port))
+    except OSError as exc:
+        return (f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}; give "
+                "another --port or --host")
+    try:
+        Path(settings.data_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        return (f"cannot use the data directory {settings.data_dir}: {exc.strerror}; give "
+                "--data-dir a folder this user can create or write (or COVEY_DATA_DIR)")
+    return None
+
+
 @app.command("server")
 def server(
     host: Annotated[str | None, typer.Option(
@@ -47,7 +74,8 @@ def server(
     console = Console(highlight=False, stderr=True, soft_wrap=True)
     settings = settings_or_exit(console, host=host, port=port, database_url=database_url,
                                 data_dir=data_dir)
-    problem = asyncio.run(database_problem(settings.database_url))
+    problem = _startup_problem(settings, log_level) or asyncio.run(
+        database_problem(settings.database_url))
     if problem is not None:
         console.print(f"[red]{escape(problem)}[/]")
         raise typer.Exit(2)

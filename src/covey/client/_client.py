@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import os
 import random
+import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -61,8 +62,8 @@ from covey.errors import CryptoError
 from covey.moderation import ReportCategory
 from covey.moderation.wire import ReportReceiptOut, ReportSubmission
 from covey.protocol.attachments import AttachmentStatus, encrypt_attachment, open_attachment
-from covey.protocol.content import AttachmentRef
-from covey.protocol.ids import MessageKey, is_group_id, new_device_id
+from covey.protocol.content import MAX_TEXT_BYTES, AttachmentRef
+from covey.protocol.ids import USER_ID_PATTERN, MessageKey, is_group_id, new_device_id
 from covey.protocol.wire import (
     SERVER_FRAME,
     AckFrame,
@@ -137,7 +138,7 @@ async def _close_api(making: asyncio.Task[Api]) -> None:
 
 def _remove_store(store_path: str | os.PathLike[str]) -> None:
     """Remove a store whose device never registered, so the user can try again."""
-    for suffix in ("", "-wal", "-shm"):
+    for suffix in ("", "-wal", "-shm", ".lock"):
         with contextlib.suppress(FileNotFoundError):
             Path(f"{os.fspath(store_path)}{suffix}").unlink()
 
@@ -220,6 +221,9 @@ class Client:
                           scrypt_n: int | None,
                           connect: bool, wallet: Wallet | bytes | None = None,
                           age_clock: Callable[[], datetime] | None = None) -> Client:
+        if re.fullmatch(USER_ID_PATTERN, handle) is None:
+            raise ClientError(f"invalid handle {handle!r}: use 3-32 of a-z 0-9 _ . - , "
+                              "starting with a letter or digit", code="invalid_handle")
         account = DeviceAccount.create(handle, new_device_id())
         # httpx reads its CA bundle when a client is made (tens of ms): in a thread, while
         # the wallet is read and the store file made.
@@ -594,6 +598,11 @@ class Client:
 
     async def _send(self, to: str, *, text: str = "",
                     attachments: tuple[AttachmentRef, ...] = ()) -> str:
+        size = len(text.encode("utf-8", "surrogatepass"))
+        if size > MAX_TEXT_BYTES:
+            raise ClientError(f"a message holds at most {MAX_TEXT_BYTES // 1024} KiB of text "
+                              f"(this one is {size / 1024:.0f} KiB): split it, or send it as "
+                              "a file", code="text_too_long")
         conversation = self._core.conversation_for(to)
         entry: OutboxEntry | None = None
         for _ in range(8):
