@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
@@ -38,12 +39,27 @@ def _startup_problem(settings: Settings, log_level: str) -> str | None:
     except OSError as exc:
         return (f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}; give "
                 "another --port or --host")
-    try:
-        Path(settings.data_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        return (f"cannot use the data directory {settings.data_dir}: {exc.strerror}; give "
-                "--data-dir a folder this user can create or write (or COVEY_DATA_DIR)")
     return None
+
+
+def _make_data_dir(settings: Settings) -> tuple[list[Path], str | None]:
+    """Create the data directory now (so a bad one is one line, not a failed start):
+    the folders made, to remove again if the server does not start after all."""
+    target = Path(settings.data_dir).absolute()
+    made = [p for p in [target, *target.parents] if not p.exists()]
+    try:
+        target.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        return made, (f"cannot use the data directory {settings.data_dir}: {exc.strerror}; "
+                      "give --data-dir a folder this user can create or write (or "
+                      "COVEY_DATA_DIR)")
+    return made, None
+
+
+def _unmake(made: list[Path]) -> None:
+    for folder in made:  # deepest first
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 @app.command("server")
@@ -74,9 +90,13 @@ def server(
     console = Console(highlight=False, stderr=True, soft_wrap=True)
     settings = settings_or_exit(console, host=host, port=port, database_url=database_url,
                                 data_dir=data_dir)
-    problem = _startup_problem(settings, log_level) or asyncio.run(
-        database_problem(settings.database_url))
+    made: list[Path] = []
+    problem = _startup_problem(settings, log_level)
+    if problem is None:
+        made, problem = _make_data_dir(settings)
+    problem = problem or asyncio.run(database_problem(settings.database_url))
     if problem is not None:
+        _unmake(made)
         console.print(f"[red]{escape(problem)}[/]")
         raise typer.Exit(2)
     base = f"http://{settings.host}:{settings.port}"
