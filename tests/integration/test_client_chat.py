@@ -91,5 +91,5 @@ async def test_chat_wrong_passphrase_is_a_clear_error(covey_server: Any,
     chat = await _chat("--store", str(store), "--to", "bob")
     assert chat.stdout is not None
     output = (await asyncio.wait_for(chat.stdout.read(), 30)).decode()
-    assert await chat.wait() == 1
+    assert await chat.wait() == 2  # bad input: one line, exit 2
     assert "wrong_passphrase" in output

@@ -385,7 +385,8 @@ class Issuer:
                                                       "issued_at": self._clock(),
                                                       "revoked_at": None}
         # The public material goes along: the registry may be newer than the offer.
-        message = {"request_nonce": ticket["request"]["nonce"],
+        # The id goes along too, so the holder's wallet shows the one `approve` printed.
+        message = {"request_nonce": ticket["request"]["nonce"], "credential_id": credential_id,
                    "credential": credential.to_dict(), "issuer": copy.deepcopy(self._public)}
         return credential_id, message, rev_reg_def_id
 

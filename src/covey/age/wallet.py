@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import secrets
 import uuid
 from collections.abc import Callable, Mapping
@@ -33,6 +34,8 @@ from covey.age.tails import tails_path
 from covey.errors import InvalidInput
 
 _FORMAT = 1
+
+_CREDENTIAL_ID = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -216,7 +219,13 @@ class Wallet:
         body = credential.to_dict()
         if BIRTHDATE_ATTRIBUTE not in body.get("values", {}):
             raise InvalidInput(f"the credential carries no {BIRTHDATE_ATTRIBUTE}")
-        held = HeldCredential(uuid.uuid4().hex, issuer.to_entry(), body)
+        # The issuer's id for it (one id for one credential), or a fresh one from an
+        # issuer that sends none.
+        given = message.get("credential_id")
+        credential_id = (given if isinstance(given, str) and _CREDENTIAL_ID.fullmatch(given)
+                         and all(c.credential_id != given for c in self._credentials)
+                         else uuid.uuid4().hex)
+        held = HeldCredential(credential_id, issuer.to_entry(), body)
         del self._pending[request_nonce]
         self._credentials.append(held)
         return held

@@ -61,5 +61,41 @@ def _load_commands(argv: list[str]) -> None:
 
 
 def main() -> None:
+    """Run the command; usage errors and unexpected failures end in one line, never a
+    traceback (exit 2 for bad input; COVEY_DEBUG=1 shows the traceback of a failure)."""
+    import os
+
     _load_commands(sys.argv[1:])
-    app()
+    try:
+        code = app(standalone_mode=False)
+    except KeyboardInterrupt:
+        typer.echo("covey: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        # Click's exceptions by name: typer may carry its own copy of click.
+        kinds = {kind.__name__ for kind in type(exc).__mro__}
+        formatted = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        message = " ".join(str(formatted).split())
+        if "UsageError" in kinds:
+            ctx = getattr(exc, "ctx", None)
+            where = getattr(ctx, "command_path", None) or "covey"
+            typer.echo(f"{where}: {message} (see {where} --help)", err=True)
+            sys.exit(2)
+        if "ClickException" in kinds:
+            typer.echo(f"covey: {message}", err=True)
+            sys.exit(int(getattr(exc, "exit_code", 1)))
+        if "Abort" in kinds:
+            typer.echo("covey: stopped: no input (a passphrase can come from "
+                       "COVEY_PASSPHRASE)", err=True)
+            sys.exit(2)
+        if os.environ.get("COVEY_DEBUG") == "1":
+            raise
+        from covey.errors import CoveyError
+
+        if isinstance(exc, CoveyError):
+            typer.echo(f"covey: {exc.code}: {exc.message}", err=True)
+            sys.exit(2 if 400 <= exc.status < 500 else 1)
+        typer.echo(f"covey: unexpected {type(exc).__name__}: {exc} (a bug: please report "
+                   "it; COVEY_DEBUG=1 shows where)", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

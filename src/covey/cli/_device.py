@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from covey.client import Client
+from covey.client import Client, Offline, StoreError
 from covey.errors import CoveyError
 
 T = TypeVar("T")
@@ -41,6 +41,7 @@ def run_on_store(store: Path, action: Callable[[Client], Awaitable[T]]) -> tuple
     """Open the store without connecting, run `action(client)`, close; on a Covey error
     print its code and message and exit 1. Returns the result and the user id."""
     console = Console(highlight=False)
+    refuse_missing_store(console, store)
     secret = passphrase()
 
     async def run() -> tuple[T, str]:
@@ -51,5 +52,22 @@ def run_on_store(store: Path, action: Callable[[Client], Awaitable[T]]) -> tuple
     try:
         return asyncio.run(run())
     except CoveyError as exc:
-        console.print(f"[red]{escape(exc.code)}: {escape(exc.message)}[/]")
-        raise typer.Exit(1) from exc
+        console.print(f"[red]{escape(exc.code)}: {escape(exc.message)}[/]", soft_wrap=True)
+        raise typer.Exit(exit_code(exc)) from exc
+
+
+def refuse_missing_store(console: Console, store: Path) -> None:
+    """Before asking for a passphrase: a --store that is no file gets one line, exit 2."""
+    if not store.is_file():
+        what = "a folder, not a store file" if store.is_dir() else "no store there"
+        console.print(f"[red]{escape(str(store))}: {what}: covey register --server URL "
+                      f"--store {escape(str(store))} HANDLE makes one[/]", soft_wrap=True)
+        raise typer.Exit(2)
+
+
+def exit_code(exc: CoveyError) -> int:
+    """2 for bad input (a wrong store, passphrase or argument; a 4xx answer), 1 for
+    failures that are not the user's (an unreachable or failing server)."""
+    if isinstance(exc, Offline):
+        return 1
+    return 2 if isinstance(exc, StoreError) or 400 <= exc.status < 500 else 1

@@ -66,9 +66,9 @@ def open_existing_database(console: Console, settings: Settings) -> None:
                        f"server runs, or pass --database-url (or set COVEY_DATABASE_URL)")
     problem = problem or asyncio.run(database_problem(url))
     if problem is not None:
-        console.print(f"[red]{escape(problem)}[/]")
+        console.print(f"[red]{escape(problem)}[/]", markup=True)  # markup even where off
         raise typer.Exit(2)
-    console.print(f"database: {escape(database_label(url))}")
+    console.print(f"database: {escape(database_label(url))}", markup=True)
 
 
 async def database_problem(url: str) -> str | None:

@@ -109,9 +109,14 @@ def remove(user_id: UserArgument, store: StoreOption) -> None:
 
 @contacts_app.command("block")
 def block(user_id: UserArgument, store: StoreOption) -> None:
-    """Block someone: they cannot message you, request you or add you to groups."""
+    """Block someone: nothing they send reaches you, they cannot request you or add you to
+    groups, and they are not told.
+
+    Example: covey contacts block mallory --store me.db
+    """
     run_on_store(store, lambda c: c.block(user_id))
-    _console().print(f"[green]blocked {escape(user_id)}[/] (they are not told)")
+    _console().print(f"[green]blocked {escape(user_id)}[/]: nothing they send reaches you, "
+                     "and they are not told (their messages look sent to them)")
 
 
 @contacts_app.command("unblock")

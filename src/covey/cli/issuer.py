@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from covey.cli import app
@@ -30,8 +31,10 @@ console = Console()
 
 
 def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]{message}[/]")
-    return typer.Exit(1)
+    """One line, exit 2: every failure here is the operator's input (a directory, a date,
+    a ticket)."""
+    console.print(f"[red]{escape(message)}[/]", soft_wrap=True)
+    return typer.Exit(2)
 
 
 def _open(directory: Path) -> Any:
@@ -108,14 +111,46 @@ def pending(directory: DirOption = _DEFAULT_DIR,
     if not tickets:
         console.print("no pending requests")
         return
-    table = Table("ticket", "evidence (check it against your records)", "waiting since",
-                  title="Pending credential requests")
     from datetime import datetime
 
+    table = Table("ticket", "evidence (check it against your records)", "waiting since",
+                  title="Pending credential requests",
+                  caption="approve or reject takes the ticket as shown (a unique prefix); "
+                          "--json gives full ids")
+    table.columns[0].no_wrap = True
+    table.columns[1].overflow = "fold"
+    table.columns[2].no_wrap = True
+    shown = short_ids([t.ticket_id for t in tickets])
     for ticket in tickets:
-        table.add_row(ticket.ticket_id, json.dumps(ticket.evidence),
+        table.add_row(shown[ticket.ticket_id], escape(json.dumps(ticket.evidence)),
                       datetime.fromtimestamp(ticket.submitted_at).strftime("%H:%M:%S"))
     console.print(table)
+
+
+def short_ids(ids: list[str], least: int = 8) -> dict[str, str]:
+    """Each id's shortest prefix (at least `least` characters) no other id starts with."""
+    shown = {}
+    for one in ids:
+        length = least
+        while length < len(one) and any(o != one and o.startswith(one[:length])
+                                         for o in ids):
+            length += 1
+        shown[one] = one[:length]
+    return shown
+
+
+def _ticket(issuer: Any, given: str) -> str:
+    """The pending ticket `given` names: its full id, or a prefix of exactly one."""
+    given = given.strip()
+    ids = [t.ticket_id for t in issuer.pending()]
+    if given in ids or len(given) < 4:
+        return given
+    found = [i for i in ids if i.startswith(given)]
+    if len(found) > 1:
+        console.print(f"[red]{len(found)} pending tickets start with {given}: give more of "
+                      "it (covey issuer pending)[/]")
+        raise typer.Exit(2)
+    return found[0] if found else given
 
 
 @issuer_app.command("approve")
@@ -135,11 +170,13 @@ def approve(
     try:
         issuer = _open(directory)
         issuing = issuer.rev_reg_def_id
+        ticket_id = _ticket(issuer, ticket_id)
         result = issuer.approve(ticket_id, day)
     except CoveyError as exc:
         raise _fail(f"{exc.code}: {exc.message}") from exc
     console.print(f"[green]✓[/] approved {ticket_id}: credential [bold]{result.credential_id}"
-                  f"[/] (keep this id to revoke it; the birth date is not kept)")
+                  f"[/] (the holder's wallet shows the same id; keep it to revoke the "
+                  "credential; the birth date is not kept)", soft_wrap=True)
     if result.rev_reg_def_id not in (None, issuing):
         console.print(f"[yellow]![/] the revocation registry was full: this credential is in "
                       f"a new one, {result.rev_reg_def_id}; run `covey issuer publish` so "
@@ -156,7 +193,9 @@ def reject(
     from covey.errors import CoveyError
 
     try:
-        _open(directory).reject(ticket_id, reason)
+        issuer = _open(directory)
+        ticket_id = _ticket(issuer, ticket_id)
+        issuer.reject(ticket_id, reason)
     except CoveyError as exc:
         raise _fail(f"{exc.code}: {exc.message}") from exc
     console.print(f"rejected {ticket_id}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
@@ -24,6 +25,48 @@ def _registry_line(settings: Settings) -> str:
         return ("age issuers: none (no trust registry): nobody can prove an age band; set "
                 "--trust-registry")
     return escape(f"age issuers from {settings.trust_registry}")
+
+
+_LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+def _startup_problem(settings: Settings, log_level: str) -> str | None:
+    """What would stop the server right after starting, said in one line first."""
+    import socket
+
+    if not 0 <= settings.port <= 65535:
+        return f"port {settings.port} is out of range: give --port 1-65535 (or COVEY_PORT)"
+    if log_level.lower() not in _LOG_LEVELS:
+        return f"--log-level {log_level!r}: use one of {', '.join(_LOG_LEVELS)}"
+    try:
+        family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((settings.host, settings.port))
+    except OSError as exc:
+        return (f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}; give "
+                "another --port or --host")
+    return None
+
+
+def _make_data_dir(settings: Settings) -> tuple[list[Path], str | None]:
+    """Create the data directory now (so a bad one is one line, not a failed start):
+    the folders made, to remove again if the server does not start after all."""
+    target = Path(settings.data_dir).absolute()
+    made = [p for p in [target, *target.parents] if not p.exists()]
+    try:
+        target.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        return made, (f"cannot use the data directory {settings.data_dir}: {exc.strerror}; "
+                      "give --data-dir a folder this user can create or write (or "
+                      "COVEY_DATA_DIR)")
+    return made, None
+
+
+def _unmake(made: list[Path]) -> None:
+    for folder in made:  # deepest first
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 @app.command("server")
@@ -64,8 +107,13 @@ def server(
     settings = settings_or_exit(console, host=host, port=port, database_url=database_url,
                                 data_dir=data_dir, trust_registry=trust_registry,
                                 trust_registry_key=trust_registry_key)
-    problem = asyncio.run(database_problem(settings.database_url))
+    made: list[Path] = []
+    problem = _startup_problem(settings, log_level)
+    if problem is None:
+        made, problem = _make_data_dir(settings)
+    problem = problem or asyncio.run(database_problem(settings.database_url))
     if problem is not None:
+        _unmake(made)
         console.print(f"[red]{escape(problem)}[/]")
         raise typer.Exit(2)
     base = f"http://{settings.host}:{settings.port}"

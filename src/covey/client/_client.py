@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import os
 import random
+import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -42,9 +43,12 @@ from covey.client._events import (
     ContactRequestReceived,
     DeviceListChanged,
     Event,
+    GroupChanged,
     GroupMembersWithheld,
     GuardianAlert,
+    GuardianLinkProposed,
     IncomingMessage,
+    ModeratorWarning,
     PolicyChanged,
     SafetyWarning,
 )
@@ -58,8 +62,8 @@ from covey.errors import CryptoError
 from covey.moderation import ReportCategory
 from covey.moderation.wire import ReportReceiptOut, ReportSubmission
 from covey.protocol.attachments import AttachmentStatus, encrypt_attachment, open_attachment
-from covey.protocol.content import AttachmentRef
-from covey.protocol.ids import MessageKey, is_group_id, new_device_id
+from covey.protocol.content import MAX_TEXT_BYTES, AttachmentRef
+from covey.protocol.ids import USER_ID_PATTERN, MessageKey, is_group_id, new_device_id
 from covey.protocol.wire import (
     SERVER_FRAME,
     AckFrame,
@@ -78,10 +82,12 @@ from covey.protocol.wire import (
     GroupInfo,
     GuardianAlertFrame,
     GuardianLink,
+    GuardianLinkFrame,
     GuardianRemoval,
     InviteResponse,
     KeysLowFrame,
     MeResponse,
+    ModeratorWarningFrame,
     TokenResponse,
     UserLookup,
 )
@@ -108,6 +114,7 @@ _REBUILD_CODES = frozenset({"device_list_mismatch", "stale_group_epoch", "recipi
                             "safety_copy_missing", "safety_copy_not_expected"})
 _EVENT_QUEUE = 1000
 _FLUSH_RETRY_S = 2.0
+_WARNINGS_SHOWN = "moderator_warnings_shown"  # store kind: warnings already shown here
 
 
 def _tails_dir(store_path: str | os.PathLike[str]) -> Path:
@@ -131,9 +138,27 @@ async def _close_api(making: asyncio.Task[Api]) -> None:
 
 def _remove_store(store_path: str | os.PathLike[str]) -> None:
     """Remove a store whose device never registered, so the user can try again."""
-    for suffix in ("", "-wal", "-shm"):
+    for suffix in ("", "-wal", "-shm", ".lock"):
         with contextlib.suppress(FileNotFoundError):
             Path(f"{os.fspath(store_path)}{suffix}").unlink()
+
+
+def group_change(before: GroupInfo | None, after: GroupInfo,
+                 me: str) -> GroupChanged | None:
+    """What a group update means to this account, or None when nothing it shows changed.
+    A group first seen where this account is a plain member is one it was added to (its
+    creator is its admin, and learns of it from its own create call)."""
+    members = {m.user_id: m.role for m in after.members}
+    if before is None:
+        if members.get(me) == "member":
+            return GroupChanged(after.group_id, after.name, joined=True)
+        return None
+    was = {m.user_id for m in before.members}
+    added = tuple(sorted(set(members) - was))
+    removed = tuple(sorted(was - set(members)))
+    if not added and not removed:
+        return None
+    return GroupChanged(after.group_id, after.name, added, removed)
 
 
 class Client:
@@ -196,6 +221,9 @@ class Client:
                           scrypt_n: int | None,
                           connect: bool, wallet: Wallet | bytes | None = None,
                           age_clock: Callable[[], datetime] | None = None) -> Client:
+        if re.fullmatch(USER_ID_PATTERN, handle) is None:
+            raise ClientError(f"invalid handle {handle!r}: use 3-32 of a-z 0-9 _ . - , "
+                              "starting with a letter or digit", code="invalid_handle")
         account = DeviceAccount.create(handle, new_device_id())
         # httpx reads its CA bundle when a client is made (tens of ms): in a thread, while
         # the wallet is read and the store file made.
@@ -570,6 +598,11 @@ class Client:
 
     async def _send(self, to: str, *, text: str = "",
                     attachments: tuple[AttachmentRef, ...] = ()) -> str:
+        size = len(text.encode("utf-8", "surrogatepass"))
+        if size > MAX_TEXT_BYTES:
+            raise ClientError(f"a message holds at most {MAX_TEXT_BYTES // 1024} KiB of text "
+                              f"(this one is {size / 1024:.0f} KiB): split it, or send it as "
+                              "a file", code="text_too_long")
         conversation = self._core.conversation_for(to)
         entry: OutboxEntry | None = None
         for _ in range(8):
@@ -752,8 +785,20 @@ class Client:
                                          message.sender_user, signal.code,
                                          signal.severity.name.lower()))
 
+    def _warned(self, warning_id: int, category: str | None, at_ms: int) -> None:
+        """Show a moderator warning once per device (the store remembers it)."""
+        key = str(warning_id)
+        if self._core.store.has(_WARNINGS_SHOWN, key):
+            return
+        self._core.store.put(_WARNINGS_SHOWN, key, {"at_ms": at_ms})
+        self._emit(ModeratorWarning(warning_id, category, at_ms))
+
     async def _after_login(self, token: TokenResponse) -> None:
         await self._replenish_keys(token.one_time_key_count)
+        # Warnings given while this device was offline (oldest first).
+        with contextlib.suppress(ServerError):
+            for warning in reversed((await self._api.moderator_warnings()).warnings):
+                self._warned(warning.warning_id, warning.category, warning.created_at_ms)
         # Blocks and mutes are per account: learn what this user's other devices set.
         self._blocked = set((await self._api.blocks()).users)
         self._muted = set((await self._api.mutes()).users)
@@ -794,11 +839,19 @@ class Client:
         elif isinstance(frame, KeysLowFrame):
             await self._replenish_keys(frame.one_time_key_count)
         elif isinstance(frame, GroupChangedFrame):
+            before = self._core.group(frame.group_id)
             try:
-                self._update_group(await self._api.group(frame.group_id))
+                info = await self._api.group(frame.group_id)
             except ServerError as exc:
                 if exc.status in (403, 404):
                     self._core.forget_group(frame.group_id)
+                    if before is not None:
+                        self._emit(GroupChanged(frame.group_id, before.name, left=True))
+                return
+            self._update_group(info)
+            changed = group_change(before, info, self.user_id)
+            if changed is not None:
+                self._emit(changed)
         elif isinstance(frame, AgeProofNeededFrame):
             if self._age_task is None or self._age_task.done():
                 self._age_task = asyncio.create_task(self._age.answer_server())
@@ -810,6 +863,13 @@ class Client:
         elif isinstance(frame, DeviceListChangedFrame):
             with contextlib.suppress(ServerError):  # e.g. no longer visible to us
                 await self._fetch_device_lists([frame.user_id])
+        elif isinstance(frame, GuardianLinkFrame):
+            link = frame.link
+            self._emit(GuardianLinkProposed(link.link_id, link.child, link.guardian,
+                                            link.proposed_by))
+        elif isinstance(frame, ModeratorWarningFrame):
+            self._warned(frame.warning.warning_id, frame.warning.category,
+                         frame.warning.created_at_ms)
         elif isinstance(frame, ErrorFrame):
             log.warning("server error frame: %s", frame.error.code)
 

@@ -251,6 +251,51 @@ class GroupMembersWithheld:
                    "other in this group")
 
 
+@dataclass(frozen=True)
+class GroupChanged:
+    """A group this account is in changed. `joined`: this account was added to it (say
+    "you were added to NAME"); `left`: it is no longer a member (removed, or it left);
+    otherwise `added` and `removed` list the members who came and went."""
+
+    group_id: str
+    name: str
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    joined: bool = False
+    left: bool = False
+
+
+@dataclass(frozen=True)
+class GuardianLinkProposed:
+    """Someone proposes a guardian link with this account: `proposed_by` offers to be
+    the guardian of `child`, or (a child) asks `guardian` to be theirs. Accept or
+    decline it (`Client.accept_guardian_link`, `remove_guardian_link`)."""
+
+    link_id: str
+    child: str
+    guardian: str
+    proposed_by: str
+
+
+@dataclass(frozen=True)
+class ModeratorWarning:
+    """A moderator reviewed a report about a message this account sent and warned it.
+    Only the report's category and the time: never who reported, or which message.
+    Arrives live, or at the next connection for a device that was offline."""
+
+    warning_id: int
+    category: str | None
+    created_at_ms: int
+
+    @property
+    def text(self) -> str:
+        about = f" ({self.category.replace('_', ' ')})" if self.category else ""
+        return (f"A moderator reviewed a report about a message you sent{about} and warned "
+                "you: it breaks the rules of this service. More reports can get your "
+                "account suspended.")
+
+
 Event = (IncomingMessage | MessageDropped | RoomKeyReceived | MessageSent | SendFailed
          | GuardianAlert | PolicyChanged | SafetyWarning | ContactRequestReceived
-         | GroupMembersWithheld | DeviceListChanged)
+         | GroupMembersWithheld | DeviceListChanged | GroupChanged
+         | GuardianLinkProposed | ModeratorWarning)

@@ -12,6 +12,7 @@ are 0600, a directory the store makes is 0700, and one process at a time holds t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import hashlib
 import hmac
@@ -144,12 +145,21 @@ class Store:
         return fd
 
     @staticmethod
-    def _connect(path: Path) -> sqlite3.Connection:
+    def _connect(path: Path, *, existing: bool = False) -> sqlite3.Connection:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA secure_delete=ON")
-        conn.executescript(_SCHEMA)
+        try:
+            if existing and conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                                         "AND name = 'meta'").fetchone() is None:
+                raise sqlite3.DatabaseError("no store tables")  # e.g. a server's database
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA secure_delete=ON")
+            conn.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:  # some other file: say so, touch nothing
+            conn.close()
+            raise StoreError(f"{path} is not a Covey store ({exc}): give the --store file "
+                             "covey register or covey chat --register made",
+                             code="not_a_store") from None
         return conn
 
     @staticmethod
@@ -236,10 +246,15 @@ class Store:
         target = Path(path)
         if not target.exists():
             raise StoreError(f"no store at {target}", code="store_missing")
+        with contextlib.suppress(OSError), target.open("rb") as file:
+            if file.read(16) not in (b"SQLite format 3\x00", b""):
+                raise StoreError(f"{target} is not a Covey store (not even SQLite): give the "
+                                 "--store file covey register or covey chat --register made",
+                                 code="not_a_store")
         lock = cls._acquire(target)
         try:
             cls._private_files(target)
-            conn = cls._connect(target)
+            conn = cls._connect(target, existing=True)
         except BaseException:
             os.close(lock)
             raise

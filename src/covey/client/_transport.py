@@ -47,6 +47,7 @@ from covey.protocol.wire import (
     KeysUploadRequest,
     LinkTokenResponse,
     MeResponse,
+    ModeratorWarningList,
     OnDeviceRules,
     PolicyStatement,
     ProposeGuardianLink,
@@ -333,6 +334,9 @@ class Api:
     async def approve_guardian_removal(self, link_id: str) -> GuardianRemoval:
         return await self._call("POST", f"/v1/guardians/{link_id}/approve-removal",
                                 GuardianRemoval)
+
+    async def moderator_warnings(self) -> ModeratorWarningList:
+        return await self._call("GET", "/v1/me/warnings", ModeratorWarningList)
 
     async def guardian_alerts(self, unacknowledged: bool, limit: int) -> GuardianAlertList:
         query = f"unacknowledged={'true' if unacknowledged else 'false'}&limit={limit}"

@@ -381,14 +381,33 @@ class ContactRequestFrame(WireModel):
     requester_band: Literal["16+", "under-16", "unverified"] | None = None
 
 
+class GuardianLinkFrame(WireModel):
+    """Someone proposes a guardian link with this account (`link` is pending): the
+    account accepts or declines it. Older clients ignore the frame."""
+
+    type: Literal["guardian_link"] = "guardian_link"
+    link: GuardianLink
+
+
+class ModeratorWarningFrame(WireModel):
+    """A moderator warned this account about a reported message (`ModeratorWarning`, in
+    the reports section below). Also listed by GET /v1/me/warnings, for devices that
+    were offline. Older clients ignore the frame."""
+
+    type: Literal["moderator_warning"] = "moderator_warning"
+    warning: ModeratorWarning
+
+
 ServerFrame = Annotated[
     DeliveryFrame | SentFrame | ErrorFrame | KeysLowFrame | GroupChangedFrame
-    | AgeProofNeededFrame | GuardianAlertFrame | ContactRequestFrame | DeviceListChangedFrame,
+    | AgeProofNeededFrame | GuardianAlertFrame | ContactRequestFrame | DeviceListChangedFrame
+    | GuardianLinkFrame | ModeratorWarningFrame,
     Field(discriminator="type"),
 ]
 SERVER_FRAME = TypeAdapter[
     DeliveryFrame | SentFrame | ErrorFrame | KeysLowFrame | GroupChangedFrame
     | AgeProofNeededFrame | GuardianAlertFrame | ContactRequestFrame | DeviceListChangedFrame
+    | GuardianLinkFrame | ModeratorWarningFrame
 ](ServerFrame)
 
 
@@ -597,3 +616,20 @@ class AcknowledgeAlertsRequest(WireModel):
 
 class AcknowledgeAlertsResponse(WireModel):
     acknowledged: int
+
+
+# --- moderator warnings (docs/reporting.md) ------------------------------------------
+
+
+class ModeratorWarning(WireModel):
+    """A moderator's warning to this account after a report about a message it sent:
+    the report's category and when, never who reported or which message (that would
+    point at the reporter)."""
+
+    warning_id: Annotated[int, Field(ge=1)]
+    category: SafetyCode | None = None
+    created_at_ms: int
+
+
+class ModeratorWarningList(WireModel):
+    warnings: list[ModeratorWarning]

@@ -20,11 +20,14 @@ from covey.protocol.wire import (
     DeviceListChangedFrame,
     GroupChangedFrame,
     GuardianAlertFrame,
+    GuardianLinkFrame,
     KeysLowFrame,
+    ModeratorWarningFrame,
 )
 
 PushFrame = (DeliveryFrame | GroupChangedFrame | KeysLowFrame | AgeProofNeededFrame
-             | GuardianAlertFrame | ContactRequestFrame | DeviceListChangedFrame)
+             | GuardianAlertFrame | ContactRequestFrame | DeviceListChangedFrame
+             | GuardianLinkFrame | ModeratorWarningFrame)
 
 
 @dataclass(frozen=True, slots=True)

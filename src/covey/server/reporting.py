@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from covey.protocol.wire import ModeratorWarning, ModeratorWarningFrame
 from covey.server.api import reports as reports_api
 from covey.server.api.limits import BodyLimitMiddleware
+from covey.server.fanout import DeviceAddress
 from covey.server.services import Services, load_or_create_server_key
 from covey.server.services.casework import CaseworkService
 from covey.server.services.moderation import ModerationService
@@ -70,6 +72,14 @@ async def start_reporting(app: FastAPI, settings: Settings, services: Services) 
                             services.age.verified_band)
     moderation = ModerationService(settings, store, reports,
                                    detection_backlog=services.scans.backlog)
+
+    async def tell_warned(user_id: str, warning: ModeratorWarning) -> None:
+        frame = ModeratorWarningFrame(warning=warning)
+        services.fanout.publish([(DeviceAddress(user_id, device), frame)
+                                 for device in await services.accounts.directory.devices(
+                                     user_id)])
+
+    moderation.on_warned = tell_warned
     reports.events = services.events
     services.scans.report_sink = reports.file_detection
     await reports.refresh_gate()

@@ -40,7 +40,8 @@ _STATIC = Path(__file__).parent / "static"
 # The only texts a page shows as a notice or an error: the query string carries a code.
 NOTICES = {
     "dismissed": "Report dismissed.",
-    "warned": "The reported user was warned.",
+    "warned": "The reported user was warned: their devices show it (the category only, "
+              "never who reported).",
     "suspended": "The reported user is suspended: their tokens are revoked, their "
                  "connections closed, and they can no longer log in or send.",
     "escalated": "Escalated: evidence bundle signed, CyberTipline XML validated against "

@@ -14,7 +14,9 @@ from covey.moderation.wire import (
     ReportReceiptOut,
     ReportSubmission,
 )
+from covey.protocol.wire import ModeratorWarningList
 from covey.server.api._deps import ERRORS, LimiterDep, PrincipalDep, client_ip
+from covey.server.services.moderation import ModerationService
 from covey.server.services.reports import ReportService
 
 router = APIRouter(responses=ERRORS, tags=["reports"])
@@ -60,3 +62,11 @@ async def block_user(body: BlockRequest, request: Request, principal: PrincipalD
         raise Forbidden("you cannot block yourself", code="block_self")
     await _reports(request).block(principal, body.user_id)
     return BlockResponse(blocker=principal.user_id, blocked=body.user_id)
+
+
+@router.get("/v1/me/warnings", response_model=ModeratorWarningList)
+async def my_warnings(request: Request, principal: PrincipalDep) -> ModeratorWarningList:
+    """Moderator warnings this account received (category and time only), newest first;
+    each also arrives live as a `moderator_warning` frame."""
+    moderation: ModerationService = request.app.state.moderation
+    return await moderation.warnings_for(principal.user_id)

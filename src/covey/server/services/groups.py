@@ -87,7 +87,7 @@ class GroupService:
             joined.append(user)
         members = {principal.user_id: "admin", **dict.fromkeys(others, "member")}
         group = await self._repo.create_group(new_group_id(), request.name, members, now_ms())
-        self._cache[group.group_id] = (time.monotonic(), group)
+        await self._changed(group, notify_also=())  # members learn they were added
         return await self._view(principal, group)
 
     async def _view(self, principal: Principal, group: GroupRow) -> GroupInfo:

@@ -24,6 +24,7 @@ from covey.protocol.wire import (
     GuardianAlertFrame,
     GuardianAlertList,
     GuardianLink,
+    GuardianLinkFrame,
     GuardianLinkList,
     GuardianRemoval,
     ProposeGuardianLink,
@@ -208,7 +209,11 @@ class GuardianService:
         row = LinkRow(link_id="gl_" + secrets.token_urlsafe(16).rstrip("="), child=child,
                       guardian=guardian, status="pending", proposed_by=me,
                       created_ms=now_ms(), accepted_ms=None, removal_requested_ms=None)
-        return link_out(await self.storage.create(row, max_pending=MAX_PENDING_PROPOSALS))
+        link = link_out(await self.storage.create(row, max_pending=MAX_PENDING_PROPOSALS))
+        frame = GuardianLinkFrame(link=link)  # the other side sees the proposal at once
+        self._fanout.publish([(DeviceAddress(other, device), frame)
+                              for device in await self._directory.devices(other)])
+        return link
 
     async def accept(self, principal: Principal, link_id: str) -> GuardianLink:
         link = await self._party_view(principal, link_id)

@@ -120,7 +120,7 @@ class MessageService:
         self._fanout = fanout
         self._server_key = server_key
         # Blocks and suspensions (set by the reporting service); None lets every send by.
-        self.send_gate: Callable[[str, str, list[str]], None] | None = None
+        self.send_gate: Callable[[str, str, list[str]], frozenset[str]] | None = None
 
     # --- sending ---------------------------------------------------------------------
 
@@ -181,9 +181,14 @@ class MessageService:
             participants = list(dm)
         else:
             participants = await self._group_participants(principal, env)
-        if self.send_gate is not None:
-            self.send_gate(principal.user_id, conversation, participants)
-        if dm is not None:
+        blocked_by = (frozenset() if self.send_gate is None else
+                      self.send_gate(principal.user_id, conversation, participants))
+        if blocked_by:
+            # Accepted as usual, delivered only to the sender's own devices: refusing (or
+            # the contact rules' answer after a block) would tell the blocked sender.
+            env = env.model_copy(update={"recipients": [
+                r for r in env.recipients if r.user_id not in blocked_by]})
+        elif dm is not None:
             await self._policy.check_direct(principal.user_id, conversation)
         policy = await self._policy.for_participants(participants)
         if env.group is None:
@@ -206,7 +211,7 @@ class MessageService:
                                code="recipients_withheld",
                                details={"users": listed, "reason": "contact_rules"})
         entries = await self._target_entries(
-            principal, env, [p for p in participants if p not in withheld])
+            principal, env, [p for p in participants if p not in withheld and p not in blocked_by])
         server_ts = now_ms()
         opened = self._copies.check(principal, env, participants, policy, server_ts)
         if opened is not None:

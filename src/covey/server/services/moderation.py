@@ -33,6 +33,7 @@ from covey.moderation import (
     public_key_pem,
 )
 from covey.moderation.transparency import TransparencyRow, transparency_counts
+from covey.protocol.wire import ModeratorWarning, ModeratorWarningList
 from covey.server.files import write_private
 from covey.server.services._common import load_or_create_secret_file, now_ms
 from covey.server.services.console_guard import LoginBackoff, PasswordSlots, throttled
@@ -158,6 +159,8 @@ class ModerationService:
                                         settings.console_login_backoff_s,
                                         settings.console_login_backoff_max_s)
         self._password_slots = PasswordSlots(settings.console_password_checks)
+        # Set by the relay: tells the warned account's devices (ModeratorWarningFrame).
+        self.on_warned: Callable[[str, ModeratorWarning], Awaitable[None]] | None = None
 
     @property
     def attestation_key(self) -> Ed25519PrivateKey:
@@ -287,7 +290,10 @@ class ModerationService:
                                "did not verify, so no action against a user is possible",
                                code="unverified_claim")
         if action == "warn":
-            await self.store.warn(target, report_id, session.actor, now, audit)
+            warning_id = await self.store.warn(target, report_id, session.actor, now, audit)
+            if self.on_warned is not None:
+                await self.on_warned(target, ModeratorWarning(
+                    warning_id=warning_id, category=row.category, created_at_ms=now))
             return "warned"
         if action == "suspend":
             await self.store.suspend(target, report_id, session.actor, now, audit)
@@ -295,6 +301,12 @@ class ModerationService:
             return "suspended"
         await self.escalate(session, row, reason)
         return "escalated"
+
+    async def warnings_for(self, user_id: str) -> ModeratorWarningList:
+        """The moderator warnings an account received, newest first (its own view)."""
+        return ModeratorWarningList(warnings=[
+            ModeratorWarning(warning_id=i, category=c, created_at_ms=t)
+            for i, c, t in await self.store.warnings_for(user_id)])
 
     async def report_row(self, report_id: str) -> ReportRow:
         """One report's row (no evidence decrypted); 404 `unknown_report`."""

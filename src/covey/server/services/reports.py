@@ -136,14 +136,17 @@ class SafetyGate:
         if user_id in self.suspended:
             raise Forbidden("this account is suspended", code="account_suspended")
 
-    def check_send(self, sender: str, conversation_id: str, participants: list[str]) -> None:
+    def check_send(self, sender: str, conversation_id: str,
+                   participants: list[str]) -> frozenset[str]:
+        """Refuse a suspended sender; return who in a direct conversation blocked the
+        sender. Their devices get nothing, but the send is accepted like any other: the
+        blocked sender is not told (docs/safety-policy.md, "Blocks and mutes")."""
         if sender in self.suspended:
             raise Forbidden("this account is suspended", code="account_suspended")
         if dm_participants(conversation_id) is None:
-            return
-        for other in participants:
-            if other != sender and (other, sender) in self.blocked:
-                raise Forbidden(f"{other} has blocked you", code="blocked_by_recipient")
+            return frozenset()
+        return frozenset(other for other in participants
+                         if other != sender and (other, sender) in self.blocked)
 
 
 @dataclass(frozen=True)

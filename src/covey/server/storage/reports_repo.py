@@ -239,16 +239,34 @@ class ReportRepository:
         await self._write(job)
 
     async def warn(self, user_id: str, report_id: str, actor: str, now_ms: int,
-                   audit: AuditRow) -> None:
+                   audit: AuditRow) -> int:
+        """Record a warning (and the report as warned); returns the warning's id."""
+        warning_id = 0
+
         async def job(conn: AsyncConnection) -> None:
-            await conn.execute(insert(r.warnings).values(
-                user_id=user_id, report_id=report_id, actor=actor, created_ms=now_ms))
+            nonlocal warning_id
+            inserted = await conn.execute(insert(r.warnings).values(
+                user_id=user_id, report_id=report_id, actor=actor, created_ms=now_ms
+            ).returning(r.warnings.c.id))
+            warning_id = int(inserted.scalar_one())
             await conn.execute(update(r.reports).where(
                 r.reports.c.report_id == report_id).values(status="warned",
                                                            actioned_ms=now_ms))
             await _audit(conn, audit)
 
         await self._write(job)
+        return warning_id
+
+    async def warnings_for(self, user_id: str, limit: int = 100
+                           ) -> list[tuple[int, str | None, int]]:
+        """(warning id, its report's category, when) for a user, newest first."""
+        query = (select(r.warnings.c.id, r.reports.c.category, r.warnings.c.created_ms)
+                 .select_from(r.warnings.outerjoin(
+                     r.reports, r.reports.c.report_id == r.warnings.c.report_id))
+                 .where(r.warnings.c.user_id == user_id)
+                 .order_by(r.warnings.c.id.desc()).limit(limit))
+        async with self._engine.connect() as conn:
+            return [(int(i), c, int(t)) for i, c, t in await conn.execute(query)]
 
     # --- escalations -----------------------------------------------------------------
 
