@@ -313,6 +313,14 @@ CATALOG: Mapping[str, TableVisibility] = {
             "next_attempt_ms": meta(), "attempts": meta(), "alerted": meta(),
             "last_error": meta("why the last attempt failed (no content)")},
         modes=SAFEGUARDED_ONLY),
+    # --- cluster membership (schema_cluster.py) -----------------------------------------
+    "cluster_nodes": TableVisibility("which relay nodes run on this database", _KEPT, {
+        "node_id": meta(), "clustered": meta(), "listen": meta("a node's host and port"),
+        "started_ms": meta(), "heartbeat_ms": meta()}),
+    "cluster_keys": TableVisibility("fingerprints of the keys every node must share",
+                                    _KEPT, {
+        "name": meta(), "key_id": meta("a SHA-256 fingerprint, never the key"),
+        "recorded_ms": meta()}),
     # --- known-image hash banks (schema_banks.py) ----------------------------------------
     "hash_bank_state": TableVisibility("the banks' change counter", _KEPT, {
         "id": meta(), "version": meta()}),

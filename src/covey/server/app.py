@@ -11,17 +11,22 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from covey.server.api import ROUTERS
 from covey.server.api.errors import install_error_handlers
 from covey.server.api.limits import BodyLimitMiddleware
+from covey.server.cluster import ClusterRefused, Membership, new_node_id
 from covey.server.fanout import Fanout, InProcessFanout
 from covey.server.files import secure_data
+from covey.server.logs import RequestIdMiddleware
+from covey.server.metrics import Metrics
 from covey.server.ratelimit import RateLimiter
 from covey.server.reporting import include_reporting, start_reporting
 from covey.server.services import Services, build_services
-from covey.server.storage import Repository, create_engine, upgrade_to_head
+from covey.server.services.safety_events import DetectionRaised, ReportFiled, SafetyEvent
+from covey.server.storage import Repository, create_engine, is_sqlite, upgrade_to_head
+from covey.server.storage.cluster_repo import database_reachable
 from covey.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,16 +39,51 @@ def _reload_trust_registry_on_sighup(services: Services) -> None:
                                                       services.age.source.reload_now)
 
 
-def create_app(settings: Settings | None = None, *, fanout: Fanout | None = None) -> FastAPI:
-    """A relay app for `settings`; pass another `fanout` to deliver across processes."""
+def _cluster_fanout(settings: Settings, node_id: str, metrics: Metrics) -> Fanout:
+    from covey.server.nats_fanout import NatsFanout
+
+    assert settings.nats_url is not None
+    return NatsFanout(settings.nats_url, settings.cluster_name, node_id,
+                      resync_s=settings.cluster_resync_s,
+                      on_lost=metrics.notifications_lost.inc,
+                      on_remote=metrics.cluster_notification.observe)
+
+
+def _count_events(metrics: Metrics) -> Any:
+    async def on_event(event: SafetyEvent) -> None:
+        if isinstance(event, ReportFiled):
+            metrics.reports_filed.inc()
+        elif isinstance(event, DetectionRaised):
+            metrics.detections.labels(detector=event.detector).inc()
+    return on_event
+
+
+def create_app(settings: Settings | None = None, *, fanout: Fanout | None = None,
+               node_id: str | None = None) -> FastAPI:
+    """A relay app for `settings`; with `nats_url` set it is a node of a cluster (or pass
+    another `fanout`). `node_id` names this process in logs, metrics and lease rows."""
     settings = settings or Settings()
-    chosen_fanout: Fanout = fanout or InProcessFanout()
+    node = node_id or new_node_id()
+    metrics = Metrics(node)
+    chosen_fanout: Fanout = fanout or (_cluster_fanout(settings, node, metrics)
+                                       if settings.nats_url else InProcessFanout())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(secure_data, settings.data_dir, settings.database_url)
         engine = create_engine(settings.database_url)
         await upgrade_to_head(engine)
+        membership = None
+        if not is_sqlite(settings.database_url):
+            membership = Membership(engine, settings, node)
+            try:
+                await membership.join()
+            except ClusterRefused as exc:
+                log.error("%s", exc)
+                await membership.close()
+                await engine.dispose()
+                raise
+        app.state.engine = engine
         repo = Repository(engine)
         repo.start()
         await chosen_fanout.start()
@@ -53,7 +93,22 @@ def create_app(settings: Settings | None = None, *, fanout: Fanout | None = None
         _reload_trust_registry_on_sighup(services)
         app.state.services = services
         app.state.limiter = RateLimiter.from_settings(settings)
+        app.state.limiter.on_refused = (
+            lambda action: metrics.rate_limit_refusals.labels(action=action).inc())
+        services.events.subscribe(_count_events(metrics))
         reporting = await start_reporting(app, settings, services)
+        if membership is not None:
+            try:
+                await membership.check_keys()  # every key file exists by now
+            except ClusterRefused as exc:
+                log.error("%s", exc)
+                raise
+            membership.on_peers = metrics.cluster_peers.set
+            membership.start()
+
+        async def scan_depth() -> None:
+            metrics.scan_queue_depth.set(await services.scans.store.depth())
+        metrics.before_scrape(scan_depth)
         services.scans.start()  # after the report sink is wired: it drains at once
         loops = [asyncio.create_task(services.messages.purge_loop(), name="covey-purge"),
                  asyncio.create_task(services.safety_copies.purge_loop(),
@@ -70,16 +125,21 @@ def create_app(settings: Settings | None = None, *, fanout: Fanout | None = None
                     await loop
             await reporting.stop()
             await chosen_fanout.close()
+            if membership is not None:
+                await membership.close()
             await repo.close()
 
     app = FastAPI(title="Covey relay", version="1", lifespan=lifespan,
                   description="End-to-end encrypted relay: see docs/protocol.md")
+    app.state.metrics = metrics
+    app.state.node_id = node
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_envelope_bytes,
                        exempt_prefixes=("/v1/blobs", "/v1/reports"))
     for router in ROUTERS:
         app.include_router(router)
     include_reporting(app)
+    app.add_middleware(RequestIdMiddleware)
 
     @app.get("/", include_in_schema=False)
     async def home() -> RedirectResponse:
@@ -96,5 +156,27 @@ def create_app(settings: Settings | None = None, *, fanout: Fanout | None = None
             await services.age.source.fresh()
             body["trust_registry"] = services.age.source.health()
         return body
+
+    @app.get("/readyz", tags=["meta"])
+    async def readyz() -> JSONResponse:
+        """200 when this node can serve (database and, in a cluster, NATS answer); 503
+        naming what is unreachable, so a load balancer sends traffic elsewhere."""
+        problems = []
+        engine = getattr(app.state, "engine", None)
+        if engine is None or not await database_reachable(engine):
+            problems.append("database unreachable")
+        ping = getattr(chosen_fanout, "ping", None)
+        if ping is not None and not await ping():
+            problems.append("NATS unreachable")
+        body: dict[str, Any] = {"status": "ready" if not problems else "unready",
+                                "node_id": node}
+        if problems:
+            body["reason"] = "; ".join(problems)
+        return JSONResponse(body, status_code=503 if problems else 200)
+
+    @app.get("/metrics", tags=["meta"], include_in_schema=False)
+    async def metrics_endpoint() -> Response:
+        data, content_type = await metrics.render()
+        return Response(data, media_type=content_type)
 
     return app

@@ -36,6 +36,7 @@ class RateLimiter:
         self._limits = limits
         self._clock = clock
         self._buckets: dict[tuple[str, str], _Bucket] = {}
+        self.on_refused: Callable[[str], None] | None = None  # metrics: the action
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RateLimiter:
@@ -74,6 +75,8 @@ class RateLimiter:
                 wait = max(wait, missing / limit.per_second if limit.per_second > 0 else 3600)
             buckets.append(bucket)
         if wait > 0:
+            if self.on_refused is not None:
+                self.on_refused(action)
             retry = max(1, math.ceil(wait))
             raise RateLimited(f"too many {action} requests, retry in {retry} s",
                               details={"retry_after_s": retry})
