@@ -111,9 +111,14 @@ async def _nats_problem(url: str) -> str | None:
     import nats
 
     label = _nats_label(url)
+    async def quiet(_exc: Exception) -> None:
+        return None
+
     try:
-        nc = await nats.connect(url, connect_timeout=3, max_reconnect_attempts=0,
-                                allow_reconnect=False)
+        # nats-py retries a refused first connection on its own: bound it.
+        nc = await asyncio.wait_for(nats.connect(
+            url, connect_timeout=3, max_reconnect_attempts=0, allow_reconnect=False,
+            error_cb=quiet), 5)
     except Exception as exc:
         return (f"cannot reach NATS at {label} ({type(exc).__name__}): check --nats-url "
                 f"(COVEY_NATS_URL) and that nats-server runs with JetStream (-js)")

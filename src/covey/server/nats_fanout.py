@@ -84,6 +84,7 @@ class NatsFanout:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.connected = False
+        self._closing = False
         self._control: dict[str, Callable[[bytes], None]] = {}
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -115,6 +116,7 @@ class NatsFanout:
             await js.update_stream(config)
 
     async def close(self) -> None:
+        self._closing = True
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -128,6 +130,8 @@ class NatsFanout:
 
     async def _disconnected(self) -> None:
         self.connected = False
+        if self._closing:
+            return
         log.warning("lost the connection to NATS; reconnecting")
 
     async def _reconnected(self) -> None:
@@ -229,9 +233,11 @@ class NatsFanout:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending[device] = future
         try:
+            async def on_frame(msg: Msg) -> None:
+                self._on_remote_frame(device, msg)
+
             sub = await self._nc.subscribe(
-                f"{self._cluster}.dlv.{device_digest(device)}.*",
-                cb=lambda msg: self._on_remote_frame(device, msg))
+                f"{self._cluster}.dlv.{device_digest(device)}.*", cb=on_frame)
             current = self._subs.get(device)
             if current is None:  # the device went away meanwhile
                 await sub.unsubscribe()
@@ -256,7 +262,7 @@ class NatsFanout:
             task = asyncio.get_running_loop().create_task(sub.unsubscribe())
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
-    async def _on_remote_frame(self, device: DeviceAddress, msg: Msg) -> None:
+    def _on_remote_frame(self, device: DeviceAddress, msg: Msg) -> None:
         if msg.subject.endswith(f".{self.node_id}"):
             return  # ours: delivered in process already
         stamp, _, body = msg.data.partition(b" ")

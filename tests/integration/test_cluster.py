@@ -1,0 +1,170 @@
+"""Several `covey server` nodes on one PostgreSQL database and NATS JetStream: who may
+start, delivery across nodes, a device moving to another node, /readyz and /metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from covey.protocol.ids import new_message_id
+from tests.support.cluster import NATS_URL, running_cluster
+from tests.support.raw import dm_envelope, frames_until, register
+from tests.support.server import CoveyServer, postgres_database, sqlite_url
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+
+def _covey_server(database_url: str, data_dir: Path, *extra: str,
+                  env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `covey server` expecting it to refuse: its exit code and output."""
+    full = {**os.environ, **(env or {})}
+    full.pop("COVEY_CONFIG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "covey", "server", "--host", "127.0.0.1", "--port", "1",
+         "--database-url", database_url, "--data-dir", str(data_dir), *extra],
+        env=full, capture_output=True, text=True, timeout=120)
+
+
+def _one_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_a_second_process_without_nats_refuses_and_names_the_option(tmp_path: Path) -> None:
+    with postgres_database() as url:
+        first = CoveyServer(url, tmp_path / "data", env={"COVEY_CONSOLE_ALLOW_HTTP": "true"})
+        with first:
+            line = _one_line(_covey_server(url, tmp_path / "data"))
+            assert "another covey server is running on this database" in line
+            assert "--nats-url" in line
+            assert f"127.0.0.1:{first.port}" in line  # names the process that owns it
+            # A would-be cluster node does not join a database a lone server owns.
+            line = _one_line(_covey_server(url, tmp_path / "data", "--nats-url", NATS_URL))
+            assert "without --nats-url is running" in line
+        # SIGKILLed, the lone server's lock goes with its connection: a restart is at once.
+        first.start()
+        first.kill()
+        first.start()
+        first.stop()
+
+
+def test_sqlite_stays_one_process(tmp_path: Path) -> None:
+    line = _one_line(_covey_server(sqlite_url(tmp_path), tmp_path / "data",
+                                   "--nats-url", NATS_URL))
+    assert "--nats-url needs a PostgreSQL --database-url" in line
+
+
+def test_unreachable_nats_is_one_clear_line(tmp_path: Path) -> None:
+    with postgres_database() as url:
+        line = _one_line(_covey_server(url, tmp_path / "data", "--nats-url",
+                                       "nats://127.0.0.1:1"))
+        assert "cannot reach NATS at nats://127.0.0.1:1" in line
+
+
+def test_a_node_with_other_keys_refuses(tmp_path: Path) -> None:
+    with running_cluster(tmp_path, n=1) as cluster:
+        result = _covey_server(cluster.database_url, tmp_path / "another-data-dir",
+                               env=cluster.env)
+        line = _one_line(result)
+        assert "this node's keys differ from the cluster's" in line
+        assert "server.key" in line
+        # The same shared data directory joins fine (the refusal changed nothing).
+        second = CoveyServer(cluster.database_url, cluster.data_dir, env=cluster.env)
+        with second:
+            assert httpx.get(f"{second.url}/readyz", timeout=10).status_code == 200
+
+
+def test_delivery_across_nodes_and_resuming_on_another_node(tmp_path: Path) -> None:
+    # A long resync interval: delivery must come from NATS, not from the safety net.
+    with running_cluster(tmp_path, n=2, env={"COVEY_CLUSTER_RESYNC_S": "600"}) as cluster:
+        a, b = cluster.nodes
+        sender = register(a.url, "cs")
+        recipient = register(b.url, "cr")
+        envelopes = [dm_envelope(sender, [recipient], peer=recipient.user_id)
+                     for _ in range(20)]
+        with sender.ws(a.ws_url) as tx, recipient.ws(b.ws_url) as rx:
+            latencies = []
+            for env in envelopes[:10]:
+                started = time.monotonic()
+                tx.send(json.dumps({"type": "send", "envelope": env}))
+                frames = frames_until(rx, lambda fs: any(f["type"] == "delivery" for f in fs))
+                latencies.append(time.monotonic() - started)
+                [delivery] = [f["delivery"] for f in frames if f["type"] == "delivery"]
+                assert delivery["message_id"] == env["message_id"]
+            # Well under the 600 s resync: it came over NATS (generous bound for a loaded
+            # machine; benchmarks/cluster.py measures the real latency).
+            assert max(latencies) < 3.0, latencies
+            # Five more, acked two of them; the rest stay in the mailbox.
+            seqs = []
+            for env in envelopes[10:15]:
+                tx.send(json.dumps({"type": "send", "envelope": env}))
+            frames = frames_until(rx, lambda fs: sum(f["type"] == "delivery" for f in fs) == 5)
+            seqs = [f["delivery"]["seq"] for f in frames if f["type"] == "delivery"]
+            rx.send(json.dumps({"type": "ack", "seqs": seqs[:2]}))
+            # Acks of the first ten too.
+            time.sleep(0.5)
+        # The recipient comes back on the other node: exactly the unacked ones, in order,
+        # then live traffic from a sender on the same node.
+        pending_ids = {env["message_id"] for env in envelopes[:10] + envelopes[12:15]}
+        with recipient.ws(a.ws_url) as rx, sender.ws(b.ws_url) as tx:
+            frames = frames_until(rx, lambda fs: sum(f["type"] == "delivery" for f in fs)
+                                  == len(pending_ids))
+            got = [f["delivery"] for f in frames if f["type"] == "delivery"]
+            assert {d["message_id"] for d in got} == pending_ids
+            assert [d["seq"] for d in got] == sorted(d["seq"] for d in got)
+            rx.send(json.dumps({"type": "ack", "seqs": [d["seq"] for d in got]}))
+            for env in envelopes[15:]:
+                tx.send(json.dumps({"type": "send", "envelope": env}))
+            frames = frames_until(rx, lambda fs: sum(f["type"] == "delivery" for f in fs) == 5)
+            assert [f["delivery"]["message_id"] for f in frames if f["type"] == "delivery"] \
+                == [env["message_id"] for env in envelopes[15:]]
+
+
+def test_readyz_metrics_and_logs(tmp_path: Path) -> None:
+    with running_cluster(tmp_path, n=2, env={"COVEY_LOG_LEVEL": "info"}) as cluster:
+        a, b = cluster.nodes
+        ready = httpx.get(f"{a.url}/readyz", timeout=10)
+        assert ready.status_code == 200 and ready.json()["status"] == "ready"
+        assert ready.json()["node_id"] != cluster.node_id(b)
+        sender = register(a.url, "ms")
+        recipient = register(b.url, "mr")
+        env = dm_envelope(sender, [recipient], peer=recipient.user_id,
+                          message_id=new_message_id())
+        with recipient.ws(b.ws_url) as rx:
+            with sender.ws(a.ws_url) as tx:
+                tx.send(json.dumps({"type": "send", "envelope": env}))
+                frames_until(tx, lambda fs: any(f["type"] == "sent" for f in fs))
+            frames_until(rx, lambda fs: any(f["type"] == "delivery" for f in fs))
+            text_a = httpx.get(f"{a.url}/metrics", timeout=10).text
+            text_b = httpx.get(f"{b.url}/metrics", timeout=10).text
+        assert "covey_messages_accepted_total 1.0" in text_a
+        assert "covey_websocket_connections 1.0" in text_b
+        assert 'covey_deliveries_total{source="live"} 1.0' in text_b
+        assert "covey_cluster_peers 1.0" in text_a
+        assert "covey_commit_to_delivery_seconds_count 1.0" in text_b
+        assert "covey_send_to_commit_seconds_count 1.0" in text_a
+        assert "covey_scan_queue_depth 0.0" in text_a
+        assert 'covey_rate_limit_refusals_total' in text_a
+        # JSON log lines with the node and a request id; never the token or the body.
+        given = "req-" + "1" * 12
+        httpx.get(f"{a.url}/healthz", headers={"X-Request-Id": given}, timeout=10)
+        time.sleep(0.3)
+        lines = [json.loads(line) for line in a.log().splitlines()
+                 if line.startswith("{")]
+        access = [entry for entry in lines if entry.get("logger") == "covey.access"]
+        assert any(entry.get("request_id") == given and entry["route"] == "/healthz"
+                   for entry in access), access[-5:]
+        assert all(entry["node"] == ready.json()["node_id"] for entry in lines)
+        log_text = a.log() + b.log()
+        assert sender.token is not None and sender.token not in log_text
+        assert env["recipients"][0]["body"] not in log_text
