@@ -85,6 +85,7 @@ class NatsFanout:
         self._tasks: list[asyncio.Task[None]] = []
         self.connected = False
         self._closing = False
+        self._last_error_log = -10.0
         self._control: dict[str, Callable[[bytes], None]] = {}
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -143,7 +144,11 @@ class NatsFanout:
         self.broadcast("resync", b"")
 
     async def _error(self, exc: Exception) -> None:
-        log.warning("NATS: %s", type(exc).__name__)
+        # Every reconnect attempt fails the same way while NATS is down: say it now and then.
+        now = time.monotonic()
+        if now - self._last_error_log >= 10:
+            self._last_error_log = now
+            log.warning("NATS: %s", type(exc).__name__)
 
     async def ping(self) -> bool:
         """Whether NATS answers now (for /readyz)."""
