@@ -136,9 +136,9 @@ async def test_nginx_in_front_of_two_nodes_survives_a_node_killed_mid_burst(
     a, b = cluster.nodes
     # HTTP through nginx reaches both nodes (least_conn spreads keep-alive-less
     # requests round the ring).
-    seen = {httpx.get(f"{nginx.url}/readyz", timeout=10).json()["node_id"]
-            for _ in range(6)}
-    assert seen == {cluster.node_id(a), cluster.node_id(b)}
+    seen = await asyncio.to_thread(lambda: {
+        httpx.get(f"{nginx.url}/readyz", timeout=10).json()["node_id"] for _ in range(6)})
+    assert seen == await asyncio.to_thread(lambda: {cluster.node_id(a), cluster.node_id(b)})
     devices = await asyncio.to_thread(
         lambda: [register(nginx.url, "kill") for _ in range(8)])
     peers = [Peer(d, nginx.ws_url) for d in devices]
