@@ -168,3 +168,43 @@ def test_readyz_metrics_and_logs(tmp_path: Path) -> None:
         log_text = a.log() + b.log()
         assert sender.token is not None and sender.token not in log_text
         assert env["recipients"][0]["body"] not in log_text
+
+
+def test_a_block_on_one_node_holds_on_the_other_at_once(tmp_path: Path) -> None:
+    # Each node re-reads blocks on a 2 s timer; the NATS invalidation must beat it.
+    with running_cluster(tmp_path, n=2) as cluster:
+        a, b = cluster.nodes
+        blocker = register(a.url, "bk")
+        blocked = register(b.url, "bd")
+        with httpx.Client(base_url=b.url, timeout=10, headers=blocked.headers) as http_b:
+            first = http_b.post("/v1/messages", json=dm_envelope(
+                blocked, [blocker], peer=blocker.user_id))
+            assert first.status_code == 201, first.text
+            refused_after = []
+            for _ in range(5):
+                with httpx.Client(base_url=a.url, timeout=10,
+                                  headers=blocker.headers) as http_a:
+                    r = http_a.post("/v1/blocks", json={"user_id": blocked.user_id})
+                    assert r.status_code == 201, r.text
+                started = time.monotonic()
+                while True:
+                    r = http_b.post("/v1/messages", json=dm_envelope(
+                        blocked, [blocker], peer=blocker.user_id))
+                    if r.status_code == 403:
+                        assert r.json()["error"]["code"] == "blocked_by_recipient"
+                        break
+                    assert r.status_code == 201, r.text
+                    time.sleep(0.02)
+                refused_after.append(time.monotonic() - started)
+                with httpx.Client(base_url=a.url, timeout=10,
+                                  headers=blocker.headers) as http_a:
+                    assert http_a.delete(f"/v1/blocks/{blocked.user_id}").status_code == 204
+                # Node B must have seen the unblock before the next round measures a block.
+                deadline = time.monotonic() + 10
+                while http_b.post("/v1/messages", json=dm_envelope(
+                        blocked, [blocker], peer=blocker.user_id)).status_code != 201:
+                    assert time.monotonic() < deadline, "the unblock never reached node B"
+                    time.sleep(0.05)
+            # Within a second every time, where the timer alone takes up to 2 s (a generous
+            # bound on a loaded machine: the median is what shows the push).
+            assert sorted(refused_after)[2] < 1.0, refused_after

@@ -17,10 +17,12 @@ from covey.server.api import ROUTERS
 from covey.server.api.errors import install_error_handlers
 from covey.server.api.limits import BodyLimitMiddleware
 from covey.server.cluster import ClusterRefused, Membership, new_node_id
+from covey.server.cluster_sync import share_invalidations
 from covey.server.fanout import Fanout, InProcessFanout
 from covey.server.files import secure_data
 from covey.server.logs import RequestIdMiddleware
 from covey.server.metrics import Metrics
+from covey.server.nats_fanout import NatsFanout
 from covey.server.ratelimit import RateLimiter
 from covey.server.reporting import include_reporting, start_reporting
 from covey.server.services import Services, build_services
@@ -40,8 +42,6 @@ def _reload_trust_registry_on_sighup(services: Services) -> None:
 
 
 def _cluster_fanout(settings: Settings, node_id: str, metrics: Metrics) -> Fanout:
-    from covey.server.nats_fanout import NatsFanout
-
     assert settings.nats_url is not None
     return NatsFanout(settings.nats_url, settings.cluster_name, node_id,
                       resync_s=settings.cluster_resync_s,
@@ -97,6 +97,8 @@ def create_app(settings: Settings | None = None, *, fanout: Fanout | None = None
             lambda action: metrics.rate_limit_refusals.labels(action=action).inc())
         services.events.subscribe(_count_events(metrics))
         reporting = await start_reporting(app, settings, services)
+        if isinstance(chosen_fanout, NatsFanout):
+            share_invalidations(services, reporting.reports, chosen_fanout)
         if membership is not None:
             try:
                 await membership.check_keys()  # every key file exists by now
