@@ -15,7 +15,7 @@ import pytest
 
 from covey.protocol.ids import new_message_id
 from tests.support.cluster import NATS_URL, running_cluster
-from tests.support.raw import dm_envelope, frames_until, register
+from tests.support.raw import RawDevice, dm_envelope, frames_until, register
 from tests.support.server import CoveyServer, postgres_database, sqlite_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -208,3 +208,29 @@ def test_a_block_on_one_node_holds_on_the_other_at_once(tmp_path: Path) -> None:
             # Within a second every time, where the timer alone takes up to 2 s (a generous
             # bound on a loaded machine: the median is what shows the push).
             assert sorted(refused_after)[2] < 1.0, refused_after
+
+
+def test_rate_limits_hold_across_nodes(tmp_path: Path) -> None:
+    # Ten registrations per IP and (practically) no refill: per process, two nodes would
+    # let twenty through; shared, spreading over the nodes gains nothing.
+    env = {"COVEY_RATE_REGISTER_BURST": "10", "COVEY_RATE_REGISTER_PER_MIN": "0.001"}
+    with running_cluster(tmp_path, n=2, env=env) as cluster:
+        a, b = cluster.nodes
+        time.sleep(2.5)  # both nodes have seen each other's lease row (a heartbeat)
+        created = refused = 0
+        for i in range(30):
+            node = (a, b)[i % 2]
+            device = RawDevice(node.url, f"rl{i}{os.getpid()}")
+            r = httpx.post(f"{node.url}/v1/accounts", json={"device": device.device_keys()},
+                           timeout=10)
+            if r.status_code == 201:
+                created += 1
+            else:
+                assert r.status_code == 429, r.text
+                assert r.json()["error"]["code"] == "rate_limited"
+                refused += 1
+            time.sleep(0.06)  # past a settlement of the shared buckets
+        assert 5 <= created <= 10, created
+        assert refused == 30 - created
+        text = httpx.get(f"{a.url}/metrics", timeout=10).text
+        assert 'covey_rate_limit_refusals_total{action="register"}' in text

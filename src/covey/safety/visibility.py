@@ -321,6 +321,10 @@ CATALOG: Mapping[str, TableVisibility] = {
                                     _KEPT, {
         "name": meta(), "key_id": meta("a SHA-256 fingerprint, never the key"),
         "recorded_ms": meta()}),
+    "rate_buckets": TableVisibility("rate-limit tokens left per account and IP, shared "
+                                    "by the nodes of a cluster", _KEPT, {
+        "action": meta(), "key": meta("an account id or an IP address"),
+        "tokens": meta(), "updated_ms": meta()}),
     # --- known-image hash banks (schema_banks.py) ----------------------------------------
     "hash_bank_state": TableVisibility("the banks' change counter", _KEPT, {
         "id": meta(), "version": meta()}),

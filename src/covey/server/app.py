@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from covey.server.api import ROUTERS
 from covey.server.api.errors import install_error_handlers
@@ -23,11 +24,12 @@ from covey.server.files import secure_data
 from covey.server.logs import RequestIdMiddleware
 from covey.server.metrics import Metrics
 from covey.server.nats_fanout import NatsFanout
-from covey.server.ratelimit import RateLimiter
+from covey.server.ratelimit import Limit, RateLimiter, SharedRateLimiter
 from covey.server.reporting import include_reporting, start_reporting
 from covey.server.services import Services, build_services
+from covey.server.services._common import now_ms
 from covey.server.services.safety_events import DetectionRaised, ReportFiled, SafetyEvent
-from covey.server.storage import Repository, create_engine, is_sqlite, upgrade_to_head
+from covey.server.storage import Repository, cluster_repo, create_engine, is_sqlite, upgrade_to_head
 from covey.server.storage.cluster_repo import database_reachable
 from covey.settings import Settings
 
@@ -47,6 +49,23 @@ def _cluster_fanout(settings: Settings, node_id: str, metrics: Metrics) -> Fanou
                       resync_s=settings.cluster_resync_s,
                       on_lost=metrics.notifications_lost.inc,
                       on_remote=metrics.cluster_notification.observe)
+
+
+def _limiter(settings: Settings, engine: AsyncEngine,
+             membership: Membership | None) -> RateLimiter:
+    """Per process, or for a cluster: shared through the database (see ratelimit.py)."""
+    if membership is None or not membership.clustered:
+        return RateLimiter.from_settings(settings)
+
+    async def settle(items: list[tuple[str, str, float, float, Limit]]
+                     ) -> dict[tuple[str, str], float]:
+        return await cluster_repo.settle_shares(engine, [
+            cluster_repo.Settlement(action, key, credit, want, limit.per_second,
+                                    limit.burst)
+            for action, key, credit, want, limit in items], now_ms())
+
+    return SharedRateLimiter.shared_from_settings(
+        settings, settle, lambda: 1 + len(membership.peers))
 
 
 def _count_events(metrics: Metrics) -> Any:
@@ -92,7 +111,7 @@ def create_app(settings: Settings | None = None, *, fanout: Fanout | None = None
         await services.age.start()
         _reload_trust_registry_on_sighup(services)
         app.state.services = services
-        app.state.limiter = RateLimiter.from_settings(settings)
+        app.state.limiter = _limiter(settings, engine, membership)
         app.state.limiter.on_refused = (
             lambda action: metrics.rate_limit_refusals.labels(action=action).inc())
         services.events.subscribe(_count_events(metrics))
@@ -111,6 +130,8 @@ def create_app(settings: Settings | None = None, *, fanout: Fanout | None = None
         async def scan_depth() -> None:
             metrics.scan_queue_depth.set(await services.scans.store.depth())
         metrics.before_scrape(scan_depth)
+        if isinstance(app.state.limiter, SharedRateLimiter):
+            app.state.limiter.start()
         services.scans.start()  # after the report sink is wired: it drains at once
         loops = [asyncio.create_task(services.messages.purge_loop(), name="covey-purge"),
                  asyncio.create_task(services.safety_copies.purge_loop(),
@@ -126,6 +147,8 @@ def create_app(settings: Settings | None = None, *, fanout: Fanout | None = None
                 with contextlib.suppress(asyncio.CancelledError):
                     await loop
             await reporting.stop()
+            if isinstance(app.state.limiter, SharedRateLimiter):
+                await app.state.limiter.close()
             await chosen_fanout.close()
             if membership is not None:
                 await membership.close()

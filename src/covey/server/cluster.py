@@ -186,8 +186,9 @@ class Membership:
                 await self._beat()
                 beats += 1
                 if beats % 1000 == 1:
-                    await cluster_repo.forget_nodes_before(self._engine,
-                                                           now_ms() - 24 * 3600 * 1000)
+                    day_ago = now_ms() - 24 * 3600 * 1000
+                    await cluster_repo.forget_nodes_before(self._engine, day_ago)
+                    await cluster_repo.forget_full_buckets(self._engine, day_ago)
             except Exception as exc:
                 log.warning("cluster lease not renewed: %s", type(exc).__name__)
 

@@ -13,11 +13,11 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from covey.server.storage.schema_cluster import cluster_keys, cluster_nodes
+from covey.server.storage.schema_cluster import cluster_keys, cluster_nodes, rate_buckets
 
 # "Covey" in ASCII: the advisory lock every process on one database takes.
 _MEMBERSHIP_LOCK = 0x436F766579
@@ -160,3 +160,48 @@ async def database_reachable(engine: AsyncEngine, timeout_s: float = 2.0) -> boo
         return True
     except Exception:
         return False
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    action: str
+    key: str
+    credit: float  # the node's unspent share, back into the bucket (negative: a debt)
+    want: float  # tokens the node would like to hold next
+    per_second: float
+    burst: int
+
+
+async def settle_shares(engine: AsyncEngine, settlements: list[Settlement],
+                        now_ms: int) -> dict[tuple[str, str], float]:
+    """Refill each shared bucket for the time passed, add the node's credit, and grant it
+    up to `want` of what is there; returns the grants. A new bucket holds only the
+    credit: its burst starts shared out among the nodes (SharedRateLimiter)."""
+    granted: dict[tuple[str, str], float] = {}
+    c = rate_buckets.c
+    async with engine.begin() as conn:
+        for item in sorted(settlements, key=lambda s: (s.action, s.key)):  # lock order
+            stmt = pg_insert(rate_buckets).values(
+                action=item.action, key=item.key,
+                tokens=min(float(item.burst), item.credit), updated_ms=now_ms)
+            refilled = c.tokens + func.greatest(0, now_ms - c.updated_ms) * (
+                item.per_second / 1000.0)
+            upsert = stmt.on_conflict_do_update(
+                index_elements=[c.action, c.key],
+                set_={"tokens": func.least(float(item.burst), refilled + item.credit),
+                      "updated_ms": func.greatest(c.updated_ms, now_ms)}
+            ).returning(c.tokens)
+            tokens = float(await conn.scalar(upsert) or 0.0)
+            grant = max(0.0, min(item.want, tokens))
+            if grant > 0:
+                await conn.execute(update(rate_buckets).where(
+                    c.action == item.action, c.key == item.key).values(
+                        tokens=c.tokens - grant))
+            granted[(item.action, item.key)] = grant
+    return granted
+
+
+async def forget_full_buckets(engine: AsyncEngine, before_ms: int) -> None:
+    """Buckets untouched for long have refilled: their rows carry nothing."""
+    async with engine.begin() as conn:
+        await conn.execute(delete(rate_buckets).where(rate_buckets.c.updated_ms < before_ms))

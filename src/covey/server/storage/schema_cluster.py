@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, String, Table
+from sqlalchemy import BigInteger, Boolean, Column, Float, String, Table
 
 from covey.server.storage.schema import metadata
 
@@ -26,4 +26,15 @@ cluster_keys = Table(
     Column("name", String(64), primary_key=True),
     Column("key_id", String(64), nullable=False),
     Column("recorded_ms", BigInteger, nullable=False),
+)
+
+# Rate-limit token buckets shared by the nodes (server/ratelimit.py, SharedRateLimiter):
+# each node spends a share locally and settles what it spent here every few ms.
+rate_buckets = Table(
+    "rate_buckets",
+    metadata,
+    Column("action", String(16), primary_key=True),
+    Column("key", String(200), primary_key=True),  # "user:<id>" or "ip:<address>"
+    Column("tokens", Float, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
 )

@@ -1,4 +1,5 @@
-"""Cluster membership: node lease rows and shared key ids (storage/schema_cluster.py).
+"""Cluster membership: node lease rows, shared key ids and shared rate-limit buckets
+(storage/schema_cluster.py).
 
 Revision ID: 0013
 Revises: 0012
@@ -33,8 +34,16 @@ def upgrade() -> None:
         sa.Column("key_id", sa.String(64), nullable=False),
         sa.Column("recorded_ms", sa.BigInteger, nullable=False),
     )
+    op.create_table(
+        "rate_buckets",
+        sa.Column("action", sa.String(16), primary_key=True),
+        sa.Column("key", sa.String(200), primary_key=True),
+        sa.Column("tokens", sa.Float, nullable=False),
+        sa.Column("updated_ms", sa.BigInteger, nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("rate_buckets")
     op.drop_table("cluster_keys")
     op.drop_table("cluster_nodes")
