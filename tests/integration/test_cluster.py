@@ -234,3 +234,27 @@ def test_rate_limits_hold_across_nodes(tmp_path: Path) -> None:
         assert refused == 30 - created
         text = httpx.get(f"{a.url}/metrics", timeout=10).text
         assert 'covey_rate_limit_refusals_total{action="register"}' in text
+
+
+def _gauge(url: str, name: str) -> float:
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"no {name} on {url}")
+
+
+def test_once_per_cluster_work_moves_to_a_live_node(tmp_path: Path) -> None:
+    with running_cluster(tmp_path, n=2) as cluster:
+        a, b = cluster.nodes
+        leaders = [_gauge(n.url, "covey_cluster_leader") for n in (a, b)]
+        assert sorted(leaders) == [0.0, 1.0], leaders
+        leader, other = (a, b) if leaders[0] == 1.0 else (b, a)
+        leader.kill()
+        # The dead node's session took its lock along: the other takes over within a
+        # heartbeat or two (2 s each).
+        deadline = time.monotonic() + 20
+        while _gauge(other.url, "covey_cluster_leader") != 1.0:
+            assert time.monotonic() < deadline, "no node took over the leader's work"
+            time.sleep(0.2)
+        leader.start()
+        assert _gauge(leader.url, "covey_cluster_leader") == 0.0

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -66,6 +66,29 @@ def _limiter(settings: Settings, engine: AsyncEngine,
 
     return SharedRateLimiter.shared_from_settings(
         settings, settle, lambda: 1 + len(membership.peers))
+
+
+class _LeaderWork:
+    """Retention purges: on one node of a cluster (its leader), on a lone server always."""
+
+    def __init__(self, start: Callable[[], list[asyncio.Task[None]]]) -> None:
+        self._start = start
+        self._tasks: list[asyncio.Task[None]] = []
+        self._old: list[asyncio.Task[None]] = []
+
+    def set(self, running: bool) -> None:
+        if running and not self._tasks:
+            self._tasks = self._start()
+        elif not running and self._tasks:
+            for task in self._tasks:
+                task.cancel()
+            self._old += self._tasks
+            self._tasks = []
+
+    async def stopped(self) -> None:
+        for task in self._old:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 def _count_events(metrics: Metrics) -> Any:
@@ -133,19 +156,25 @@ def create_app(settings: Settings | None = None, *, fanout: Fanout | None = None
         if isinstance(app.state.limiter, SharedRateLimiter):
             app.state.limiter.start()
         services.scans.start()  # after the report sink is wired: it drains at once
-        loops = [asyncio.create_task(services.messages.purge_loop(), name="covey-purge"),
-                 asyncio.create_task(services.safety_copies.purge_loop(),
-                                     name="covey-safety-copy-purge")]
+        leader_work = _LeaderWork(lambda: [
+            asyncio.create_task(services.messages.purge_loop(), name="covey-purge"),
+            asyncio.create_task(services.safety_copies.purge_loop(),
+                                name="covey-safety-copy-purge")])
+        if membership is None:
+            leader_work.set(True)
+        else:
+            def on_leader(leader: bool) -> None:
+                metrics.cluster_leader.set(1 if leader else 0)
+                leader_work.set(leader)
+            membership.on_leader = on_leader
+            on_leader(membership.leader)
         try:
             yield
         finally:
-            for loop in loops:
-                loop.cancel()
+            leader_work.set(False)
             await services.age.close()
             await services.scans.close()
-            for loop in loops:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await loop
+            await leader_work.stopped()
             await reporting.stop()
             if isinstance(app.state.limiter, SharedRateLimiter):
                 await app.state.limiter.close()

@@ -133,6 +133,10 @@ class Membership:
         self._task: asyncio.Task[None] | None = None
         self.peers: list[str] = []  # other live nodes, renewed with each heartbeat
         self.on_peers: Callable[[int], None] | None = None
+        # The leader runs the once-per-cluster work; when it dies, its session's lock
+        # goes with it and the next node to try (within a heartbeat) takes over.
+        self.leader = False
+        self.on_leader: Callable[[bool], None] | None = None
 
     async def join(self) -> None:
         """Take the membership lock and write the lease row, or raise `ClusterRefused`."""
@@ -142,6 +146,15 @@ class Membership:
         if problem is not None:
             raise ClusterRefused(problem)
         await self._beat()
+        await self._lead()
+
+    async def _lead(self) -> None:
+        leader = self.leader or await self._lock.try_lead()
+        if leader != self.leader:
+            self.leader = leader
+            log.info("this node %s the cluster's leader", "is now" if leader else "is no longer")
+            if self.on_leader is not None:
+                self.on_leader(leader)
 
     async def check_keys(self) -> None:
         """Record this node's key ids, or raise `ClusterRefused` if the cluster's differ.
@@ -176,14 +189,19 @@ class Membership:
         while True:
             await asyncio.sleep(self._settings.cluster_heartbeat_s)
             try:
-                # The database went away and took the lock with it: take it again.
-                if (not await self._lock.alive()
-                        and not await self._lock.acquire(shared=self.clustered)):
+                # The database went away and took the locks with it: take them again.
+                alive = await self._lock.alive()
+                if not alive and self.leader:
+                    self.leader = False
+                    if self.on_leader is not None:
+                        self.on_leader(False)
+                if not alive and not await self._lock.acquire(shared=self.clustered):
                     log.error("another process took this database while it was "
                               "unreachable: %s", await _lock_problem(
                                   self._engine, self._settings, shared=self.clustered,
                                   got=False, node_id=self.node_id))
                 await self._beat()
+                await self._lead()
                 beats += 1
                 if beats % 1000 == 1:
                     day_ago = now_ms() - 24 * 3600 * 1000

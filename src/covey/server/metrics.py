@@ -56,6 +56,9 @@ class Metrics:
         self.cluster_peers = Gauge(
             "covey_cluster_peers", "other live nodes seen in the cluster's lease rows",
             registry=r)
+        self.cluster_leader = Gauge(
+            "covey_cluster_leader", "1 on the node that runs the once-per-cluster work "
+            "(retention purges)", registry=r)
         self.notifications_lost = Counter(
             "covey_cluster_notifications_lost", "delivery notifications that could not be "
             "published to NATS (the devices catch up from the database)", registry=r)

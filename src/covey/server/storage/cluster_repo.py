@@ -22,6 +22,7 @@ from covey.server.storage.schema_cluster import cluster_keys, cluster_nodes, rat
 # "Covey" in ASCII: the advisory lock every process on one database takes.
 _MEMBERSHIP_LOCK = 0x436F766579
 _KEYS_LOCK = _MEMBERSHIP_LOCK + 1
+_LEADER_LOCK = _MEMBERSHIP_LOCK + 2  # the node that runs once-per-cluster work
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,15 @@ class MembershipLock:
             return False
         self._conn = conn
         return True
+
+    async def try_lead(self) -> bool:
+        """Take the leader lock on the same session (kept until the session ends)."""
+        if self._conn is None:
+            return False
+        got = bool(await self._conn.scalar(text("SELECT pg_try_advisory_lock(:k)"),
+                                           {"k": _LEADER_LOCK}))
+        await self._conn.commit()
+        return got
 
     async def alive(self) -> bool:
         """Whether the lock's connection still answers (if not, the lock is gone)."""
