@@ -15,8 +15,16 @@ import httpx
 import pytest
 import websockets
 
-from tests.support.cluster import Cluster, Nginx, PrivateNats, running_cluster
+from tests.support.cluster import (
+    CLUSTER_ENV,
+    Cluster,
+    Nginx,
+    PrivateNats,
+    TcpProxy,
+    running_cluster,
+)
 from tests.support.raw import RawDevice, dm_envelope, register
+from tests.support.server import CoveyServer, postgres_database
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -34,6 +42,7 @@ class Peer:
     connects: int = 0
     ws: Any = None
     connected: asyncio.Event = field(default_factory=asyncio.Event)
+    on_error: Any = None  # error frames go here (by default they fail the test)
 
     async def run(self) -> None:
         while True:
@@ -57,7 +66,9 @@ class Peer:
                             self.unacked.pop(mid, None)
                             self.acked.add(mid)
                         elif frame["type"] == "error":
-                            raise AssertionError(f"error frame: {frame}")
+                            if self.on_error is None:
+                                raise AssertionError(f"error frame: {frame}")
+                            self.on_error(frame)
             except (OSError, websockets.WebSocketException, TimeoutError):
                 pass
             self.connected.clear()
@@ -202,3 +213,72 @@ async def test_restarting_nats_during_traffic_loses_nothing(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@pytest.fixture
+def node_behind_proxy(tmp_path: Path) -> Iterator[tuple[CoveyServer, TcpProxy]]:
+    from sqlalchemy.engine import make_url
+
+    with postgres_database() as url:
+        parsed = make_url(url)
+        proxy = TcpProxy(parsed.port or 5432).start()
+        try:
+            proxied = parsed.set(port=proxy.port).render_as_string(hide_password=False)
+            node = CoveyServer(proxied, tmp_path / "data", env=CLUSTER_ENV)
+            with node:
+                yield node, proxy
+        finally:
+            proxy.close()
+
+
+@pytest.mark.timeout(300)
+async def test_postgresql_briefly_unreachable(
+        node_behind_proxy: tuple[CoveyServer, TcpProxy]) -> None:
+    node, proxy = node_behind_proxy
+    sender_dev, recipient_dev = await asyncio.to_thread(
+        lambda: (register(node.url, "ps"), register(node.url, "pr")))
+    sender = Peer(sender_dev, node.ws_url)
+    recipient = Peer(recipient_dev, node.ws_url)
+    tasks = [asyncio.create_task(sender.run()), asyncio.create_task(recipient.run())]
+    errors: list[dict[str, Any]] = []
+    sender.on_error = errors.append
+    try:
+        await asyncio.wait_for(sender.connected.wait(), 30)
+        await asyncio.wait_for(recipient.connected.wait(), 30)
+        await _burst([(sender, recipient)], 10, midway=_nothing)
+        await _until(lambda: set(recipient.received) >= sender.acked
+                     and not sender.unacked, 30, "the first messages")
+        await asyncio.to_thread(proxy.cut)
+        # Sends now get a clear 503 (an error frame, and the HTTP answer), not a 500.
+        env = dm_envelope(sender_dev, [recipient_dev], peer=recipient_dev.user_id)
+        r = await asyncio.to_thread(lambda: httpx.post(
+            f"{node.url}/v1/messages", json=env, headers=sender_dev.headers, timeout=30))
+        assert r.status_code == 503, r.text
+        assert r.json()["error"]["code"] == "storage_unavailable"
+        ready = await asyncio.to_thread(lambda: httpx.get(f"{node.url}/readyz", timeout=30))
+        assert ready.status_code == 503
+        assert ready.json()["reason"] == "database unreachable"
+        await _burst([(sender, recipient)], 5, midway=_nothing)
+        await _until(lambda: any(e["error"]["code"] == "storage_unavailable"
+                                 for e in errors), 30, "a storage_unavailable error frame")
+        assert all(e["error"]["code"] == "storage_unavailable" for e in errors), errors
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(proxy.restore)
+        await _until(lambda: httpx.get(f"{node.url}/readyz", timeout=10).status_code == 200,
+                     30, "/readyz to recover")
+        # The client resends what was refused (same message ids): all of it arrives, and
+        # everything acknowledged before the outage is still there.
+        for mid in list(sender.unacked):
+            await sender.send(sender.unacked[mid])
+        await _until(lambda: not sender.unacked, 60, "the resends to be acknowledged")
+        await _until(lambda: set(recipient.received) >= sender.acked, 60,
+                     "every acknowledged message")
+        _check_exactly_once([(sender, recipient)])
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _nothing() -> None:
+    return None

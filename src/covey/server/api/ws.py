@@ -28,7 +28,11 @@ from covey.protocol.wire import (
     SendFrame,
     SentFrame,
 )
-from covey.server.api.errors import describe_validation_errors
+from covey.server.api.errors import (
+    DATABASE_UNAVAILABLE,
+    describe_validation_errors,
+    is_database_outage,
+)
 from covey.server.fanout import DeviceAddress, Resync, Subscription
 from covey.server.metrics import Metrics
 from covey.server.ratelimit import RateLimiter
@@ -250,7 +254,11 @@ class _Connection:
                 elif isinstance(frame, AckFrame):
                     self.services.messages.ack_nowait(self.principal, frame.seqs)
                     self.sent.difference_update(frame.seqs)
-            except Exception:  # a bug must cost one frame, not the connection
+            except Exception as exc:  # a bug must cost one frame, not the connection
+                if is_database_outage(exc):
+                    self._reply_error(DATABASE_UNAVAILABLE, frame.envelope.message_id
+                                      if isinstance(frame, SendFrame) else None)
+                    continue
                 log.exception("unexpected error handling a %s frame", frame.type)
                 self._reply_error(CoveyError("internal error", code="internal_error",
                                              status=500),
@@ -283,6 +291,13 @@ class _Connection:
             receipt = accepted.receipt()
         except CoveyError as exc:
             self._reply_error(exc, accepted.message_id)
+            return
+        except Exception as exc:  # the commit failed: the sender must hear it and resend
+            if not is_database_outage(exc):
+                log.error("a send's commit failed: %s", type(exc).__name__, exc_info=exc)
+            self._reply_error(DATABASE_UNAVAILABLE if is_database_outage(exc) else
+                              CoveyError("internal error", code="internal_error",
+                                         status=500), accepted.message_id)
             return
         self.out.put_nowait(SentFrame.model_construct(type="sent",
                                                       receipt=receipt).model_dump_json())
