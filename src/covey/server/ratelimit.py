@@ -113,8 +113,6 @@ class _Share:
 SettleShares = Callable[[list[tuple[str, str, float, float, Limit]]],
                         Awaitable[dict[tuple[str, str], float]]]
 
-_IDLE_RETURN_S = 1.0  # give back an idle share so other nodes can use it
-
 
 class SharedRateLimiter(RateLimiter):
     """The same limits, held for a whole cluster in the database's buckets.
@@ -123,9 +121,12 @@ class SharedRateLimiter(RateLimiter):
     share of the bucket, and every `interval_s` gives back what it did not spend and
     withdraws a fresh share (up to burst/N for N live nodes). A new bucket starts shared
     out: burst/N on each node (a node's first touch), none in the database, which then
-    holds what nodes give back plus the refill. Tokens are never in two places, so
-    spreading requests over nodes gives no extra allowance; a client that stays on one
-    node gets burst/N at once and the full sustained rate."""
+    holds what nodes give back plus the refill. Spent tokens are never in two places and
+    the refill happens once, in the database, so spreading requests over nodes gives no
+    extra sustained allowance; a client that stays on one node gets burst/N at once and
+    the full sustained rate. After a long idle the bucket (up to a burst) and the shares
+    nodes still hold add up: a burst spread over all nodes can then reach twice the
+    configured one, never more."""
 
     def __init__(self, limits: dict[str, Limit], settle: SettleShares,
                  nodes: Callable[[], int], *, interval_s: float = 0.05,
@@ -172,8 +173,9 @@ class SharedRateLimiter(RateLimiter):
             share.spent += cost
 
     def _evict_shares(self, now: float) -> None:
+        # A share idle for ten minutes is dropped with what it held (the bucket refills).
         for key in [k for k, s in self._shares.items()
-                    if s.tokens == 0 and s.spent == 0 and now - s.used > 600]:
+                    if s.spent == 0 and now - s.used > 600]:
             del self._shares[key]
 
     def start(self) -> None:
@@ -192,10 +194,11 @@ class SharedRateLimiter(RateLimiter):
         now = self._clock()
         batch: list[tuple[tuple[str, str], _Share, float, float, float]] = []
         for k, share in list(self._shares.items()):
-            idle = closing or now - share.used > _IDLE_RETURN_S
-            want = 0.0 if idle else self._want(self._limits[k[0]])
-            if share.backed and not (share.spent > 0 or share.tokens < want / 2
-                                     or (want == 0 and share.tokens > 0)):
+            if closing and share.tokens <= 0 and share.spent == 0:
+                continue
+            want = 0.0 if closing else self._want(self._limits[k[0]])
+            if share.backed and not closing and not (share.spent > 0
+                                                     or share.tokens < want / 2):
                 continue
             batch.append((k, share, share.tokens, want, share.spent))
         if not batch:
@@ -203,15 +206,13 @@ class SharedRateLimiter(RateLimiter):
         # On failure nothing changed on either side: the next tick tries again.
         granted = await self._settle([(k[0], k[1], credit, want, self._limits[k[0]])
                                       for k, _s, credit, want, _spent in batch])
-        for k, share, _credit, want, spent_before in batch:
+        for k, share, _credit, _want, spent_before in batch:
             # What was spent while the settlement was on its way came out of the share
             # given back: it comes out of the new grant (a small debt refuses until paid).
             share.tokens = granted.get(k, 0.0) - (share.spent - spent_before)
             share.spent = 0.0
             share.backed = True
             share.settled = now
-            if want == 0 and share.tokens == 0:
-                del self._shares[k]  # idle and given back: a later touch asks again
 
     async def _settle_loop(self) -> None:
         while True:
