@@ -165,6 +165,7 @@ def test_readyz_metrics_and_logs(tmp_path: Path) -> None:
         assert any(entry.get("request_id") == given and entry["route"] == "/healthz"
                    for entry in access), access[-5:]
         assert all(entry["node"] == ready.json()["node_id"] for entry in lines)
+        assert f"node {ready.json()['node_id']} (cluster node, NATS {NATS_URL})" in a.log()
         log_text = a.log() + b.log()
         assert sender.token is not None and sender.token not in log_text
         assert env["recipients"][0]["body"] not in log_text
