@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from covey.server.process import free_port
-from tests.support.server import START_TIMEOUT_S, CoveyServer, postgres_database
+from tests.support.server import CoveyServer, postgres_database
 
 NATS_URL = os.environ.get("COVEY_TEST_NATS_URL", "nats://127.0.0.1:4222")
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -178,10 +178,6 @@ class PrivateNats:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
-
-
-def started(node: CoveyServer, env: dict[str, str] | None = None) -> Any:
-    return node.start(env, START_TIMEOUT_S)
 
 
 class TcpProxy:
