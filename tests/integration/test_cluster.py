@@ -165,7 +165,8 @@ def test_readyz_metrics_and_logs(tmp_path: Path) -> None:
         assert any(entry.get("request_id") == given and entry["route"] == "/healthz"
                    for entry in access), access[-5:]
         assert all(entry["node"] == ready.json()["node_id"] for entry in lines)
-        assert f"node {ready.json()['node_id']} (cluster node, NATS {NATS_URL})" in a.log()
+        start_line = a.log_path.read_text()  # log() is only the last few KB
+        assert f"node {ready.json()['node_id']} (cluster node, NATS {NATS_URL})" in start_line
         log_text = a.log() + b.log()
         assert sender.token is not None and sender.token not in log_text
         assert env["recipients"][0]["body"] not in log_text
@@ -191,8 +192,11 @@ def test_a_block_on_one_node_holds_on_the_other_at_once(tmp_path: Path) -> None:
                 while True:
                     r = http_b.post("/v1/messages", json=dm_envelope(
                         blocked, [blocker], peer=blocker.user_id))
-                    if r.status_code == 403:
-                        assert r.json()["error"]["code"] == "blocked_by_recipient"
+                    if r.status_code in (403, 404):
+                        # Refused by the block set (403) or by the contact rules, which
+                        # answer a blocked sender as they answer an unknown account (404).
+                        assert r.json()["error"]["code"] in ("blocked_by_recipient",
+                                                             "not_found"), r.text
                         break
                     assert r.status_code == 201, r.text
                     time.sleep(0.02)
