@@ -172,6 +172,20 @@ class Settings(BaseSettings):
         default=0.0, ge=0, description="testing only: wait this long after a commit before "
         "scanning (to stop a server between the commit and the scan)")
 
+    # Running as a cluster (docs/operations.md, "Scaling out").
+    nats_url: str | None = Field(
+        default=None, description="NATS JetStream server (nats://HOST:4222) that makes this "
+        "process a node of a cluster on a shared PostgreSQL database; without it, one "
+        "process owns the database")
+    cluster_name: str = Field(
+        default="covey", pattern=r"^[A-Za-z0-9_-]{1,32}$", description="prefix of the "
+        "cluster's NATS subjects and streams (several clusters may share one NATS)")
+    cluster_heartbeat_s: float = Field(
+        default=2.0, gt=0, description="how often a node renews its lease row")
+    cluster_resync_s: float = Field(
+        default=30.0, gt=0, description="how often each WebSocket re-reads its mailbox in a "
+        "cluster, so a lost notification costs at most this much latency")
+
     # Known-image detection (docs/detection.md#known-images-pdq).
     pdq_match_distance: int = Field(
         default=31, ge=0, le=255, description="PDQ hashes within this Hamming distance of a "
@@ -183,6 +197,13 @@ class Settings(BaseSettings):
         default=0, ge=0, description="banks of at least this many hashes are searched with "
         "FAISS multi-index hashing instead of the flat index; 0 (the default): always flat "
         "(measured faster up to 1M hashes, docs/detection.md)")
+
+    @field_validator("nats_url")
+    @classmethod
+    def _nats_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("nats://", "tls://")):
+            raise ValueError("use nats://HOST:4222 (or tls://HOST:4222)")
+        return value
 
     @field_validator("safety_mode")
     @classmethod

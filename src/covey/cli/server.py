@@ -88,12 +88,21 @@ def server(
         help="the operator's Ed25519 public key the registry is signed with (`covey "
              "issuer operator-key` prints it)",
         show_default="none or COVEY_TRUST_REGISTRY_KEY")] = None,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
+    nats_url: Annotated[str | None, typer.Option(
+        help="NATS JetStream server that makes this process a node of a cluster (needs a "
+        "PostgreSQL --database-url shared by every node)",
+        show_default=_default("nats_url"))] = None,
+    log_level: Annotated[str, typer.Option(
+        help="log level (JSON lines on standard error; info adds an access line per "
+        "request)", envvar="COVEY_LOG_LEVEL")] = "warning",
 ) -> None:
     """Run the Covey relay server.
 
     Example: covey server --database-url sqlite+aiosqlite:///covey.db --port 8470
     --trust-registry trust-registry.json --trust-registry-key BASE64KEY
+
+    A cluster node: covey server --database-url postgresql+asyncpg://db/covey
+    --nats-url nats://127.0.0.1:4222 --data-dir /srv/covey-shared --port 8471
     """
     import os
     import sys
@@ -106,21 +115,35 @@ def server(
     console = Console(highlight=False, stderr=True, soft_wrap=True)
     settings = settings_or_exit(console, host=host, port=port, database_url=database_url,
                                 data_dir=data_dir, trust_registry=trust_registry,
-                                trust_registry_key=trust_registry_key)
+                                trust_registry_key=trust_registry_key, nats_url=nats_url)
     made: list[Path] = []
     problem = _startup_problem(settings, log_level)
     if problem is None:
         made, problem = _make_data_dir(settings)
     problem = problem or asyncio.run(database_problem(settings.database_url))
+    if problem is None:
+        from covey.server.cluster import preflight_problem
+
+        problem = asyncio.run(preflight_problem(settings))
+    if problem is None and settings.nats_url is not None:
+        problem = asyncio.run(_nats_problem(settings.nats_url))
     if problem is not None:
         _unmake(made)
         console.print(f"[red]{escape(problem)}[/]")
         raise typer.Exit(2)
+    from covey.server.cluster import new_node_id
+    from covey.server.logs import configure_logging
+
+    node_id = new_node_id()
+    configure_logging(log_level, node_id)
     base = f"http://{settings.host}:{settings.port}"
-    console.print(f"Covey relay on [bold]{base}[/] · mode {settings.safety_mode} · "
-                  f"{escape(database_label(settings.database_url))} · data "
-                  f"{escape(str(settings.data_dir))}\n"
-                  f"  moderation console: {base}/console/  ·  health: {base}/healthz\n"
+    role = ("cluster node, NATS " + _nats_label(settings.nats_url)
+            if settings.nats_url else "single process")
+    console.print(f"Covey relay on [bold]{base}[/] · node {node_id} ({escape(role)}) · mode "
+                  f"{settings.safety_mode} · {escape(database_label(settings.database_url))}"
+                  f" · data {escape(str(settings.data_dir))}\n"
+                  f"  moderation console: {base}/console/  ·  health: {base}/healthz  ·  "
+                  f"ready: {base}/readyz  ·  metrics: {base}/metrics\n"
                   f"  {_registry_line(settings)}")
     # The SQLite writer thread hands the GIL back and forth with the event loop around
     # every fsync; the default 5 ms switch interval would stall each commit that long.
@@ -130,12 +153,46 @@ def server(
 
     os.umask(PRIVATE_UMASK)
     uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.port, log_level=log_level,
+        create_app(settings, node_id=node_id), host=settings.host, port=settings.port,
+        log_level=log_level,
         # Frames carry whole envelopes; the app answers anything larger with an error frame.
         ws_max_size=2 * settings.max_envelope_bytes + 4096,
         # Ciphertext does not compress; deflate would only cost CPU on every frame.
         ws_per_message_deflate=False,
         ws=os.environ.get("COVEY_UVICORN_WS", "websockets-sansio"), http="httptools",
-        loop="uvloop",
+        loop="uvloop", log_config=None,
     )
+
+
+def _nats_label(url: str | None) -> str:
+    """The NATS server a URL names, without credentials."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url or "")
+    return f"{parts.scheme}://{parts.hostname}:{parts.port or 4222}"
+
+
+async def _nats_problem(url: str) -> str | None:
+    """Why NATS JetStream at `url` cannot be used, in one line; None when it can."""
+    import nats
+
+    label = _nats_label(url)
+    async def quiet(_exc: Exception) -> None:
+        return None
+
+    try:
+        # nats-py retries a refused first connection on its own: bound it.
+        nc = await asyncio.wait_for(nats.connect(
+            url, connect_timeout=3, max_reconnect_attempts=0, allow_reconnect=False,
+            error_cb=quiet), 5)
+    except Exception as exc:
+        return (f"cannot reach NATS at {label} ({type(exc).__name__}): check --nats-url "
+                f"(COVEY_NATS_URL) and that nats-server runs with JetStream (-js)")
+    try:
+        await nc.jetstream().account_info()
+    except Exception:
+        return (f"NATS at {label} has no JetStream: start nats-server with -js")
+    finally:
+        await nc.close()
+    return None
 

@@ -321,6 +321,18 @@ CATALOG: Mapping[str, TableVisibility] = {
             "next_attempt_ms": meta(), "attempts": meta(), "alerted": meta(),
             "last_error": meta("why the last attempt failed (no content)")},
         modes=SAFEGUARDED_ONLY),
+    # --- cluster membership (schema_cluster.py) -----------------------------------------
+    "cluster_nodes": TableVisibility("which relay nodes run on this database", _KEPT, {
+        "node_id": meta(), "clustered": meta(), "listen": meta("a node's host and port"),
+        "started_ms": meta(), "heartbeat_ms": meta()}),
+    "cluster_keys": TableVisibility("fingerprints of the keys every node must share",
+                                    _KEPT, {
+        "name": meta(), "key_id": meta("a SHA-256 fingerprint, never the key"),
+        "recorded_ms": meta()}),
+    "rate_buckets": TableVisibility("rate-limit tokens left per account and IP, shared "
+                                    "by the nodes of a cluster", _KEPT, {
+        "action": meta(), "key": meta("an account id or an IP address"),
+        "tokens": meta(), "updated_ms": meta()}),
     # --- known-image hash banks (schema_banks.py) ----------------------------------------
     "hash_bank_state": TableVisibility("the banks' change counter", _KEPT, {
         "id": meta(), "version": meta()}),

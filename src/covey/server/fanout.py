@@ -1,9 +1,9 @@
 """Delivery notifications between the services and connected WebSockets.
 
 Services publish "device X has frame F" through a `Fanout`; each WebSocket subscribes
-for its own device. `InProcessFanout` serves one process; a NATS JetStream fanout for
-several server processes implements the same interface (subjects per device), so the
-services never change.
+for its own device. `InProcessFanout` serves one process; `NatsFanout`
+(`nats_fanout.py`) serves the nodes of a cluster through NATS JetStream with the same
+interface, so the services never change.
 """
 
 from __future__ import annotations
@@ -30,6 +30,16 @@ PushFrame = (DeliveryFrame | GroupChangedFrame | KeysLowFrame | AgeProofNeededFr
              | GuardianLinkFrame | ModeratorWarningFrame)
 
 
+class Resync:
+    """Not a frame: tells a connection to re-read its mailbox (a notification may have
+    been lost between nodes)."""
+
+    __slots__ = ()
+
+
+RESYNC = Resync()
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceAddress:
     user_id: str
@@ -39,7 +49,10 @@ class DeviceAddress:
 class Subscription(Protocol):
     """Frames for one device, in publish order, until `close()`."""
 
-    queue: asyncio.Queue[PushFrame]
+    queue: asyncio.Queue[PushFrame | Resync]
+
+    async def ready(self) -> None:
+        """Returns once every frame published from now on reaches `queue`."""
 
     def close(self) -> None: ...
 
@@ -58,9 +71,12 @@ class Fanout(Protocol):
 
 class _LocalSubscription:
     def __init__(self, owner: InProcessFanout, device: DeviceAddress) -> None:
-        self.queue: asyncio.Queue[PushFrame] = asyncio.Queue()
+        self.queue: asyncio.Queue[PushFrame | Resync] = asyncio.Queue()
         self._owner = owner
         self._device = device
+
+    async def ready(self) -> None:
+        return None
 
     def close(self) -> None:
         self._owner._remove(self._device, self)
@@ -83,6 +99,11 @@ class InProcessFanout:
         for device, frame in items:
             for sub in subs.get(device, ()):
                 sub.queue.put_nowait(frame)
+
+    def publish_to_all(self, item: Resync) -> None:
+        for subs in self._subs.values():
+            for sub in subs:
+                sub.queue.put_nowait(item)
 
     def subscribe(self, device: DeviceAddress) -> Subscription:
         sub = _LocalSubscription(self, device)

@@ -31,7 +31,7 @@ def error_json(code: str, message: str, details: dict[str, Any] | None = None) -
 def covey_error_response(exc: CoveyError) -> JSONResponse:
     headers = None
     retry = exc.details.get("retry_after_s") if exc.details else None
-    if exc.status == 429 and isinstance(retry, int):
+    if exc.status in (429, 503) and isinstance(retry, int):
         headers = {"Retry-After": str(retry)}
     return JSONResponse(exc.to_json(), status_code=exc.status, headers=headers)
 
@@ -57,6 +57,22 @@ def _text(value: Any, limit: int = 64) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+DATABASE_UNAVAILABLE = CoveyError(
+    "the database is unreachable right now; nothing was stored: retry shortly",
+    code="storage_unavailable", status=503, details={"retry_after_s": 1})
+
+
+def is_database_outage(exc: BaseException) -> bool:
+    """Whether `exc` says the database cannot be reached (not that the input was bad)."""
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    if isinstance(exc, InterfaceError | OperationalError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, ConnectionError | TimeoutError | OSError)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CoveyError)
     async def _covey(_request: Request, exc: CoveyError) -> JSONResponse:
@@ -76,6 +92,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        if is_database_outage(exc):
+            return covey_error_response(DATABASE_UNAVAILABLE)
         log.error("unexpected error: %s", type(exc).__name__, exc_info=exc)
         return JSONResponse(error_json("internal_error", "internal server error"),
                             status_code=500)

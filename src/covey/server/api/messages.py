@@ -19,6 +19,8 @@ async def send(body: SendEnvelope, request: Request, principal: PrincipalDep,
                services: ServicesDep, limits: LimiterDep) -> Response:
     limits.check("send", f"user:{principal.user_id}", f"ip:{client_ip(request)}")
     receipt = await services.messages.send(principal, body)
+    if not receipt.duplicate:
+        request.app.state.metrics.messages_accepted.inc()
     return JSONResponse(receipt.model_dump(mode="json"),
                         status_code=200 if receipt.duplicate else 201)
 

@@ -9,7 +9,7 @@ import contextlib
 import json
 import logging
 import re
-from typing import Any
+import time
 
 from fastapi import APIRouter, WebSocket
 from fastapi.responses import JSONResponse
@@ -28,8 +28,13 @@ from covey.protocol.wire import (
     SendFrame,
     SentFrame,
 )
-from covey.server.api.errors import describe_validation_errors
-from covey.server.fanout import DeviceAddress
+from covey.server.api.errors import (
+    DATABASE_UNAVAILABLE,
+    describe_validation_errors,
+    is_database_outage,
+)
+from covey.server.fanout import DeviceAddress, Resync, Subscription
+from covey.server.metrics import Metrics
 from covey.server.ratelimit import RateLimiter
 from covey.server.services import Principal, Services
 from covey.server.services._common import now_ms
@@ -90,13 +95,17 @@ class _Connection:
         self.ip = ip
         self.out: asyncio.Queue[str] = asyncio.Queue()
         self.in_flight = 0
+        self.sent: set[int] = set()  # seqs sent on this connection and not known acked
+        self.metrics: Metrics | None = getattr(ws.app.state, "metrics", None)
         self.max_text = services.settings.max_envelope_bytes + _FRAME_OVERHEAD
 
     async def run(self) -> None:
         addr = DeviceAddress(self.principal.user_id, self.principal.device_id)
         subscription = self.services.fanout.subscribe(addr)  # before draining: no gaps
         sender = asyncio.create_task(self._send_loop())
-        pump = asyncio.create_task(self._deliver(subscription.queue))
+        pump = asyncio.create_task(self._deliver(subscription))
+        if self.metrics is not None:
+            self.metrics.websocket_connections.inc()
         reader = asyncio.create_task(self._read_loop())
         revoked = asyncio.Event()
         unwatch = self.services.auth.watch_revocation(self.principal.user_id, revoked.set)
@@ -123,6 +132,8 @@ class _Connection:
                 await self._close_with(Unauthorized("the bearer token has expired",
                                                     code="token_expired"), 4401)
         finally:
+            if self.metrics is not None:
+                self.metrics.websocket_connections.dec()
             unwatch()
             subscription.close()
             for task in (reader, pump, sender, revocation):
@@ -151,8 +162,8 @@ class _Connection:
         except (WebSocketDisconnect, RuntimeError, OSError):
             return
 
-    async def _deliver(self, live: asyncio.Queue[Any]) -> None:
-        messages = self.services.messages
+    async def _deliver(self, subscription: Subscription) -> None:
+        await subscription.ready()  # before draining: nothing committed meanwhile is missed
         count = await self.services.keys.count(self.principal)
         if count.one_time_key_count < self.services.settings.one_time_keys_low:
             self.out.put_nowait(KeysLowFrame(
@@ -160,33 +171,52 @@ class _Connection:
         age_frame = await self.services.age.proof_needed(self.principal.user_id)
         if age_frame is not None:
             self.out.put_nowait(age_frame.model_dump_json())
-        drained: set[int] = set()
-        after = 0
-        while True:
-            rows = await messages.pending_rows(self.principal, after, _DRAIN_PAGE)
-            for row in rows:
-                drained.add(row.seq)
-                self.out.put_nowait(DeliveryFrame.model_construct(
-                    type="delivery", delivery=pending_delivery(row)).model_dump_json())
-            if len(rows) < _DRAIN_PAGE:
-                break
-            after = rows[-1].seq
-        top = max(drained, default=0)
-        out = self.out
+        await self._drain()
+        live = subscription.queue
         while True:
             frame = await live.get()
             while True:
-                if drained and isinstance(frame, DeliveryFrame):
-                    seq = frame.delivery.seq
-                    if seq in drained:
-                        frame = None
-                    elif seq > top:
-                        drained.clear()  # past everything drained: nothing more to drop
-                if frame is not None:
-                    out.put_nowait(frame.model_dump_json())
+                if isinstance(frame, Resync):
+                    await self._drain()
+                elif isinstance(frame, DeliveryFrame):
+                    self._send_delivery(frame, "live")
+                else:
+                    self.out.put_nowait(frame.model_dump_json())
                 if live.empty():
                     break
                 frame = live.get_nowait()
+
+    async def _drain(self) -> None:
+        """Send every mailbox entry this connection has not sent yet, in seq order. Rows
+        sent and since acked are forgotten, so `sent` stays as small as the mailbox."""
+        messages = self.services.messages
+        after = 0
+        pending: set[int] = set()
+        while True:
+            rows = await messages.pending_rows(self.principal, after, _DRAIN_PAGE)
+            for row in rows:
+                pending.add(row.seq)
+                if row.seq not in self.sent:
+                    self._send_delivery(DeliveryFrame.model_construct(
+                        type="delivery", delivery=pending_delivery(row)), "mailbox")
+            if len(rows) < _DRAIN_PAGE:
+                break
+            after = rows[-1].seq
+        # Everything sent and no longer pending was acked (or expired): forget it. Live
+        # frames wait in the queue meanwhile, so none committed after the read is lost.
+        self.sent.intersection_update(pending)
+
+    def _send_delivery(self, frame: DeliveryFrame, source: str) -> None:
+        seq = frame.delivery.seq
+        if seq in self.sent:
+            return  # drained already, or the same notification twice
+        self.sent.add(seq)
+        self.out.put_nowait(frame.model_dump_json())
+        if self.metrics is not None:
+            self.metrics.deliveries.labels(source=source).inc()
+            if source == "live":
+                self.metrics.commit_to_delivery.observe(
+                    max(0.0, (now_ms() - frame.delivery.server_ts_ms) / 1000))
 
     async def _read_loop(self) -> None:
         while True:
@@ -223,7 +253,12 @@ class _Connection:
                     await self._on_send(frame)
                 elif isinstance(frame, AckFrame):
                     self.services.messages.ack_nowait(self.principal, frame.seqs)
-            except Exception:  # a bug must cost one frame, not the connection
+                    self.sent.difference_update(frame.seqs)
+            except Exception as exc:  # a bug must cost one frame, not the connection
+                if is_database_outage(exc):
+                    self._reply_error(DATABASE_UNAVAILABLE, frame.envelope.message_id
+                                      if isinstance(frame, SendFrame) else None)
+                    continue
                 log.exception("unexpected error handling a %s frame", frame.type)
                 self._reply_error(CoveyError("internal error", code="internal_error",
                                              status=500),
@@ -243,19 +278,31 @@ class _Connection:
             self._reply_error(exc, envelope.message_id)
             return
         self.in_flight += 1
-        accepted.future.add_done_callback(lambda _f: self._on_committed(accepted))
+        started = time.perf_counter()
+        accepted.future.add_done_callback(lambda _f: self._on_committed(accepted, started))
 
-    def _on_committed(self, accepted: AcceptedSend) -> None:
+    def _on_committed(self, accepted: AcceptedSend, started: float) -> None:
         self.in_flight -= 1
         if accepted.future.cancelled():
             return
+        if self.metrics is not None and accepted.future.exception() is None:
+            self.metrics.send_to_commit.observe(time.perf_counter() - started)
         try:
             receipt = accepted.receipt()
         except CoveyError as exc:
             self._reply_error(exc, accepted.message_id)
             return
+        except Exception as exc:  # the commit failed: the sender must hear it and resend
+            if not is_database_outage(exc):
+                log.error("a send's commit failed: %s", type(exc).__name__, exc_info=exc)
+            self._reply_error(DATABASE_UNAVAILABLE if is_database_outage(exc) else
+                              CoveyError("internal error", code="internal_error",
+                                         status=500), accepted.message_id)
+            return
         self.out.put_nowait(SentFrame.model_construct(type="sent",
                                                       receipt=receipt).model_dump_json())
+        if self.metrics is not None and not receipt.duplicate:
+            self.metrics.messages_accepted.inc()
 
     def _reply_error(self, exc: CoveyError, message_id: str | None) -> None:
         self.out.put_nowait(_error_frame(exc, message_id))

@@ -13,7 +13,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine as sa_create_engine
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -101,4 +101,7 @@ async def upgrade_to_head(engine: AsyncEngine) -> None:
         command.upgrade(cfg, "heads")
 
     async with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            # Cluster nodes starting together: one migrates, the others wait for it.
+            await conn.execute(text("SELECT pg_advisory_xact_lock(4352634217)"))
         await conn.run_sync(_upgrade)

@@ -179,6 +179,11 @@ class ScanJobStore:
 
         await self._repo.writer.run_job(job)
 
+    async def depth(self) -> int:
+        """Jobs in the queue (due, leased or waiting for a retry): for /metrics."""
+        async with self._repo.engine.connect() as conn:
+            return int(await conn.scalar(select(func.count()).select_from(s.scan_jobs)) or 0)
+
     async def backlog(self, now_ms: int, limit: int = 50) -> ScanBacklog:
         c = s.scan_jobs.c
         async with self._repo.engine.connect() as conn:
