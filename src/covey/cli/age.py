@@ -1,0 +1,1 @@
+"""`covey age`: request, check and prove an age credential from this device."""
