@@ -34,7 +34,8 @@ async def run_app(server_url: str, store: Path, *, port: int = 0, open_browser: 
     sock = _bind(port)
     gate = Gate(sock.getsockname()[1])
     service = AppService(gate, server_url, store, scrypt_n=scrypt_n)
-    if passphrase and await asyncio.to_thread(store.exists):
+    exists: bool = await asyncio.to_thread(store.exists)
+    if passphrase and exists:
         try:
             await service.sign_in(passphrase)
         except CoveyError as exc:

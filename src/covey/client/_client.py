@@ -486,6 +486,19 @@ class Client:
         return await self._age.request_credential(issuer_url, evidence, within_s=within_s,
                                                   on_pending=on_pending)
 
+    async def start_age_request(self, issuer_url: str, evidence: Mapping[str, Any]
+                                ) -> tuple[str, HeldCredential | None]:
+        """Ask an issuer for an age credential without waiting: the ticket, and the
+        credential if the issuer decided at once (else collect it with
+        `check_age_request`; `age_requests` lists the pending ones)."""
+        return await self._age.start_request(issuer_url, evidence)
+
+    def age_requests(self) -> list[dict[str, Any]]:
+        return self._age.pending_requests()
+
+    async def check_age_request(self, ticket: str) -> HeldCredential | None:
+        return await self._age.check_request(ticket)
+
     def age_credentials(self) -> list[HeldCredential]:
         return self._age.credentials()
 
