@@ -11,14 +11,16 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 from collections.abc import AsyncIterator, Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from covey.client import Client
-from tests.support.age import FAST_SCRYPT, server_env
+from tests.support.age import FAST_SCRYPT, IssuerService, server_env, write_registry
 from tests.support.app import AppProcess, axe_source
 from tests.support.console import PASSWORD, create_console_user
 from tests.support.safety import BandIssuer
@@ -41,11 +43,23 @@ def issuer(tmp_path_factory: pytest.TempPathFactory) -> BandIssuer:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, issuer: BandIssuer) -> Iterator[Any]:
-    """One relay for the module, trusting the test issuer; tests use their own handles."""
+def issuer_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IssuerService]:
+    """A real `covey issuer serve` whose operator approves by hand (the app's Age page)."""
+    service = IssuerService(tmp_path_factory.mktemp("app-issuer-service")).start()
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, issuer: BandIssuer,
+           issuer_service: IssuerService) -> Iterator[Any]:
+    """One relay for the module, trusting both test issuers; tests use their own handles."""
     root = tmp_path_factory.mktemp("app-server")
-    env = {**SHARED_IP_LIMITS, **server_env(issuer.registry),
-           "COVEY_CONSOLE_ALLOW_HTTP": "true"}
+    registry = root / "registry.json"
+    write_registry(registry, [issuer.issuer.publish(), issuer_service.entry()])
+    env = {**SHARED_IP_LIMITS, **server_env(registry), "COVEY_CONSOLE_ALLOW_HTTP": "true"}
     relay = CoveyServer(sqlite_url(root), root / "data", env=env)
     relay.start()
     try:
@@ -115,6 +129,10 @@ async def _open(browser: Any, app: AppProcess, axe: str) -> Person:
     page = await context.new_page()
     await page.goto(app.url)
     return Person(app, page, axe)
+
+
+async def _nav(person: Person, name: str) -> None:
+    await person.page.get_by_role("navigation").get_by_role("link", name=name).click()
 
 
 async def _create_account(person: Person, handle: str, *, check: bool = False) -> None:
@@ -299,3 +317,75 @@ async def test_a_child_sees_the_band_of_who_asks(server: Any, browser: Any,
         await expect(child.page.get_by_role("link", name="coach")).to_be_visible()
     finally:
         await coach.close()
+
+
+async def test_groups_devices_age_and_safety(server: Any, browser: Any, apps: list[AppProcess],
+                                            tmp_path: Path, issuer_service: IssuerService,
+                                            axe: str) -> None:
+    from playwright.async_api import expect
+
+    apps += [AppProcess(server.url, tmp_path / "dan.db"),
+             AppProcess(server.url, tmp_path / "eve.db")]
+    dan = await _open(browser, apps[0], axe)
+    eve = await _open(browser, apps[1], axe)
+    await _create_account(dan, "dan")
+    await _create_account(eve, "eve")
+
+    # A group: named, with members; the other member sees it by its name.
+    await _nav(dan, "Groups")
+    await dan.page.get_by_label("Group name").fill("Picnic club")
+    await dan.page.get_by_label("Members", exact=True).fill("eve")
+    await dan.check("groups")
+    await dan.page.get_by_role("button", name="Create group").click()
+    await expect(dan.page.get_by_role("heading", name="Picnic club")).to_be_visible()
+    await dan.page.get_by_label("Message", exact=True).fill("welcome to the club!")
+    await dan.page.get_by_role("button", name="Send").click()
+    await eve.page.get_by_role("link", name="Picnic club", exact=True).click(timeout=20_000)
+    await expect(eve.page.get_by_text("welcome to the club!")).to_be_visible(timeout=20_000)
+    await dan.page.get_by_role("link", name="Members (2)").click()
+    await expect(dan.page.locator(".contacts li")).to_have_count(2)
+    await dan.page.get_by_role("button", name="Create invite code").click()
+    await expect(dan.page.locator(".code")).to_have_text(re.compile(r"^[A-Za-z0-9_-]{43}$"))
+    await dan.check("group-members")
+    await eve.page.get_by_role("link", name="Members (2)").click()
+    await eve.page.get_by_role("button", name="Leave group").click()
+    await expect(eve.page.locator(".notice")).to_contain_text("You left the group")
+
+    # A second device: the first makes a code (and a QR code), the second types it.
+    await _nav(dan, "Devices")
+    await dan.page.get_by_role("button", name="Link a new device").click()
+    code = (await dan.page.locator("#link-code-value").text_content() or "").strip()
+    await expect(dan.page.get_by_role("img", name="QR code of the link code")).to_be_visible()
+    await dan.check("devices-link")
+    apps.append(AppProcess(server.url, tmp_path / "dan-laptop.db"))
+    laptop = await _open(browser, apps[2], axe)
+    await laptop.page.get_by_text("I already have an account on another device").click()
+    await laptop.page.get_by_label("Your handle").fill("dan")
+    await laptop.page.get_by_label("Link code").fill(code)
+    await laptop.page.get_by_label("New passphrase for this device").fill(PASSPHRASE)
+    await laptop.page.get_by_role("button", name="Link this device").click()
+    await expect(laptop.page.get_by_role("heading", name="Chats")).to_be_visible(
+        timeout=60_000)
+    await _nav(dan, "Devices")
+    await expect(dan.page.locator(".contacts li")).to_have_count(2)
+
+    # Age: ask the issuer, see it pending, the operator approves, prove the band.
+    await _nav(dan, "Age")
+    await expect(dan.page.locator("#band-title")).to_contain_text("unverified")
+    await dan.page.get_by_label("Issuer address").fill(issuer_service.url)
+    await dan.page.get_by_label("Evidence the issuer asks for").fill("student_id=S-1234")
+    await dan.page.get_by_role("button", name="Request credential").click()
+    await expect(dan.page.get_by_text("pending", exact=True)).to_be_visible()
+    await dan.check("age-pending")
+    ticket = (await asyncio.to_thread(issuer_service.operator().pending))[0].ticket_id
+    await asyncio.to_thread(issuer_service.operator().approve, ticket, date(1990, 3, 4))
+    await dan.page.get_by_role("link", name="Check again").click()
+    await expect(dan.page.get_by_text("Approved: your credential")).to_be_visible()
+    await dan.page.get_by_role("button", name="Prove my age").click()
+    await expect(dan.page.locator(".notice")).to_contain_text("proven")
+    await expect(dan.page.locator("#band-title")).to_contain_text("16 or over")
+    await dan.check("age-proven")
+
+    await _nav(dan, "Safety")
+    await expect(dan.page.get_by_role("heading", name="Guardians")).to_be_visible()
+    await dan.check("safety")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import uvicorn
 
+from covey.app._pages import page_routes
 from covey.app._security import Gate
 from covey.app._server import AppService, create_app
 from covey.errors import CoveyError
@@ -41,8 +42,9 @@ async def run_app(server_url: str, store: Path, *, port: int = 0, open_browser: 
         except CoveyError as exc:
             print(f"could not open {store} with $COVEY_PASSPHRASE ({exc.code}): "
                   "sign in in the page", file=sys.stderr)
-    config = uvicorn.Config(create_app(service), log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=2, lifespan="off", ws="none")
+    config = uvicorn.Config(create_app(service, page_routes()), log_level="warning",
+                            access_log=False, timeout_graceful_shutdown=2, lifespan="off",
+                            ws="none")
     server = uvicorn.Server(config)
     print(f"Covey app: {gate.launch_url()}", flush=True)
     if open_browser:

@@ -385,6 +385,10 @@ async def home(request: Request, service: AppService, session: Session,
                               server=service.server_url)
     client = service.client
     rows = views.conversation_rows(client)
+    if any(row.is_group and client.core.group(row.conversation_id) is None for row in rows):
+        with contextlib.suppress(CoveyError):  # a group we were just added to: its name
+            await client.groups()
+            rows = views.conversation_rows(client)
     await _fill_protection(client, rows)
     requests = (await client.contact_requests()).incoming
     pending = [r for r in requests if r.status == "pending"]

@@ -53,7 +53,7 @@ def title_of(client: Client, conversation_id: str) -> str:
         others = [u for u in pair if u != client.user_id]
         return others[0] if others else client.user_id
     group = client.core.group(conversation_id)
-    return group.name if group is not None else "a group you left"
+    return group.name if group is not None else "Group"
 
 
 def peer_of(client: Client, conversation_id: str) -> str | None:
