@@ -59,7 +59,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, issuer: BandIssuer,
     root = tmp_path_factory.mktemp("app-server")
     registry = root / "registry.json"
     write_registry(registry, [issuer.issuer.publish(), issuer_service.entry()])
-    env = {**SHARED_IP_LIMITS, **server_env(registry), "COVEY_CONSOLE_ALLOW_HTTP": "true"}
+    # One child's block is enough to flag an adult (the safety notice test).
+    env = {**SHARED_IP_LIMITS, **server_env(registry), "COVEY_CONSOLE_ALLOW_HTTP": "true",
+           "COVEY_MINOR_BLOCK_REPORT_THRESHOLD": "1"}
     relay = CoveyServer(sqlite_url(root), root / "data", env=env)
     relay.start()
     try:
@@ -315,6 +317,26 @@ async def test_a_child_sees_the_band_of_who_asks(server: Any, browser: Any,
         await request.get_by_role("button", name="Accept").click()
         await expect(child.page.locator(".notice")).to_contain_text("accepted")
         await expect(child.page.get_by_role("link", name="coach")).to_be_visible()
+
+        # Another child blocks the coach: the first child now sees a safety notice, in
+        # plain words, with one-tap block and report, in the conversation.
+        other_store = tmp_path / "kid2.db"
+        issuer.place_tails(other_store)
+        other = await Client.register(server.url, "kidtwo", other_store, PASSPHRASE,
+                                      scrypt_n=FAST_SCRYPT, wallet=issuer.wallet(13))
+        await other.block("coach")
+        await other.close()
+        await coach.send_text("kiddo", "well done at practice today")
+        await child.page.get_by_role("link", name="coach").click()
+        notice = child.page.get_by_role("note", name="Safety notice")
+        await expect(notice).to_contain_text("Several young people have blocked or reported")
+        banner = child.page.get_by_role("status").filter(has_text="safeguarded")
+        await expect(banner).to_be_visible()
+        await expect(child.page.get_by_text("well done at practice today")).to_be_visible(
+            timeout=20_000)
+        await child.check("conversation-safety-notice")
+        await notice.get_by_role("button", name="Block and report coach").click()
+        await expect(child.page.locator(".notice")).to_contain_text("Blocked and reported")
     finally:
         await coach.close()
 

@@ -500,10 +500,17 @@ async def conversation(request: Request, service: AppService, session: Session,
         policy = await asyncio.wait_for(client.conversation_policy(conversation_id), 10)
     peer = views.peer_of(client, conversation_id)
     group = client.core.group(conversation_id) if peer is None else None
+    contact_notice = None
+    if peer is not None:
+        with contextlib.suppress(CoveyError, TimeoutError):
+            listed = await asyncio.wait_for(client.contacts(), 10)
+            contact_notice = next((c.safety_notice for c in listed
+                                   if c.user_id == peer and c.safety_notice), None)
     return service.render("conversation.html", request, session,
                           title=views.title_of(client, conversation_id),
                           conversation_id=conversation_id, items=items, earlier=earlier,
                           policy=policy, peer=peer, group=group, downloads=downloads,
+                          contact_notice=contact_notice,
                           path_of=_conversation_path(conversation_id))
 
 
