@@ -390,6 +390,10 @@ async def test_groups_devices_age_and_safety(server: Any, browser: Any, apps: li
         timeout=60_000)
     await _nav(dan, "Devices")
     await expect(dan.page.locator(".contacts li")).to_have_count(2)
+    # The laptop is lost: the phone unlinks it.
+    await dan.page.get_by_role("button", name=re.compile(r"^Unlink")).click()
+    await expect(dan.page.locator(".notice")).to_contain_text("Device unlinked")
+    await expect(dan.page.locator(".contacts li")).to_have_count(1)
 
     # Age: ask the issuer, see it pending, the operator approves, prove the band.
     await _nav(dan, "Age")

@@ -215,6 +215,9 @@ async def devices(request: Request, service: AppService, session: Session,
 
             qr = segno.make(f"covey-link:{client.user_id}:{link}", error="m").svg_data_uri(
                 scale=4, dark="#000", light="#fff")
+        elif action == "unlink":
+            await client.unlink_device(form.get("device_id", ""))
+            return _back("/devices", "unlinked")
         else:
             return _refuse(404, "no such action")
     me = await client.whoami()

@@ -311,6 +311,11 @@ class Client:
     async def create_link_token(self) -> str:
         return (await self._api.create_link_token()).link_token
 
+    async def unlink_device(self, device_id: str) -> None:
+        """Unlink another device of this account (a lost phone): the server leaves it out
+        of device lists, refuses its logins and drops what it had not yet received."""
+        await self._api.remove_device(device_id)
+
     async def send_text(self, to: str, text: str) -> str:
         """Send a text to a user id (1:1) or a group id; returns the message id.
 
