@@ -303,10 +303,26 @@ async def test_a_child_sees_the_band_of_who_asks(server: Any, browser: Any,
     issuer.place_tails(adult_store)
     coach = await Client.register(server.url, "coach", adult_store, PASSPHRASE,
                                   scrypt_n=FAST_SCRYPT, wallet=issuer.wallet(35))
+    parent_store = tmp_path / "mum.db"
+    issuer.place_tails(parent_store)
+    parent = await Client.register(server.url, "mumma", parent_store, PASSPHRASE,
+                                   scrypt_n=FAST_SCRYPT, wallet=issuer.wallet(41))
     try:
         apps.append(AppProcess(server.url, store, passphrase=PASSPHRASE))
         child = await _open(browser, apps[0], axe)
         await expect(child.page.get_by_role("heading", name="Chats")).to_be_visible()
+
+        # The child asks a parent to be its guardian; the parent accepts.
+        await _nav(child, "Safety")
+        await child.page.get_by_label("Ask someone to be your guardian (their handle)"
+                                      ).fill("mumma")
+        await child.page.get_by_role("button", name="Send").click()
+        proposal = (await parent.guardian_links())[0]
+        await parent.accept_guardian_link(proposal.link_id)
+        await child.page.reload()
+        await expect(child.page.locator("tbody tr").first).to_contain_text("active")
+        await _nav(child, "Chats")
+
         await coach.request_contact("kiddo")
         await expect(child.page.get_by_text("wants to message you")).to_be_visible(
             timeout=20_000)
@@ -337,8 +353,21 @@ async def test_a_child_sees_the_band_of_who_asks(server: Any, browser: Any,
         await child.check("conversation-safety-notice")
         await notice.get_by_role("button", name="Block and report coach").click()
         await expect(child.page.locator(".notice")).to_contain_text("Blocked and reported")
+
+        # The guardian is alerted (kinds and times, never content); the child sees the
+        # alerts sent about it on its Safety page.
+        kinds = {a.kind for a in await parent.guardian_alerts()}
+        assert {"contact_accepted", "report_filed"} <= kinds
+        await _nav(child, "Safety")
+        alerts = child.page.locator("section").filter(
+            has=child.page.get_by_role("heading", name="Alerts"))
+        await expect(alerts).to_contain_text("kiddo accepted a new contact: coach")
+        await expect(alerts).to_contain_text("kiddo reported someone")
+        assert "well done at practice" not in await alerts.inner_text()
+        await child.check("safety-alerts")
     finally:
         await coach.close()
+        await parent.close()
 
 
 async def test_groups_devices_age_and_safety(server: Any, browser: Any, apps: list[AppProcess],

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -153,3 +154,34 @@ def test_passphrases_must_match_and_be_long_enough(service: AppService) -> None:
                        headers={"Origin": ORIGIN})
     assert differ.status_code == 400 and "differ" in differ.text
     assert not service.store.exists()
+
+
+def test_safety_warnings_and_later_sdk_notices_are_kept_and_shown(service: AppService,
+                                                                   tmp_path: Path) -> None:
+    """Events become notices in the device's encrypted store: the conversation's safety
+    warning (with whom it is about, for one-tap block and report), and an SDK event added
+    later that carries only a text (e.g. a moderator's warning) on the Chats page."""
+    from dataclasses import dataclass
+    from types import SimpleNamespace
+
+    from covey.app import _views as views
+    from covey.client import ClientCore, SafetyWarning
+    from covey.client._store import Store
+
+    store = Store.create(tmp_path / "device.db", "pass phrase 1", scrypt_n=2**12)
+    core = ClientCore.create(store, "mia", "DEVICE01")
+    device: Any = SimpleNamespace(core=core, user_id="mia")
+    warning = SafetyWarning("dm:mia:rex", "m" * 16, "rex", "phrase_list.secrecy", "high")
+    service._on_event(device, warning)
+
+    @dataclass(frozen=True)
+    class ModeratorWarning:  # the shape a later SDK event may have
+        text: str
+
+    service._on_event(device, ModeratorWarning("A moderator warned you: be kind."))
+    items, _ = views.conversation_items(device, "dm:mia:rex")
+    assert [(i.notice_kind, i.about) for i in items] == [("safety", "rex")]
+    assert "block and report this person with one tap" in items[0].text
+    assert [n["text"] for n in views.notices(device, views.ACCOUNT_NOTICES)] == [
+        "A moderator warned you: be kind."]
+    store.close()

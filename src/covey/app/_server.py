@@ -182,6 +182,8 @@ class AppService:
                                  about=getattr(event, "sender_user", None))
                 self.changed(conversation_id)
             else:
+                if isinstance(text, str) and text:  # e.g. a moderator's warning to you
+                    views.add_notice(client, views.ACCOUNT_NOTICES, text, kind="account")
                 self.changed("*")
 
     def _device_notice(self, client: Client, event: DeviceListChanged) -> None:
@@ -393,7 +395,8 @@ async def home(request: Request, service: AppService, session: Session,
     requests = (await client.contact_requests()).incoming
     pending = [r for r in requests if r.status == "pending"]
     return service.render("home.html", request, session, title="Chats", rows=rows,
-                          requests=pending)
+                          requests=pending,
+                          account_notices=views.notices(client, views.ACCOUNT_NOTICES)[-5:])
 
 
 async def _fill_protection(client: Client, rows: list[views.ConversationRow]) -> None:

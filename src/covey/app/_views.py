@@ -15,6 +15,7 @@ from covey.protocol.ids import MessageKey, dm_participants, is_group_id
 
 READ_KIND = "app_read"  # per conversation: the newest server time the user has seen
 NOTICE_KIND = "app_notice"  # safety and device notices, kept with the conversation
+ACCOUNT_NOTICES = "*"  # notices about the account, not one conversation (shown on Chats)
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 PAGE = 50
 

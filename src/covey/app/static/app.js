@@ -26,10 +26,10 @@
   if (window.EventSource && document.querySelector("[data-live]")) {
     var timer = null;
     var source = new EventSource("/events");
-    source.addEventListener("changed", function () {
-      clearTimeout(timer);
-      timer = setTimeout(refresh, 60);
-    });
+    var later = function () { clearTimeout(timer); timer = setTimeout(refresh, 60); };
+    source.addEventListener("changed", later);
+    // Whatever changed between rendering this page and (re)connecting is fetched now.
+    source.addEventListener("open", later);
   }
 
   // Handle rules, checked as you type.
