@@ -117,12 +117,20 @@ class Person:
             await self.page.screenshot(path=str(ARTIFACTS / f"app-{name}-{width}.png"),
                                        full_page=True)
         await self.page.evaluate(self.axe)
-        result = await self.page.evaluate(
-            "axe.run(document, {resultTypes: ['violations']})")
-        bad = [{"id": v["id"], "impact": v["impact"],
-                "nodes": [n["html"][:200] for n in v["nodes"][:3]]}
-               for v in result["violations"] if v["impact"] in ("serious", "critical")]
-        assert not bad, f"axe on {name}: {json.dumps(bad, indent=1)}"
+        for scheme in ("light", "dark"):  # both themes meet contrast (WCAG AA)
+            await self.page.emulate_media(color_scheme=scheme)
+            if scheme == "dark":
+                await self.page.set_viewport_size({"width": 390, "height": 844})
+                await self.page.screenshot(path=str(ARTIFACTS / f"app-{name}-390-dark.png"),
+                                           full_page=True)
+            result = await self.page.evaluate(
+                "axe.run(document, {resultTypes: ['violations']})")
+            bad = [{"id": v["id"], "impact": v["impact"],
+                    "nodes": [n["html"][:200] for n in v["nodes"][:3]]}
+                   for v in result["violations"] if v["impact"] in ("serious", "critical")]
+            assert not bad, f"axe on {name} ({scheme}): {json.dumps(bad, indent=1)}"
+        await self.page.emulate_media(color_scheme="light")
+        await self.page.set_viewport_size({"width": 1280, "height": 900})
         assert not self.csp_errors, self.csp_errors
 
 
