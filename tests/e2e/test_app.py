@@ -427,6 +427,13 @@ async def test_groups_devices_age_and_safety(server: Any, browser: Any, apps: li
         timeout=60_000)
     await _nav(dan, "Devices")
     await expect(dan.page.locator(".contacts li")).to_have_count(2)
+    # The first device says so in the conversations (a device you did not add means
+    # someone else can read along).
+    await _nav(dan, "Chats")
+    await dan.page.get_by_role("link", name="Picnic club", exact=True).click()
+    await expect(dan.page.get_by_text("You added a new device")).to_be_visible(
+        timeout=20_000)
+    await _nav(dan, "Devices")
     # The laptop is lost: the phone unlinks it.
     await dan.page.get_by_role("button", name=re.compile(r"^Unlink")).click()
     await expect(dan.page.locator(".notice")).to_contain_text("Device unlinked")

@@ -76,8 +76,10 @@ def request(
     wait: Annotated[int, typer.Option("--wait", min=0, metavar="SECONDS",
                                       help="wait this long for the issuer's decision")] = 0,
 ) -> None:
-    """Ask an issuer (a school, a bank…) for an age credential. It stays pending until
-    the issuer's operator checks your evidence; then `covey age prove`.
+    """Ask an issuer (a school, a bank…) for an age credential.
+
+    It stays pending until the issuer's operator checks your evidence; then
+    `covey age prove`.
 
     Example: covey age request --store alice.db --issuer http://127.0.0.1:8471
     --evidence student_id=S-1234
@@ -107,8 +109,10 @@ def request(
 
 @age_app.command("status")
 def status(store: StoreOption) -> None:
-    """Your band as the server knows it, the credentials this device holds, and
-    requests still waiting for an issuer (collected here once decided).
+    """Your age band, the credentials on this device, and requests still pending.
+
+    The band is as the server knows it; a request the issuer has decided since is
+    collected here.
 
     Example: covey age status --store alice.db
     """
@@ -151,8 +155,9 @@ def status(store: StoreOption) -> None:
 
 @age_app.command("prove")
 def prove(store: StoreOption) -> None:
-    """Prove your age band to the server with a fresh zero-knowledge proof (it learns
-    the band and its expiry, not your birth date).
+    """Prove your age band to the server with a fresh zero-knowledge proof.
+
+    The server learns the band and its expiry, not your birth date.
 
     Example: covey age prove --store alice.db
     """
