@@ -227,6 +227,10 @@ async def test_two_people_chat_send_an_image_and_report(
     assert await preview.evaluate("img => img.naturalWidth") == 160
     await expect(ben.page.locator(".file-name").last).to_have_text("picnic-map.png")
     await expect(ben.page.locator(".file-size").last).to_contain_text("B")
+    download = ben.page.get_by_role("link", name="Download picnic-map.png")
+    got = await ben.page.request.get(ben.app.origin + str(await download.get_attribute("href")))
+    assert got.headers["content-disposition"].startswith("attachment")
+    assert await got.body() == picture.read_bytes()  # decrypted, checked, the same bytes
     await ana.check("conversation")
     await ben.check("conversation-received")
 
