@@ -533,8 +533,10 @@ async def attach(request: Request, service: AppService, session: Session,
                  form: dict[str, str]) -> Response:
     client = _client(service)
     conversation_id = request.path_params["conversation_id"]
-    length = int(request.headers.get("content-length") or 0)
-    if length > MAX_ATTACHMENT:
+    length_text = request.headers.get("content-length") or "0"
+    if not length_text.isdigit():
+        return JSONResponse({"error": "a bad Content-Length"}, 400)
+    if int(length_text) > MAX_ATTACHMENT:
         return JSONResponse({"error": "files are limited to 100 MB"}, 413)
     data = await request.body()
     if not data or len(data) > MAX_ATTACHMENT:
@@ -608,8 +610,10 @@ async def block_and_report(request: Request, service: AppService, session: Sessi
     if last is None:
         await client.block(user)
         return _back(_conversation_path(conversation_id), "blocked")
-    await client.report(last, ReportCategory(form.get("category") or "other"), None,
-                        block=True)
+    category = form.get("category") or "other"
+    if category not in views.CATEGORY_WORDS:
+        return _refuse(400, "unknown category")
+    await client.report(last, ReportCategory(category), None, block=True)
     return _back(_conversation_path(conversation_id), "blocked_reported")
 
 
