@@ -46,7 +46,11 @@ def _covey(
 # Modules that add commands to `app` when imported; each module is named after its command.
 _COMMAND_MODULES = ("server", "demo", "chat", "evidence", "issuer", "whoami",
                     "report", "admin", "transparency", "audit", "guardian", "contacts",
-                    "detect", "bank", "hash", "history", "register")
+                    "detect", "bank", "hash", "history", "register", "app", "age")
+
+
+# Commands whose module has another name (`covey.cli.app` is the Typer app itself).
+_MODULE_OF = {"app": "app_command"}
 
 
 def _load_commands(argv: list[str]) -> None:
@@ -54,7 +58,7 @@ def _load_commands(argv: list[str]) -> None:
     demo or the console's browser tooling), or every module for `covey --help`."""
     wanted = [argv[0]] if argv and argv[0] in _COMMAND_MODULES else _COMMAND_MODULES
     for name in wanted:
-        importlib.import_module(f"covey.cli.{name}")
+        importlib.import_module(f"covey.cli.{_MODULE_OF.get(name, name)}")
     from covey.cli._examples import add_examples
 
     add_examples(app)

@@ -6,6 +6,7 @@ assurance, reporting, and the age-aware safety policy."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import tempfile
 import zlib
@@ -25,6 +26,7 @@ from covey.cli._demo_age import IssuerService, scene_age
 from covey.cli._demo_common import WAIT_S, Glossary, demo_console, received, server_rows
 from covey.cli._demo_reports import scene_reports
 from covey.cli._demo_safety import START_TIMEOUT_S, scene_safety
+from covey.cli._demo_serve import serve as serve_apps
 from covey.client import Client, RoomKeyReceived
 from covey.errors import CoveyError
 from covey.server.process import ServerProcess
@@ -234,7 +236,7 @@ def _next_steps(console: Console) -> None:
     console.print(Panel(steps, title="What to try next", title_align="left"))
 
 
-async def _run_demo(root: Path, console: Console) -> None:
+async def _run_demo(root: Path, console: Console, *, serve: bool = False) -> None:
     server = ServerProcess(f"sqlite+aiosqlite:///{root / 'server' / 'covey.db'}",
                            root / "server", log_path=root / "server.log",
                            env={"COVEY_SAFETY_MODE": "e2ee-only",
@@ -265,6 +267,13 @@ async def _run_demo(root: Path, console: Console) -> None:
                       "under-16 or unverified participant also carried a safety copy the "
                       "server could read.")
         _next_steps(console)
+        if serve:
+            for client in cast.clients.values():
+                await client.close()
+            cast.clients.clear()
+            await serve_apps(console, server, [
+                (handle, cast.store(name), cast.passphrase(name))
+                for name, handle in (("alice-laptop", "alice"), ("bob", "bob"))])
     finally:
         for client in cast.clients.values():
             await client.close()
@@ -276,12 +285,19 @@ async def _run_demo(root: Path, console: Console) -> None:
 @app.command("demo")
 def demo(
     keep: Annotated[bool, typer.Option(help="keep the temporary server and device files")] = False,
+    serve: Annotated[bool, typer.Option(
+        "--serve", help="then leave the server, its console and two signed-in apps (alice, "
+        "bob) running, and print their addresses and logins; Ctrl-C stops")] = False,
 ) -> None:
-    """Start a real server on a temporary SQLite database and show Covey end to end."""
+    """Start a real server on a temporary SQLite database and show Covey end to end.
+
+    Example: covey demo --serve
+    """
     console = demo_console()
     root = Path(tempfile.mkdtemp(prefix="covey-demo-"))
     try:
-        asyncio.run(_run_demo(root, console))
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_run_demo(root, console, serve=serve))
     except (TimeoutError, RuntimeError, CoveyError) as exc:
         console.print(f"[red]The demo failed: {exc}[/] (files kept in {root})")
         raise typer.Exit(1) from exc

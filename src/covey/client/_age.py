@@ -43,6 +43,9 @@ _FRESH_MARGIN_MS = 60_000
 MAX_TAILS_BYTES = 256 * 1024 * 1024
 
 
+PENDING_KIND = "age_pending"  # issuer tickets not decided yet
+
+
 class IssuerError(ClientError):
     """The issuer refused or failed a credential request."""
 
@@ -131,6 +134,56 @@ class AgeWallet:
             self.save()
             await self._fetch_tails(held, http, "/v1/tails/")
         return held
+
+    async def start_request(self, issuer_url: str, evidence: Mapping[str, Any]
+                            ) -> tuple[str, HeldCredential | None]:
+        """Offer → request, without waiting: the ticket and, if the issuer decided at
+        once, the stored credential. A pending ticket is kept in the store, so
+        `check_request` can collect it later (after a restart too)."""
+        async with httpx.AsyncClient(base_url=issuer_url.rstrip("/"), trust_env=False,
+                                     timeout=ISSUER_TIMEOUT_S) as http:
+            offer = await self._issuer(http, "POST", "/v1/offers")
+            request = self.wallet.request_credential(offer)
+            self.save()
+            answer = await self._issuer(http, "POST", "/v1/requests",
+                                        json={"request": request, "evidence": dict(evidence)})
+            ticket = str(answer["ticket_id"])
+            if answer["status"] == "pending":
+                self._store.put(PENDING_KIND, ticket, {
+                    "ticket_id": ticket, "issuer_url": issuer_url.rstrip("/"),
+                    "requested_ms": int(_utcnow().timestamp() * 1000)})
+                return ticket, None
+            held = self.wallet.store_credential(answer["message"])
+            self.save()
+            await self._fetch_tails(held, http, "/v1/tails/")
+            return ticket, held
+
+    def pending_requests(self) -> list[dict[str, Any]]:
+        """Requests an issuer has not decided yet: ticket, issuer URL, when asked."""
+        return self._store.items(PENDING_KIND)
+
+    async def check_request(self, ticket: str) -> HeldCredential | None:
+        """Collect a pending request: the credential once issued (stored, and the
+        ticket forgotten), None while still pending; `IssuerError` if refused."""
+        record = self._store.get(PENDING_KIND, ticket)
+        if record is None:
+            raise ClientError(f"no pending age request {ticket} on this device",
+                              code="unknown_ticket", status=404)
+        async with httpx.AsyncClient(base_url=str(record["issuer_url"]), trust_env=False,
+                                     timeout=ISSUER_TIMEOUT_S) as http:
+            try:
+                answer = await self._issuer(http, "GET", f"/v1/requests/{ticket}")
+            except IssuerError as exc:
+                if 400 <= exc.status < 500 and exc.status != 429:
+                    self._store.delete(PENDING_KIND, ticket)  # refused or unknown: gone
+                raise
+            if answer["status"] == "pending":
+                return None
+            held = self.wallet.store_credential(answer["message"])
+            self.save()
+            self._store.delete(PENDING_KIND, ticket)
+            await self._fetch_tails(held, http, "/v1/tails/")
+            return held
 
     async def _fetch_tails(self, held: HeldCredential, http: httpx.AsyncClient | None = None,
                            base: str | None = None) -> None:

@@ -339,6 +339,11 @@ class Client:
     async def create_link_token(self) -> str:
         return (await self._api.create_link_token()).link_token
 
+    async def unlink_device(self, device_id: str) -> None:
+        """Unlink another device of this account (a lost phone): the server leaves it out
+        of device lists, refuses its logins and drops what it had not yet received."""
+        await self._api.remove_device(device_id)
+
     async def send_text(self, to: str, text: str) -> str:
         """Send a text to a user id (1:1) or a group id; returns the message id.
 
@@ -513,6 +518,19 @@ class Client:
         evidence) and keep it in this device's encrypted store."""
         return await self._age.request_credential(issuer_url, evidence, within_s=within_s,
                                                   on_pending=on_pending)
+
+    async def start_age_request(self, issuer_url: str, evidence: Mapping[str, Any]
+                                ) -> tuple[str, HeldCredential | None]:
+        """Ask an issuer for an age credential without waiting: the ticket, and the
+        credential if the issuer decided at once (else collect it with
+        `check_age_request`; `age_requests` lists the pending ones)."""
+        return await self._age.start_request(issuer_url, evidence)
+
+    def age_requests(self) -> list[dict[str, Any]]:
+        return self._age.pending_requests()
+
+    async def check_age_request(self, ticket: str) -> HeldCredential | None:
+        return await self._age.check_request(ticket)
 
     def age_credentials(self) -> list[HeldCredential]:
         return self._age.credentials()

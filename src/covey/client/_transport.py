@@ -168,6 +168,9 @@ class Api:
     async def create_link_token(self) -> LinkTokenResponse:
         return await self._call("POST", "/v1/devices/link-token", LinkTokenResponse)
 
+    async def remove_device(self, device_id: str) -> None:
+        await self._raw("DELETE", f"/v1/devices/{device_id}")
+
     async def login(self) -> TokenResponse:
         challenge = await self._call(
             "POST", "/v1/auth/challenge", ChallengeResponse, auth=False,

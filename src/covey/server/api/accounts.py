@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Request, Response
 
-from covey.protocol.ids import USER_ID_PATTERN
+from covey.protocol.ids import DEVICE_ID_PATTERN, USER_ID_PATTERN
 from covey.protocol.wire import (
     AddDeviceRequest,
     ChallengeRequest,
@@ -50,6 +50,15 @@ async def add_device(body: AddDeviceRequest, request: Request, services: Service
                      limits: LimiterDep) -> RegisterResponse:
     limits.check("register", f"ip:{client_ip(request)}")
     return await services.accounts.add_device(body)
+
+
+@router.delete("/v1/devices/{device_id}", status_code=204, tags=["accounts"])
+async def remove_device(device_id: Annotated[str, Path(pattern=DEVICE_ID_PATTERN)],
+                        principal: PrincipalDep, services: ServicesDep) -> Response:
+    """Unlink another device of this account (a lost phone): it stops receiving at once."""
+    await services.accounts.remove_device(principal, device_id)
+    services.auth.forget_account(principal.user_id)  # its cached tokens and sockets here
+    return Response(status_code=204)
 
 
 @router.get("/v1/users/{user_id}/devices", response_model=DeviceList, tags=["accounts"])

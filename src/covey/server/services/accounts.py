@@ -111,6 +111,16 @@ class AccountService:
         return RegisterResponse(user_id=request.device.user_id,
                                 device_id=request.device.device_id)
 
+    async def remove_device(self, principal: Principal, device_id: str) -> None:
+        """Unlink another device of the principal's account."""
+        if device_id == principal.device_id:
+            raise InvalidInput("a device cannot unlink itself: unlink it from another of "
+                               "your devices", code="cannot_remove_self")
+        if not await self._repo.remove_device(principal.user_id, device_id, now_ms()):
+            raise NotFound(f"no device {device_id!r} on this account", code="unknown_device")
+        self.directory.invalidate(principal.user_id)
+        await self._announce_device_change(principal.user_id)
+
     async def _announce_device_change(self, user_id: str) -> None:
         """Tell the connected devices of the account, its contacts and its groups'
         members that its device list changed (their clients show it: a device the

@@ -338,14 +338,34 @@ class Repository:
     async def user_devices(self, user_id: str) -> list[DeviceRow]:
         async with self.engine.connect() as conn:
             rows = await conn.execute(select(*_DEVICE_COLUMNS).where(
-                t.devices.c.user_id == user_id).order_by(t.devices.c.id))
+                t.devices.c.user_id == user_id, t.devices.c.removed_ms.is_(None))
+                .order_by(t.devices.c.id))
             return [_device(r) for r in rows]
 
     async def get_device(self, user_id: str, device_id: str) -> DeviceRow | None:
         async with self.engine.connect() as conn:
             row = (await conn.execute(select(*_DEVICE_COLUMNS).where(
-                t.devices.c.user_id == user_id, t.devices.c.device_id == device_id))).first()
+                t.devices.c.user_id == user_id, t.devices.c.device_id == device_id,
+                t.devices.c.removed_ms.is_(None)))).first()
         return None if row is None else _device(row)
+
+    async def remove_device(self, user_id: str, device_id: str, now_ms: int) -> bool:
+        """Unlink a device: marked removed (its sent messages stay, for reports), its
+        tokens, keys and undelivered mailbox deleted. False if there is no such device."""
+
+        async def job(conn: AsyncConnection) -> bool:
+            pk = (await conn.execute(select(t.devices.c.id).where(
+                t.devices.c.user_id == user_id, t.devices.c.device_id == device_id,
+                t.devices.c.removed_ms.is_(None)))).scalar()
+            if pk is None:
+                return False
+            await conn.execute(update(t.devices).where(t.devices.c.id == pk)
+                               .values(removed_ms=now_ms))
+            for table in (t.tokens, t.one_time_keys, t.fallback_keys, t.mailbox):
+                await conn.execute(delete(table).where(table.c.device_pk == pk))
+            return True
+
+        return bool(await self.writer.run_job(job))
 
     # --- login -----------------------------------------------------------------------
 
@@ -400,7 +420,8 @@ class Repository:
                 select(t.tokens.c.device_pk, t.devices.c.user_id, t.devices.c.device_id,
                        t.tokens.c.expires_ms)
                 .select_from(t.tokens.join(t.devices, t.tokens.c.device_pk == t.devices.c.id))
-                .where(t.tokens.c.token_hash == token_hash))).first()
+                .where(t.tokens.c.token_hash == token_hash,
+                       t.devices.c.removed_ms.is_(None)))).first()
         if row is None:
             return None
         return TokenRow(device_pk=row[0], user_id=row[1], device_id=row[2], expires_ms=row[3])

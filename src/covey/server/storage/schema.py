@@ -44,6 +44,9 @@ devices = Table(
     Column("signing_key", String(64), nullable=False),
     Column("signature", String(128), nullable=False),
     Column("created_ms", BigInteger, nullable=False),
+    # Set when another device of the account unlinks it (a lost phone): it is left out
+    # of device lists, cannot log in, and gets nothing more; its sent messages stay.
+    Column("removed_ms", BigInteger, nullable=True),
     UniqueConstraint("user_id", "device_id", name="uq_devices_user_device"),
     sqlite_autoincrement=True,
 )
