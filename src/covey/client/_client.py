@@ -100,6 +100,10 @@ class AttachmentUnverifiable(CryptoError):
                          f"{download.detail}", code=f"attachment_{download.status.value}")
         self.attachment_status: AttachmentStatus = download.status
 
+# What a person sees instead of an attachment the relay withheld (docs/detection.md).
+WITHHELD_NOTICE = ("An image in this message was withheld for your safety: it matched a "
+                   "known harmful image. You can block and report the sender.")
+
 _BACKOFF_START_S = 0.2
 _BACKOFF_MAX_S = 5.0
 _MAX_REBUILDS = 4
@@ -335,10 +339,14 @@ class Client:
     async def fetch_attachment(self, ref: AttachmentRef) -> AttachmentDownload:
         """Fetch a blob and check it against its franked reference (hash, size, key):
         a typed status, never an exception, for a blob that is missing or does not match.
-        Show an unverified one as `label` ("could not be verified"), not its bytes."""
+        Show an unverified one as `label` ("could not be verified"), not its bytes; a
+        `withheld` one (the relay matched it against known harmful images) as
+        `WITHHELD_NOTICE`, with one-tap block-and-report (`report(..., block=True)`)."""
         try:
             blob: bytes | None = await self._api.download_blob(ref.blob_id)
         except ServerError as exc:
+            if exc.code == "attachment_withheld":
+                return AttachmentDownload(ref, AttachmentStatus.WITHHELD, None, WITHHELD_NOTICE)
             if exc.status != 404:
                 raise
             blob = None

@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None, *, fanout: Fanout | None = None
         app.state.limiter = RateLimiter.from_settings(settings)
         reporting = await start_reporting(app, settings, services)
         services.scans.start()  # after the report sink is wired: it drains at once
+        await services.images.start()
         loops = [asyncio.create_task(services.messages.purge_loop(), name="covey-purge"),
                  asyncio.create_task(services.safety_copies.purge_loop(),
                                      name="covey-safety-copy-purge")]
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None, *, fanout: Fanout | None = None
                 loop.cancel()
             await services.age.close()
             await services.scans.close()
+            await services.images.close()
             for loop in loops:
                 with contextlib.suppress(asyncio.CancelledError):
                     await loop

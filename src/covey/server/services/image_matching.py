@@ -1,0 +1,283 @@
+"""Known-image matching on the relay (docs/detection.md, "Acting on a match").
+
+In a safeguarded conversation, `check` runs on the opened safety copy *before* the message
+is stored and acknowledged: each attachment blob is read, decrypted with its franked key,
+PDQ-hashed (eight dihedral hashes) and matched against the `BankIndex`. A match is written
+at once (so the blob is withheld from everyone but its uploader before anyone can be told
+of the message), and after the commit a prioritised moderator report with the verified
+message, its blob and the bank entry is filed (`report_sink`); a sweep files any report a
+crash or a failed filing left out. With no banked hash the check reads nothing.
+
+A user's own report runs the same matching over the attachments it verified
+(`match_report`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from covey.age import AgeBand
+from covey.errors import CoveyError, Forbidden
+from covey.protocol.attachments import open_attachment
+from covey.protocol.content import AttachmentRef, MessageContent
+from covey.safety.images import ImageRejected, QueryHashes, query_hashes
+from covey.server.services._common import now_ms
+from covey.server.services.age import AgeService
+from covey.server.services.bank_index import BankIndex, BankMatch
+from covey.server.services.blobs import BlobService
+from covey.server.services.scans import ScanQueue
+from covey.server.storage.banks import BankStorage
+from covey.server.storage.image_matches import (
+    RELAY,
+    USER_REPORT,
+    ImageMatchRow,
+    ImageMatchStore,
+)
+from covey.server.storage.repository import BlobRow, NewMessage, Repository
+from covey.server.storage.scan_jobs import MessageKey
+from covey.settings import Settings
+
+log = logging.getLogger(__name__)
+
+WITHHELD_MESSAGE = ("this attachment was withheld for safety: it matched a known harmful "
+                    "image")
+# Files the report for a relay match: (message, opened content, its matches) → report id.
+ImageReportSink = Callable[[NewMessage, MessageContent, Sequence[ImageMatchRow]],
+                           Awaitable[str]]
+# Whether a participant is under 16 (the age service's `band_of`: a lapsed child counts).
+ChildCheck = Callable[[str], Awaitable[bool]]
+# (conversation, sender user, sender device, message id) → the stored message, opened.
+RebuildMessage = Callable[[str, str, str, str],
+                          Awaitable[tuple[NewMessage, MessageContent] | None]]
+BlobLocator = Callable[[str], Awaitable[tuple[Path, BlobRow]]]
+
+_SWEEP_INTERVAL_S = 30.0
+_SWEEP_GRACE_MS = 60_000  # a report normally follows its commit within milliseconds
+
+
+@dataclass(frozen=True, slots=True)
+class HashedAttachment:
+    ref: AttachmentRef
+    plaintext_sha256: str
+    queries: QueryHashes
+
+
+def hash_attachment_bytes(ref: AttachmentRef, plaintext: bytes) -> HashedAttachment | None:
+    """The dihedral PDQ hashes of one decrypted attachment; None when it is not an image
+    Pillow can decode or its PDQ quality is under 50 (nothing reliable to match)."""
+    try:
+        queries = query_hashes(plaintext)
+    except ImageRejected:
+        return None
+    if not queries.usable:
+        return None
+    return HashedAttachment(ref, hashlib.sha256(plaintext).hexdigest(), queries)
+
+
+def _read_and_hash(path: Path, ref: AttachmentRef) -> HashedAttachment | None:
+    """Read the stored blob, decrypt it with its franked key, and hash it (in a thread)."""
+    try:
+        blob = path.read_bytes()
+    except OSError:
+        return None
+    opened = open_attachment(blob, ref)
+    if opened.plaintext is None:
+        return None
+    return hash_attachment_bytes(ref, opened.plaintext)
+
+
+class ImageMatchService:
+    def __init__(self, index: BankIndex, store: ImageMatchStore, locate_blob: BlobLocator,
+                 is_child: ChildCheck) -> None:
+        self.index = index
+        self.store = store
+        self._locate_blob = locate_blob
+        self._is_child = is_child
+        self.report_sink: ImageReportSink | None = None  # set by the reporting wiring
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+        # Rebuilds a stored message and its opened safety copy (set by the wiring).
+        self.rebuild: RebuildMessage | None = None
+
+    # --- life cycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.index.load()
+        self.index.start()
+        self._sweeper = asyncio.create_task(self._sweep_loop(), name="covey-image-reports")
+
+    async def close(self) -> None:
+        await self.index.stop()
+        for task in (*self._tasks, *([self._sweeper] if self._sweeper else [])):
+            task.cancel()
+        for task in (*self._tasks, *([self._sweeper] if self._sweeper else [])):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # --- the relay's check ---------------------------------------------------------------
+
+    async def check(self, sender_user: str, sender_device: str, content: MessageContent,
+                    participants: Sequence[str]) -> list[ImageMatchRow]:
+        """Match every attachment of an opened safety copy; record (and so withhold) the
+        ones that match. Called before the message is stored; cheap without banks."""
+        if not content.attachments or len(self.index) == 0:
+            return []
+        hashed: list[HashedAttachment] = []
+        for ref in content.attachments:
+            try:
+                path, _row = await self._locate_blob(ref.blob_id)
+            except CoveyError:
+                continue  # refused earlier by the reference check; nothing to read
+            found = await asyncio.to_thread(_read_and_hash, path, ref)
+            if found is not None:
+                hashed.append(found)
+        rows = await self._match(hashed, RELAY, sender_user, sender_device, content,
+                                 participants, report_id=None)
+        if rows:
+            await self.store.record(rows)
+            log.warning("known-image match: %d attachment(s) of message %s in %s withheld",
+                        len(rows), content.message_id, content.conversation_id)
+        return rows
+
+    def report_soon(self, message: NewMessage, content: MessageContent,
+                    rows: Sequence[ImageMatchRow]) -> None:
+        """After the commit: file the moderator report (off the sender's path)."""
+        task = asyncio.get_running_loop().create_task(self._report(message, content, rows))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _report(self, message: NewMessage, content: MessageContent,
+                      rows: Sequence[ImageMatchRow]) -> None:
+        if self.report_sink is None:
+            return
+        try:
+            report_id = await self.report_sink(message, content, rows)
+            await self.store.set_report([r.match_id for r in rows], report_id)
+        except Exception:
+            log.exception("the report of a known-image match in message %s could not be "
+                          "filed; the sweep retries", message.message_id)
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(_SWEEP_INTERVAL_S)
+            try:
+                await self.sweep_unreported()
+            except Exception:
+                log.exception("sweeping unreported image matches failed")
+
+    async def sweep_unreported(self) -> int:
+        """File the reports of relay matches a minute old or more that still have none,
+        from their stored safety copies; how many messages were reported."""
+        if self.rebuild is None or self.report_sink is None:
+            return 0
+        pending = await self.store.unreported(now_ms() - _SWEEP_GRACE_MS)
+        filed = 0
+        by_message: dict[tuple[str, str, str], list[ImageMatchRow]] = {}
+        for row in pending:
+            by_message.setdefault((row.conversation_id, row.sender_user, row.message_id),
+                                  []).append(row)
+        for (conversation, sender, message_id), rows in by_message.items():
+            rebuilt = await self.rebuild(conversation, sender, rows[0].sender_device,
+                                         message_id)
+            if rebuilt is None:
+                log.warning("known-image match %s has no stored message to report from",
+                            rows[0].match_id)
+                continue
+            await self._report(*rebuilt, rows)
+            filed += 1
+        return filed
+
+    # --- reports and downloads -----------------------------------------------------------
+
+    async def match_report(self, report_id: str, reporter_user: str,
+                           attachments: Sequence[tuple[AttachmentRef, bytes, str, str, str,
+                                                       str]],
+                           participants: Sequence[str]) -> list[ImageMatchRow]:
+        """A user's report: match the attachments it verified, (ref, plaintext, sender
+        user, sender device, conversation, message id) each, and record every match
+        against the report. Matched blobs are withheld from then on."""
+        if not attachments or len(self.index) == 0:
+            return []
+        rows: list[ImageMatchRow] = []
+        for ref, plaintext, sender, device, conversation, message_id in attachments:
+            hashed = await asyncio.to_thread(hash_attachment_bytes, ref, plaintext)
+            if hashed is None:
+                continue
+            rows += await self._match_one(hashed, USER_REPORT, sender, device, conversation,
+                                          message_id, participants, report_id)
+        if rows:
+            await self.store.record(rows)
+            log.warning("known-image match in report %s by %s: %d attachment(s)",
+                        report_id, reporter_user, len(rows))
+        return rows
+
+    async def check_download(self, blob: BlobRow, user_id: str) -> None:
+        """403 `attachment_withheld` for a matched blob, to all but its uploader (who has
+        the image anyway, and is not told that it matched)."""
+        if blob.owner_user != user_id and await self.store.withheld(blob.blob_id):
+            raise Forbidden(WITHHELD_MESSAGE, code="attachment_withheld")
+
+    # --- matching ------------------------------------------------------------------------
+
+    async def _match(self, hashed: Sequence[HashedAttachment], origin: str, sender: str,
+                     device: str, content: MessageContent, participants: Sequence[str],
+                     report_id: str | None) -> list[ImageMatchRow]:
+        rows: list[ImageMatchRow] = []
+        for item in hashed:
+            rows += await self._match_one(item, origin, sender, device,
+                                          content.conversation_id, content.message_id,
+                                          participants, report_id)
+        return rows
+
+    async def _match_one(self, item: HashedAttachment, origin: str, sender: str, device: str,
+                         conversation: str, message_id: str, participants: Sequence[str],
+                         report_id: str | None) -> list[ImageMatchRow]:
+        match: BankMatch | None = await self.index.match(item.queries.hashes)
+        if match is None:
+            return []
+        child = False
+        for user in participants:
+            if await self._is_child(user):
+                child = True
+                break
+        return [ImageMatchRow(
+            match_id="im_" + secrets.token_hex(12), origin=origin, blob_id=item.ref.blob_id,
+            conversation_id=conversation, sender_user=sender, sender_device=device,
+            message_id=message_id, plaintext_sha256=item.plaintext_sha256,
+            query_pdq=item.queries.hashes[0].hex, quality=item.queries.quality,
+            bank=match.entry.bank, entry_id=match.entry.entry_id,
+            entry_pdq=match.entry.pdq.hex(), entry_meta=dict(match.entry.meta),
+            distance=match.distance, variant=match.query_index, withheld=True,
+            child_present=child, report_id=report_id, created_ms=now_ms())]
+
+
+def matching_service(settings: Settings, repo: Repository, blobs: BlobService,
+                     age: AgeService, scans: ScanQueue) -> ImageMatchService:
+    """The relay's matcher over the database's banks, with the settings' distance, poll
+    interval and index choice; reports rebuilt from the scan queue's stored copies."""
+    index = BankIndex(BankStorage(repo), max_distance=settings.pdq_match_distance,
+                      poll_interval_s=settings.hash_bank_poll_interval_s,
+                      multihash_min=settings.pdq_multihash_min)
+
+    async def is_child(user_id: str) -> bool:
+        return await age.band_of(user_id) is AgeBand.UNDER_16
+
+    service = ImageMatchService(index, ImageMatchStore(repo), blobs.locate, is_child)
+
+    async def rebuild(conversation: str, sender: str, device: str,
+                      message_id: str) -> tuple[NewMessage, MessageContent] | None:
+        copy = await scans.store.copy_for(MessageKey(conversation, sender, device,
+                                                     message_id))
+        if copy is None:
+            return None
+        # The scan queue rebuilds a message from its stored copy the same way.
+        return scans._message(copy), scans._open(copy)
+
+    service.rebuild = rebuild
+    return service
