@@ -83,6 +83,10 @@ async def test_known_image_withheld_from_child_reported_and_escalated(
     adult, kid = await people.adult("ada"), await people.child("kid")
     await _befriend(adult, kid)
 
+    await adult.send_text(kid.user_id, "hi, want to see something?")
+    await kid.next_message(within_s=20)
+    await kid.send_text(adult.user_id, "ok")
+    await adult.next_message(within_s=20)
     # A mirrored, JPEG re-compressed copy of the banked image.
     await adult.send_attachment(kid.user_id, jpeg(ImageOps.mirror(banked)), name="pic.jpg",
                                 text="look")
@@ -117,7 +121,9 @@ async def test_known_image_withheld_from_child_reported_and_escalated(
         assert page.status_code == 200
         assert "Known-image match" in page.text and "known-test" in page.text
         assert f"{distance} / 256" in page.text and "test list entry 7" in page.text
-        assert "✓ verified" in page.text
+        # The message and the one the child received before it, both verified.
+        assert "2 of 2 messages verified" in page.text
+        assert "hi, want to see something?" in page.text
         assert "<img" not in page.text  # never rendered unless the moderator asks
         csrf = csrf_of(page.text)
         # Escalation before anyone looked: a hash-only match.
@@ -149,6 +155,9 @@ async def test_known_image_withheld_from_child_reported_and_escalated(
         audit = await _rows(covey_server, "SELECT action FROM audit_log WHERE "
                             "action = 'view_matched_image'")
         assert audit == [("view_matched_image",)]
+        reads = await _rows(covey_server, "SELECT count(*) FROM safety_copy_reads WHERE "
+                            "reader = 'image-match-report'")
+        assert reads == [(1,)]  # the preceding message read for the report, logged
         viewed = await _rows(covey_server, "SELECT viewed_ms FROM image_matches")
         assert viewed[0][0] is not None
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from covey.age import AgeBand
 from covey.errors import CoveyError, Forbidden
+from covey.moderation.evidence import MAX_ATTACHMENTS_PER_REPORT, MAX_PRECEDING
 from covey.protocol.attachments import open_attachment
 from covey.protocol.content import AttachmentRef, MessageContent
 from covey.safety.images import ImageRejected, QueryHashes, query_hashes
@@ -40,21 +41,35 @@ from covey.server.storage.image_matches import (
     ImageMatchStore,
 )
 from covey.server.storage.repository import BlobRow, NewMessage, Repository
-from covey.server.storage.scan_jobs import MessageKey
+from covey.server.storage.scan_jobs import MessageKey, StoredCopy
 from covey.settings import Settings
 
 log = logging.getLogger(__name__)
 
 WITHHELD_MESSAGE = ("this attachment was withheld for safety: it matched a known harmful "
                     "image")
-# Files the report for a relay match: (message, opened content, its matches) → report id.
-ImageReportSink = Callable[[NewMessage, MessageContent, Sequence[ImageMatchRow]],
-                           Awaitable[str]]
+
+
+@dataclass(frozen=True)
+class MatchedMessage:
+    """What a known-image report is filed from: the message and its opened content, the
+    recipient whose view it is evidence of (a child when one takes part), the preceding
+    messages that recipient received (opened from their kept safety copies), and the
+    matches."""
+
+    message: NewMessage
+    content: MessageContent
+    recipient: str
+    preceding: tuple[tuple[NewMessage, MessageContent], ...]
+    matches: tuple[ImageMatchRow, ...]
+
+
+# Files the report for a relay match → its report id.
+ImageReportSink = Callable[[MatchedMessage], Awaitable[str]]
+# Opens a kept safety copy: the stored message (tags computed again) and its content.
+CopyOpener = Callable[[StoredCopy], tuple[NewMessage, MessageContent]]
 # Whether a participant is under 16 (the age service's `band_of`: a lapsed child counts).
 ChildCheck = Callable[[str], Awaitable[bool]]
-# (conversation, sender user, sender device, message id) → the stored message, opened.
-RebuildMessage = Callable[[str, str, str, str],
-                          Awaitable[tuple[NewMessage, MessageContent] | None]]
 BlobLocator = Callable[[str], Awaitable[tuple[Path, BlobRow]]]
 
 _SWEEP_INTERVAL_S = 30.0
@@ -102,8 +117,9 @@ class ImageMatchService:
         self.report_sink: ImageReportSink | None = None  # set by the reporting wiring
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
-        # Rebuilds a stored message and its opened safety copy (set by the wiring).
-        self.rebuild: RebuildMessage | None = None
+        # Opens kept safety copies, for the context and for the sweep (set by the wiring).
+        self.opener: CopyOpener | None = None
+        self.copy_for: Callable[[MessageKey], Awaitable[StoredCopy | None]] | None = None
 
     # --- life cycle ----------------------------------------------------------------------
 
@@ -157,11 +173,40 @@ class ImageMatchService:
         if self.report_sink is None:
             return
         try:
-            report_id = await self.report_sink(message, content, rows)
+            matched = await self._matched_message(message, content, rows)
+            report_id = await self.report_sink(matched)
             await self.store.set_report([r.match_id for r in rows], report_id)
         except Exception:
             log.exception("the report of a known-image match in message %s could not be "
                           "filed; the sweep retries", message.message_id)
+
+    async def _matched_message(self, message: NewMessage, content: MessageContent,
+                               rows: Sequence[ImageMatchRow]) -> MatchedMessage:
+        recipients = sorted({e.user_id for e in message.entries
+                             if e.user_id != message.sender_user})
+        recipient = recipients[0] if recipients else message.sender_user
+        for user in recipients:
+            if await self._is_child(user):
+                recipient = user
+                break
+        preceding: list[tuple[NewMessage, MessageContent]] = []
+        if self.opener is not None:
+            # Up to ten earlier messages to the same recipient, within the report's limit
+            # of attachment references.
+            room = MAX_ATTACHMENTS_PER_REPORT - len(content.attachments)
+            copies = await self.store.preceding_copies(
+                message.conversation_id, recipient, message.server_ts_ms, MAX_PRECEDING,
+                now_ms())
+            for copy in reversed(copies):
+                try:
+                    opened = self.opener(copy)
+                except CoveyError:
+                    continue
+                if opened[1].kind == "room_key" or len(opened[1].attachments) > room:
+                    continue
+                room -= len(opened[1].attachments)
+                preceding.insert(0, opened)
+        return MatchedMessage(message, content, recipient, tuple(preceding), tuple(rows))
 
     async def _sweep_loop(self) -> None:
         while True:
@@ -174,7 +219,7 @@ class ImageMatchService:
     async def sweep_unreported(self) -> int:
         """File the reports of relay matches a minute old or more that still have none,
         from their stored safety copies; how many messages were reported."""
-        if self.rebuild is None or self.report_sink is None:
+        if self.copy_for is None or self.opener is None or self.report_sink is None:
             return 0
         pending = await self.store.unreported(now_ms() - _SWEEP_GRACE_MS)
         filed = 0
@@ -183,13 +228,19 @@ class ImageMatchService:
             by_message.setdefault((row.conversation_id, row.sender_user, row.message_id),
                                   []).append(row)
         for (conversation, sender, message_id), rows in by_message.items():
-            rebuilt = await self.rebuild(conversation, sender, rows[0].sender_device,
-                                         message_id)
-            if rebuilt is None:
+            copy = await self.copy_for(MessageKey(conversation, sender,
+                                                  rows[0].sender_device, message_id))
+            if copy is None:
                 log.warning("known-image match %s has no stored message to report from",
                             rows[0].match_id)
                 continue
-            await self._report(*rebuilt, rows)
+            try:
+                message, content = self.opener(copy)
+            except CoveyError as exc:
+                log.warning("known-image match %s: its safety copy does not open (%s)",
+                            rows[0].match_id, exc.code)
+                continue
+            await self._report(message, content, rows)
             filed += 1
         return filed
 
@@ -269,15 +320,7 @@ def matching_service(settings: Settings, repo: Repository, blobs: BlobService,
         return await age.band_of(user_id) is AgeBand.UNDER_16
 
     service = ImageMatchService(index, ImageMatchStore(repo), blobs.locate, is_child)
-
-    async def rebuild(conversation: str, sender: str, device: str,
-                      message_id: str) -> tuple[NewMessage, MessageContent] | None:
-        copy = await scans.store.copy_for(MessageKey(conversation, sender, device,
-                                                     message_id))
-        if copy is None:
-            return None
-        # The scan queue rebuilds a message from its stored copy the same way.
-        return scans._message(copy), scans._open(copy)
-
-    service.rebuild = rebuild
+    # The scan queue opens a kept copy and computes its tags again the same way.
+    service.opener = lambda copy: (scans._message(copy), scans._open(copy))
+    service.copy_for = scans.store.copy_for
     return service

@@ -12,7 +12,7 @@ import logging
 import os
 import secrets
 import shutil
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,7 +44,7 @@ from covey.server.storage.repository import NewMessage
 from covey.settings import Settings
 
 if TYPE_CHECKING:
-    from covey.server.services.image_matching import ImageMatchService
+    from covey.server.services.image_matching import ImageMatchService, MatchedMessage
 
 log = logging.getLogger(__name__)
 
@@ -314,38 +314,39 @@ class ReportService:
         except Exception:  # the report itself is stored; a matching failure is logged
             log.exception("known-image matching of report %s failed", stored.report_id)
 
-    async def file_image_match(self, message: NewMessage, content: MessageContent,
-                               matches: Sequence[ImageMatchRow]) -> str:
+    async def file_image_match(self, matched: MatchedMessage) -> str:
         """The relay matched attachments of a safeguarded message against the hash banks:
         file a prioritised report by the safety service with the message as franked
-        evidence (as delivered to a child when one is a participant), its blobs, and the
-        bank entry and distance of each match. Returns the report id (a replay: the
-        stored one)."""
-        recipients = [e for e in message.entries if e.user_id != message.sender_user]
-        if not recipients:
-            raise InvalidInput("a message with no recipient cannot be reported",
+        evidence as addressed to `matched.recipient` (a child when one takes part), the
+        messages that recipient received just before, its blobs, and the bank entry and
+        distance of each match. Returns the report id (a replay: the stored one)."""
+        message, matches = matched.message, matched.matches
+        items = []
+        for earlier, content in (*matched.preceding, (message, matched.content)):
+            entry = next((e for e in earlier.entries if e.user_id == matched.recipient), None)
+            if entry is None:
+                continue
+            items.append(EvidenceItem(
+                content=content, commitment=earlier.commitment, tag=entry.franking_tag,
+                context=EvidenceContext(
+                    sender_user=earlier.sender_user, sender_device=earlier.sender_device,
+                    recipient_user=entry.user_id, conversation_id=earlier.conversation_id,
+                    participants=tuple(earlier.participants),
+                    server_ts_ms=earlier.server_ts_ms, message_id=earlier.message_id)))
+        if not items or items[-1].message_id != message.message_id:
+            raise InvalidInput("the matched message has no recipient to report it as",
                                code="no_recipient")
-        children = [e for e in recipients if await self._band_of(e.user_id) == UNDER_16_BAND]
-        entry = (children or recipients)[0]
-        item = EvidenceItem(content=content, commitment=message.commitment,
-                            tag=entry.franking_tag, context=EvidenceContext(
-                                sender_user=message.sender_user,
-                                sender_device=message.sender_device,
-                                recipient_user=entry.user_id,
-                                conversation_id=message.conversation_id,
-                                participants=tuple(message.participants),
-                                server_ts_ms=message.server_ts_ms,
-                                message_id=message.message_id))
+        entry_user = matched.recipient
         first = matches[0]
         report = Report(
-            reporter=entry.user_id, reported_message_id=message.message_id,
+            reporter=entry_user, reported_message_id=message.message_id,
             reported_sender_user=message.sender_user,
             reported_conversation_id=message.conversation_id,
             category=ReportCategory.CHILD_SEXUAL_EXPLOITATION_IMAGERY,
             comment=f"automatic known-image match by the safety service: {len(matches)} "
             f"attachment(s) matched bank {first.bank} entry {first.entry_id} at PDQ distance "
             f"{first.distance}; withheld before delivery; evidence as addressed to "
-            f"{entry.user_id}, who did not file this report", messages=(item,))
+            f"{entry_user}, who did not file this report", messages=tuple(items))
         stored, _created, _verification = await self._file(
             report, reporter=SAFETY_SERVICE_REPORTER, reporter_band=SAFETY_SERVICE_REPORTER,
             category_is_child_safety=True, priority=IMAGE_MATCH_PRIORITY,

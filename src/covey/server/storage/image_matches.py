@@ -12,11 +12,16 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from covey.server.storage import schema_safety as s
 from covey.server.storage.repository import Repository
+from covey.server.storage.scan_jobs import MessageKey, StoredCopy
 from covey.server.storage.schema_images import image_matches as m
 
 RELAY = "relay"
 USER_REPORT = "user_report"
+# How the read log names the reads of preceding messages a known-image report includes.
+CONTEXT_READER = "image-match-report"
+CONTEXT_PURPOSE = "context of a known-image report"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,3 +128,27 @@ class ImageMatchStore:
                 m.c.viewed_ms.is_(None)).values(viewed_ms=at_ms))
 
         await self._repo.writer.run_job(job)
+
+    async def preceding_copies(self, conversation_id: str, recipient: str, before_ms: int,
+                               limit: int, now_ms: int) -> list[StoredCopy]:
+        """The latest `limit` kept safety copies of the conversation sent to `recipient`
+        (not by it) before `before_ms`, oldest first; each read is logged."""
+        c = s.safety_copies.c
+
+        async def job(conn: AsyncConnection) -> list[StoredCopy]:
+            rows = (await conn.execute(
+                select(c.id, c.message_id, c.sender_user, c.sender_device, c.participants,
+                       c.commitment, c.key_id, c.sealed, c.server_ts_ms)
+                .where(c.conversation_id == conversation_id, c.sender_user != recipient,
+                       c.server_ts_ms < before_ms)
+                .order_by(c.server_ts_ms.desc(), c.id.desc()).limit(limit))).all()
+            if rows:
+                await conn.execute(insert(s.safety_copy_reads), [
+                    {"copy_id": r[0], "message_id": r[1], "conversation_id": conversation_id,
+                     "sender_user": r[2], "reader": CONTEXT_READER,
+                     "purpose": CONTEXT_PURPOSE, "read_ms": now_ms} for r in rows])
+            return [StoredCopy(MessageKey(conversation_id, r[2], r[3], r[1]),
+                               list(json.loads(r[4])), str(r[5]), str(r[6]), bytes(r[7]),
+                               int(r[8])) for r in reversed(rows)]
+
+        return await self._repo.writer.run_job(job)
