@@ -17,7 +17,7 @@ import pytest
 import xmlschema
 from PIL import ImageOps
 
-from covey.client import Client
+from covey.client import IMAGE_REVIEW_CODE, Client, SafetyWarning
 from covey.moderation import cybertip_schema
 from covey.protocol.attachments import AttachmentStatus
 from covey.safety.images import hash_image
@@ -202,3 +202,40 @@ async def test_other_images_and_e2ee_conversations_pass(people: People,
     receipt = await other.report(received, "child_sexual_exploitation_imagery")
     rows = await _wait_rows(covey_server, "SELECT origin, report_id FROM image_matches")
     assert rows == [("user_report", receipt.report_id)]
+
+
+@pytest.fixture
+def _on_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COVEY_SAFETY_MODE", "on-device")
+
+
+async def _warning(client: Client, within_s: float = 20) -> SafetyWarning:
+    async def first() -> SafetyWarning:
+        async for event in client.events():
+            if isinstance(event, SafetyWarning):
+                return event
+        raise AssertionError("event stream ended")
+
+    return await asyncio.wait_for(first(), within_s)
+
+
+async def test_on_device_nothing_leaves_the_device_until_the_child_reports(
+        _on_device: None, people: People, covey_server: Any) -> None:
+    banked = scene(BANKED_SEED)
+    await _bank(covey_server, "known-test", [png(banked)], {"text": "entry"})
+    adult, kid = await people.adult("ada"), await people.child("kid")
+    await _befriend(adult, kid)
+    await adult.send_attachment(kid.user_id, png(banked), name="pic.png")
+    got = await kid.next_message(within_s=20)
+    # The child's client blurs the image and offers block-and-report.
+    warning = await _warning(kid)
+    assert warning.code == IMAGE_REVIEW_CODE and warning.message_id == got.message_id
+    assert "block and report" in warning.text
+    # The server saw neither the image nor a hash of it: no copy, no match, delivered.
+    assert (await kid.fetch_attachment(got.attachments[0])).verified
+    assert await _rows(covey_server, "SELECT count(*) FROM safety_copies") == [(0,)]
+    assert await _rows(covey_server, "SELECT count(*) FROM image_matches") == [(0,)]
+    # The child's report reveals it, and the server matches it then.
+    receipt = await kid.report(got, "child_sexual_exploitation_imagery", block=True)
+    rows = await _wait_rows(covey_server, "SELECT origin, bank, report_id FROM image_matches")
+    assert rows == [("user_report", "known-test", receipt.report_id)]

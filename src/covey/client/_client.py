@@ -100,6 +100,18 @@ class AttachmentUnverifiable(CryptoError):
                          f"{download.detail}", code=f"attachment_{download.status.value}")
         self.attachment_status: AttachmentStatus = download.status
 
+# On-device mode: the warning that comes with each image a child receives.
+IMAGE_REVIEW_CODE = "image_review"
+IMAGE_REVIEW_NOTICE = ("This image is blurred until you tap it. If it upsets you, you "
+                       "can block and report the sender with one tap: a report lets the "
+                       "safety service check it against known harmful images.")
+
+
+def is_image(ref: AttachmentRef) -> bool:
+    """Whether an attachment is an image a viewer would render (by its committed type)."""
+    return ref.mime.startswith("image/")
+
+
 # What a person sees instead of an attachment the relay withheld (docs/detection.md).
 WITHHELD_NOTICE = ("An image in this message was withheld for your safety: it matched a "
                    "known harmful image. You can block and report the sender.")
@@ -162,6 +174,7 @@ class Client:
         self._muted: set[str] = set()
         self._shown_policies: dict[str, str] = {}
         self._on_device: list[Detector] = []
+        self._on_device_mode = False
         for key, message in core.inbox():
             self._messages.put_nowait((key, message))
 
@@ -719,7 +732,8 @@ class Client:
                 log.warning("device list of %s unavailable: %s", needed, exc.code)
         for event in self._core.receive(delivery):
             self._emit(event)
-            if (isinstance(event, IncomingMessage) and self._on_device
+            if (isinstance(event, IncomingMessage)
+                    and (self._on_device or (self._on_device_mode and event.attachments))
                     and event.sender_user not in self._blocked):  # hidden: no warning
                 await self._scan_on_device(event)
 
@@ -728,6 +742,7 @@ class Client:
         keys = await self._api.safety_keys()
         if keys != self._core.safety_keys():
             self._core.pin_safety_keys(keys)
+        self._on_device_mode = keys.mode == "on-device"
         if keys.mode != "on-device":
             self._on_device = []
             return
@@ -759,6 +774,13 @@ class Client:
                 self._emit(SafetyWarning(message.conversation_id, message.message_id,
                                          message.sender_user, signal.code,
                                          signal.severity.name.lower()))
+        # Images: no hash bank on the device and no hash leaves it (docs/detection.md,
+        # "On-device mode"): each image is shown blurred until tapped, with block-and-
+        # report; a report lets the server match it against the banks.
+        if any(is_image(ref) for ref in message.attachments):
+            self._emit(SafetyWarning(message.conversation_id, message.message_id,
+                                     message.sender_user, IMAGE_REVIEW_CODE, "low",
+                                     IMAGE_REVIEW_NOTICE))
 
     async def _after_login(self, token: TokenResponse) -> None:
         await self._replenish_keys(token.one_time_key_count)

@@ -328,6 +328,27 @@ CATALOG: Mapping[str, TableVisibility] = {
     "hash_bank_removals": TableVisibility(
         "which entries and banks were removed, so other processes catch up", _KEPT, {
             "version": meta(), "bank_id": meta(), "entry_id": meta()}),
+    # --- known-image matches (schema_images.py) ------------------------------------------
+    "image_matches": TableVisibility(
+        "attachments whose PDQ hash matched a bank entry: found by the relay in a "
+        "safeguarded conversation before delivery (the blob is then withheld), or in an "
+        "attachment a person reported (any mode). Never a row for an image that did not "
+        "match, nor for an unreported end-to-end encrypted one",
+        Retention("kept for the transparency report and the CyberTipline record (no purge)"),
+        {
+            "match_id": meta(), "origin": meta("relay or user_report"),
+            "blob_id": meta(), "conversation_id": meta(), "sender_user": meta(),
+            "sender_device": meta(), "message_id": meta(),
+            "plaintext_sha256": meta("SHA-256 of the matched image (of known material)"),
+            "query_pdq": meta("the matched image's PDQ hash, within the distance of a "
+                              "banked hash"),
+            "quality": meta("PDQ quality"), "bank": meta(), "entry_id": meta(),
+            "entry_pdq": meta("the banked hash it matched"),
+            "entry_meta": meta("the hash list's metadata of that entry"),
+            "distance": meta(), "variant": meta("which rotation or mirror matched"),
+            "withheld": meta(), "child_present": meta("whether an under-16 took part"),
+            "report_id": meta(), "created_ms": meta(),
+            "viewed_ms": meta("when a moderator chose to look at the image")}),
 }
 
 # Stored outside the database, under the data dir.
