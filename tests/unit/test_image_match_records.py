@@ -15,6 +15,8 @@ from xmlschema.validators.exceptions import XMLSchemaValidationError
 from covey.moderation import FileMatch, ReportCategory, build_cybertip, cybertip_schema
 from covey.moderation.transparency import ImageMatchCountRow, transparency_counts
 from covey.protocol.content import AttachmentRef
+from covey.safety.policy import PolicyMode
+from covey.safety.visibility import IMAGE_HANDLING
 from covey.server.services.image_matching import hash_attachment_bytes
 from tests.unit._pdq_images import low_contrast, png, scene
 from tests.unit.test_moderation_cybertip import CONTACT, IMAGE, _verification
@@ -104,3 +106,13 @@ def test_only_usable_images_are_hashed() -> None:
     assert hashed.plaintext_sha256 == hashlib.sha256(image).hexdigest()
     assert hash_attachment_bytes(REF, b"%PDF-1.4 not an image") is None
     assert hash_attachment_bytes(REF, png(low_contrast(scene(3)))) is None  # quality < 50
+
+
+def test_the_visibility_audit_says_what_each_mode_does_with_images() -> None:
+    assert set(IMAGE_HANDLING) == set(PolicyMode)
+    on_device = IMAGE_HANDLING[PolicyMode.ON_DEVICE]
+    assert "no bank" in on_device.device and "sends no hash" in on_device.device
+    assert "unless it is reported" in on_device.server
+    safeguarded = IMAGE_HANDLING[PolicyMode.SAFEGUARDED].to_json()
+    assert "before the message is stored" in safeguarded["server"]
+    assert "withheld" in safeguarded["device"]
