@@ -41,7 +41,7 @@ from covey.server.storage import Repository, create_engine, upgrade_to_head
 from covey.server.storage.banks import BankStorage, NewEntry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from relay import cpu_seconds  # noqa: E402
+from relay import cpu_seconds
 
 WIDTH, HEIGHT = 1732, 1155  # 2.0 megapixels
 
