@@ -19,7 +19,8 @@ from PIL import ImageOps
 
 from covey.client import IMAGE_REVIEW_CODE, Client, SafetyWarning
 from covey.moderation import cybertip_schema
-from covey.protocol.attachments import AttachmentStatus
+from covey.protocol.attachments import AttachmentStatus, encrypt_attachment
+from covey.protocol.content import AttachmentRef
 from covey.safety.images import hash_image
 from covey.server.storage import Repository, create_engine
 from covey.server.storage.banks import BankStorage, NewEntry
@@ -190,17 +191,38 @@ async def test_other_images_and_e2ee_conversations_pass(people: People,
     fetched = await kid.fetch_attachment(got.attachments[0])
     assert fetched.verified and fetched.data == unrelated
 
+    # A send repeated with the same envelope (a client retrying after a lost answer) is
+    # matched and reported once.
+    blob, key, digest = encrypt_attachment(png(banked))
+    uploaded = await adult._api.upload_blob(blob)
+    ref = AttachmentRef(blob_id=uploaded.blob_id, key=key, sha256=digest,
+                        size=len(png(banked)), mime="image/png", name="again.png")
+    entry = adult.core.prepare(kid.user_id, attachments=(ref,))
+    adult.core.store.delete("outbox", entry.entry_id)  # sent by hand, twice
+    first = await adult._api.send(entry.envelopes[-1])
+    again = await adult._api.send(entry.envelopes[-1])
+    assert again.duplicate and again.server_ts_ms == first.server_ts_ms
+    rows = await _wait_rows(covey_server, "SELECT blob_id, report_id FROM image_matches "
+                            "WHERE report_id IS NOT NULL")
+    assert [r[0] for r in rows] == [uploaded.blob_id]
+    assert (await kid.fetch_attachment((await kid.next_message(within_s=20)).attachments[0])
+            ).withheld
+    await asyncio.sleep(1.0)
+    assert await _rows(covey_server, "SELECT count(*) FROM image_matches") == [(1,)]
+    assert await _rows(covey_server, "SELECT count(*) FROM reports") == [(1,)]
+
     # Adult to adult is end-to-end encrypted: no safety copy, nothing matched, delivered.
     known = png(banked)
     await adult.send_attachment(other.user_id, known, name="e2ee.png")
     received = await other.next_message(within_s=20)
     fetched = await other.fetch_attachment(received.attachments[0])
     assert fetched.verified and fetched.data == known
-    assert await _rows(covey_server, "SELECT count(*) FROM image_matches") == [(0,)]
+    assert await _rows(covey_server, "SELECT count(*) FROM image_matches") == [(1,)]
 
     # Only when a participant reports it does the server see it, and then it matches.
     receipt = await other.report(received, "child_sexual_exploitation_imagery")
-    rows = await _wait_rows(covey_server, "SELECT origin, report_id FROM image_matches")
+    rows = await _wait_rows(covey_server, "SELECT origin, report_id FROM image_matches "
+                            "WHERE origin = 'user_report'")
     assert rows == [("user_report", receipt.report_id)]
 
 

@@ -18,9 +18,10 @@ import contextlib
 import hashlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from covey.age import AgeBand
 from covey.errors import CoveyError, Forbidden
@@ -119,6 +120,8 @@ class ImageMatchService:
         self._sweeper: asyncio.Task[None] | None = None
         # Opens kept safety copies, for the context and for the sweep (set by the wiring).
         self.opener: CopyOpener | None = None
+        # Older relay matches have no safety copy left to report from (set by the wiring).
+        self.copy_retention_ms = 30 * 24 * 3600 * 1000
         self.copy_for: Callable[[MessageKey], Awaitable[StoredCopy | None]] | None = None
 
     # --- life cycle ----------------------------------------------------------------------
@@ -150,11 +153,21 @@ class ImageMatchService:
                 path, _row = await self._locate_blob(ref.blob_id)
             except CoveyError:
                 continue  # refused earlier by the reference check; nothing to read
-            found = await asyncio.to_thread(_read_and_hash, path, ref)
+            try:
+                found = await asyncio.to_thread(_read_and_hash, path, ref)
+            except Exception:  # a decoder bug must not fail the send: logged, delivered
+                log.exception("hashing attachment %s failed", ref.blob_id)
+                continue
             if found is not None:
                 hashed.append(found)
         rows = await self._match(hashed, RELAY, sender_user, sender_device, content,
                                  participants, report_id=None)
+        if rows:
+            # A resend of a message already checked: its matches are recorded (and its
+            # report filed) once.
+            known = {m.blob_id for m in await self.store.for_message(
+                content.conversation_id, sender_user, content.message_id)}
+            rows = [r for r in rows if r.blob_id not in known]
         if rows:
             await self.store.record(rows)
             log.warning("known-image match: %d attachment(s) of message %s in %s withheld",
@@ -164,7 +177,16 @@ class ImageMatchService:
     def report_soon(self, message: NewMessage, content: MessageContent,
                     rows: Sequence[ImageMatchRow]) -> None:
         """After the commit: file the moderator report (off the sender's path)."""
-        task = asyncio.get_running_loop().create_task(self._report(message, content, rows))
+        self._spawn(self._report(message, content, rows))
+
+    def forget_soon(self, rows: Sequence[ImageMatchRow]) -> None:
+        """The message was not stored (refused at commit): drop its new match rows, so
+        nothing is counted or reported for a message that does not exist. (Sending the
+        blob again in any message matches it again.)"""
+        self._spawn(self.store.delete([r.match_id for r in rows]))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -219,30 +241,44 @@ class ImageMatchService:
     async def sweep_unreported(self) -> int:
         """File the reports of relay matches a minute old or more that still have none,
         from their stored safety copies; how many messages were reported."""
-        if self.copy_for is None or self.opener is None or self.report_sink is None:
-            return 0
-        pending = await self.store.unreported(now_ms() - _SWEEP_GRACE_MS)
-        filed = 0
+        now = now_ms()
+        pending = await self.store.unreported(now - _SWEEP_GRACE_MS,
+                                              now - self.copy_retention_ms)
         by_message: dict[tuple[str, str, str], list[ImageMatchRow]] = {}
         for row in pending:
             by_message.setdefault((row.conversation_id, row.sender_user, row.message_id),
                                   []).append(row)
-        for (conversation, sender, message_id), rows in by_message.items():
-            copy = await self.copy_for(MessageKey(conversation, sender,
-                                                  rows[0].sender_device, message_id))
-            if copy is None:
-                log.warning("known-image match %s has no stored message to report from",
-                            rows[0].match_id)
-                continue
-            try:
-                message, content = self.opener(copy)
-            except CoveyError as exc:
-                log.warning("known-image match %s: its safety copy does not open (%s)",
-                            rows[0].match_id, exc.code)
-                continue
-            await self._report(message, content, rows)
-            filed += 1
+        filed = 0
+        for rows in by_message.values():
+            filed += await self._report_stored(rows)
         return filed
+
+    def report_stored_soon(self, rows: Sequence[ImageMatchRow]) -> None:
+        """A resend of a stored message matched what its first send did not (a bank
+        changed in between): report it from the stored message, as it was delivered."""
+        self._spawn(self._report_stored_none(rows))
+
+    async def _report_stored_none(self, rows: Sequence[ImageMatchRow]) -> None:
+        await self._report_stored(rows)
+
+    async def _report_stored(self, rows: Sequence[ImageMatchRow]) -> int:
+        if self.copy_for is None or self.opener is None or self.report_sink is None:
+            return 0
+        first = rows[0]
+        copy = await self.copy_for(MessageKey(first.conversation_id, first.sender_user,
+                                              first.sender_device, first.message_id))
+        if copy is None:
+            log.warning("known-image match %s has no stored message to report from",
+                        first.match_id)
+            return 0
+        try:
+            message, content = self.opener(copy)
+        except CoveyError as exc:
+            log.warning("known-image match %s: its safety copy does not open (%s)",
+                        first.match_id, exc.code)
+            return 0
+        await self._report(message, content, rows)
+        return 1
 
     # --- reports and downloads -----------------------------------------------------------
 
@@ -292,11 +328,8 @@ class ImageMatchService:
         match: BankMatch | None = await self.index.match(item.queries.hashes)
         if match is None:
             return []
-        child = False
-        for user in participants:
-            if await self._is_child(user):
-                child = True
-                break
+        # Every participant is looked up, so the time taken does not depend on bands.
+        child = any([await self._is_child(user) for user in participants])
         return [ImageMatchRow(
             match_id="im_" + secrets.token_hex(12), origin=origin, blob_id=item.ref.blob_id,
             conversation_id=conversation, sender_user=sender, sender_device=device,
@@ -323,4 +356,5 @@ def matching_service(settings: Settings, repo: Repository, blobs: BlobService,
     # The scan queue opens a kept copy and computes its tags again the same way.
     service.opener = lambda copy: (scans._message(copy), scans._open(copy))
     service.copy_for = scans.store.copy_for
+    service.copy_retention_ms = settings.safety_copy_retention_s * 1000
     return service

@@ -146,15 +146,19 @@ class MessageService:
     def _after_commit(self, message: NewMessage, opened: OpenedCopy | None,
                       future: asyncio.Future[Any],
                       matches: Sequence[ImageMatchRow] = ()) -> None:
-        if future.cancelled() or future.exception() is not None:
-            return
-        result: StoreResult = future.result()
-        if result.outcome != "stored":
+        failed = future.cancelled() or future.exception() is not None
+        outcome = None if failed else future.result().outcome
+        if matches and self.images is not None and opened is not None:
+            if outcome == "stored":
+                self.images.report_soon(message, opened.content, matches)
+            elif outcome == "duplicate":  # reported as first stored and delivered
+                self.images.report_stored_soon(matches)
+            else:  # refused at commit: the message does not exist
+                self.images.forget_soon(matches)
+        if outcome != "stored":
             return
         if opened is not None:
             self._copies.scan_soon(message, opened.content)
-            if matches and self.images is not None:
-                self.images.report_soon(message, opened.content, matches)
         group = None
         if message.group_session_id is not None and message.group_body is not None:
             group = GroupCiphertext.model_construct(session_id=message.group_session_id,

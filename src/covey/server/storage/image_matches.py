@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from covey.server.storage import schema_safety as s
@@ -80,6 +80,15 @@ class ImageMatchStore:
 
         await self._repo.writer.run_job(job)
 
+    async def delete(self, match_ids: Sequence[str]) -> None:
+        if not match_ids:
+            return
+
+        async def job(conn: AsyncConnection) -> None:
+            await conn.execute(delete(m).where(m.c.match_id.in_(list(match_ids))))
+
+        await self._repo.writer.run_job(job)
+
     async def withheld(self, blob_id: str) -> bool:
         """Whether a relay match withholds this blob from everyone but its uploader."""
         async with self._repo.engine.connect() as conn:
@@ -94,12 +103,15 @@ class ImageMatchStore:
 
         await self._repo.writer.run_job(job)
 
-    async def unreported(self, older_than_ms: int, limit: int = 100) -> list[ImageMatchRow]:
-        """Relay matches whose report was not filed (a crash or a failed filing)."""
+    async def unreported(self, older_than_ms: int, newer_than_ms: int,
+                         limit: int = 100) -> list[ImageMatchRow]:
+        """Relay matches whose report was not filed (a crash or a failed filing), made
+        between the two times."""
         async with self._repo.engine.connect() as conn:
             rows = (await conn.execute(select(*_COLUMNS).where(
                 m.c.report_id.is_(None), m.c.origin == RELAY,
-                m.c.created_ms < older_than_ms).order_by(m.c.created_ms).limit(limit))).all()
+                m.c.created_ms < older_than_ms, m.c.created_ms > newer_than_ms)
+                .order_by(m.c.created_ms).limit(limit))).all()
         return [_row(r) for r in rows]
 
     async def for_report(self, report_id: str) -> list[ImageMatchRow]:
