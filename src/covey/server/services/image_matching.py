@@ -21,20 +21,17 @@ import secrets
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from covey.age import AgeBand
 from covey.errors import CoveyError, Forbidden
 from covey.moderation.evidence import MAX_ATTACHMENTS_PER_REPORT, MAX_PRECEDING
 from covey.protocol.attachments import open_attachment
 from covey.protocol.content import AttachmentRef, MessageContent
-from covey.safety.images import ImageRejected, QueryHashes, query_hashes
 from covey.server.services._common import now_ms
 from covey.server.services.age import AgeService
-from covey.server.services.bank_index import BankIndex, BankMatch
 from covey.server.services.blobs import BlobService
 from covey.server.services.scans import ScanQueue
-from covey.server.storage.banks import BankStorage
 from covey.server.storage.image_matches import (
     RELAY,
     USER_REPORT,
@@ -44,6 +41,10 @@ from covey.server.storage.image_matches import (
 from covey.server.storage.repository import BlobRow, NewMessage, Repository
 from covey.server.storage.scan_jobs import MessageKey, StoredCopy
 from covey.settings import Settings
+
+if TYPE_CHECKING:  # numpy, FAISS and Pillow load in the background, off the start-up
+    from covey.safety.images import QueryHashes
+    from covey.server.services.bank_index import BankIndex, BankMatch
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ ChildCheck = Callable[[str], Awaitable[bool]]
 BlobLocator = Callable[[str], Awaitable[tuple[Path, BlobRow]]]
 
 _SWEEP_INTERVAL_S = 30.0
+LOAD_WAIT_S = 20.0
 _SWEEP_GRACE_MS = 60_000  # a report normally follows its commit within milliseconds
 
 
@@ -87,6 +89,8 @@ class HashedAttachment:
 def hash_attachment_bytes(ref: AttachmentRef, plaintext: bytes) -> HashedAttachment | None:
     """The dihedral PDQ hashes of one decrypted attachment; None when it is not an image
     Pillow can decode or its PDQ quality is under 50 (nothing reliable to match)."""
+    from covey.safety.images import ImageRejected, query_hashes
+
     try:
         queries = query_hashes(plaintext)
     except ImageRejected:
@@ -109,9 +113,12 @@ def _read_and_hash(path: Path, ref: AttachmentRef) -> HashedAttachment | None:
 
 
 class ImageMatchService:
-    def __init__(self, index: BankIndex, store: ImageMatchStore, locate_blob: BlobLocator,
-                 is_child: ChildCheck) -> None:
-        self.index = index
+    def __init__(self, make_index: Callable[[], BankIndex], store: ImageMatchStore,
+                 locate_blob: BlobLocator, is_child: ChildCheck) -> None:
+        self._make_index = make_index
+        self.index: BankIndex | None = None  # None until loaded (`ready`)
+        self._ready = asyncio.Event()
+        self._loader: asyncio.Task[None] | None = None
         self.store = store
         self._locate_blob = locate_blob
         self._is_child = is_child
@@ -127,15 +134,44 @@ class ImageMatchService:
     # --- life cycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.index.load()
-        self.index.start()
+        """Load the banks in the background: the relay answers at once, and a check
+        that arrives first waits for the index (`_loaded`)."""
+        self._loader = asyncio.create_task(self._load(), name="covey-bank-load")
         self._sweeper = asyncio.create_task(self._sweep_loop(), name="covey-image-reports")
 
+    async def _load(self) -> None:
+        # The import of numpy, FAISS, Pillow and pdqhash takes a second or more.
+        index = await asyncio.to_thread(self._make_index)
+        while True:
+            try:
+                await index.load()
+                break
+            except Exception:
+                log.warning("loading the hash banks failed; retrying", exc_info=True)
+                await asyncio.sleep(2)
+        self.index = index
+        index.start()
+        self._ready.set()
+
+    async def _loaded(self) -> BankIndex:
+        """The index; a send that comes before it is loaded waits (fail closed), up to
+        `LOAD_WAIT_S`, then gets 503 `safety_check_unavailable` and is resent."""
+        if self.index is None:
+            try:
+                await asyncio.wait_for(self._ready.wait(), LOAD_WAIT_S)
+            except TimeoutError as exc:
+                raise CoveyError("the safety check is not ready yet; try again shortly",
+                                 code="safety_check_unavailable", status=503) from exc
+        assert self.index is not None
+        return self.index
+
     async def close(self) -> None:
-        await self.index.stop()
-        for task in (*self._tasks, *([self._sweeper] if self._sweeper else [])):
+        if self.index is not None:
+            await self.index.stop()
+        tasks = [*self._tasks, *(t for t in (self._sweeper, self._loader) if t is not None)]
+        for task in tasks:
             task.cancel()
-        for task in (*self._tasks, *([self._sweeper] if self._sweeper else [])):
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
@@ -145,7 +181,7 @@ class ImageMatchService:
                     participants: Sequence[str]) -> list[ImageMatchRow]:
         """Match every attachment of an opened safety copy; record (and so withhold) the
         ones that match. Called before the message is stored; cheap without banks."""
-        if not content.attachments or len(self.index) == 0:
+        if not content.attachments or len(await self._loaded()) == 0:
             return []
         hashed: list[HashedAttachment] = []
         for ref in content.attachments:
@@ -289,7 +325,7 @@ class ImageMatchService:
         """A user's report: match the attachments it verified, (ref, plaintext, sender
         user, sender device, conversation, message id) each, and record every match
         against the report. Matched blobs are withheld from then on."""
-        if not attachments or len(self.index) == 0:
+        if not attachments or len(await self._loaded()) == 0:
             return []
         rows: list[ImageMatchRow] = []
         for ref, plaintext, sender, device, conversation, message_id in attachments:
@@ -325,7 +361,7 @@ class ImageMatchService:
     async def _match_one(self, item: HashedAttachment, origin: str, sender: str, device: str,
                          conversation: str, message_id: str, participants: Sequence[str],
                          report_id: str | None) -> list[ImageMatchRow]:
-        match: BankMatch | None = await self.index.match(item.queries.hashes)
+        match: BankMatch | None = await (await self._loaded()).match(item.queries.hashes)
         if match is None:
             return []
         # Every participant is looked up, so the time taken does not depend on bands.
@@ -345,14 +381,19 @@ def matching_service(settings: Settings, repo: Repository, blobs: BlobService,
                      age: AgeService, scans: ScanQueue) -> ImageMatchService:
     """The relay's matcher over the database's banks, with the settings' distance, poll
     interval and index choice; reports rebuilt from the scan queue's stored copies."""
-    index = BankIndex(BankStorage(repo), max_distance=settings.pdq_match_distance,
-                      poll_interval_s=settings.hash_bank_poll_interval_s,
-                      multihash_min=settings.pdq_multihash_min)
+
+    def make_index() -> BankIndex:
+        from covey.server.services.bank_index import BankIndex
+        from covey.server.storage.banks import BankStorage
+
+        return BankIndex(BankStorage(repo), max_distance=settings.pdq_match_distance,
+                         poll_interval_s=settings.hash_bank_poll_interval_s,
+                         multihash_min=settings.pdq_multihash_min)
 
     async def is_child(user_id: str) -> bool:
         return await age.band_of(user_id) is AgeBand.UNDER_16
 
-    service = ImageMatchService(index, ImageMatchStore(repo), blobs.locate, is_child)
+    service = ImageMatchService(make_index, ImageMatchStore(repo), blobs.locate, is_child)
     # The scan queue opens a kept copy and computes its tags again the same way.
     service.opener = lambda copy: (scans._message(copy), scans._open(copy))
     service.copy_for = scans.store.copy_for
