@@ -82,6 +82,9 @@ async def test_known_image_withheld_from_child_reported_and_escalated(
     await _bank(covey_server, "known-test", [png(banked)],
                 {"text": "test list entry 7", "source": "generated"})
     adult, kid = await people.adult("ada"), await people.child("kid")
+    gina = await people.adult("gina")
+    link = await kid.propose_guardian_link(gina.user_id, role="guardian")
+    await gina.accept_guardian_link(link.link_id)
     await _befriend(adult, kid)
 
     await adult.send_text(kid.user_id, "hi, want to see something?")
@@ -113,6 +116,14 @@ async def test_known_image_withheld_from_child_reported_and_escalated(
                          f"reported_user, reporter FROM reports WHERE report_id = '{report_id}'")
     assert [(c, int(p), bool(v), u, r) for c, p, v, u, r in report] == [
         ("child_sexual_exploitation_imagery", 4, True, adult.user_id, "covey-safety")]
+
+    # The child's guardian is alerted, without content.
+    deadline = time.monotonic() + 20
+    while not [a for a in await gina.guardian_alerts() if a.kind == "high_risk_detection"]:
+        assert time.monotonic() < deadline, "no guardian alert"
+        await asyncio.sleep(0.3)
+    (alert,) = [a for a in await gina.guardian_alerts() if a.kind == "high_risk_detection"]
+    assert alert.child == kid.user_id and alert.code == "pdq.known_image"
 
     # The console: the match's bank, entry and distance; the image only when asked.
     create_console_user(covey_server, "mod", "moderator")

@@ -77,6 +77,7 @@ def build_services(settings: Settings, repo: Repository, fanout: Fanout) -> Serv
     groups = GroupService(repo, directory, fanout, policy)
     blobs = BlobService(settings, repo)
     images = matching_service(settings, repo, blobs, age, scans)
+    images.events = events
     messages = MessageService(settings, repo, directory, groups, fanout, server_key, policy,
                               copies)
     messages.images = images

@@ -31,6 +31,7 @@ from covey.protocol.content import AttachmentRef, MessageContent
 from covey.server.services._common import now_ms
 from covey.server.services.age import AgeService
 from covey.server.services.blobs import BlobService
+from covey.server.services.safety_events import DetectionRaised, SafetyEvents
 from covey.server.services.scans import ScanQueue
 from covey.server.storage.image_matches import (
     RELAY,
@@ -76,6 +77,9 @@ BlobLocator = Callable[[str], Awaitable[tuple[Path, BlobRow]]]
 
 _SWEEP_INTERVAL_S = 30.0
 LOAD_WAIT_S = 20.0
+# How a known-image match is named to guardians (an alert's detector and code).
+DETECTOR_NAME = "pdq"
+KNOWN_IMAGE_CODE = "pdq.known_image"
 _SWEEP_GRACE_MS = 60_000  # a report normally follows its commit within milliseconds
 
 
@@ -123,6 +127,7 @@ class ImageMatchService:
         self._locate_blob = locate_blob
         self._is_child = is_child
         self.report_sink: ImageReportSink | None = None  # set by the reporting wiring
+        self.events: SafetyEvents | None = None  # guardian alerts (set by the wiring)
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         # Opens kept safety copies, for the context and for the sweep (set by the wiring).
@@ -234,6 +239,11 @@ class ImageMatchService:
             matched = await self._matched_message(message, content, rows)
             report_id = await self.report_sink(matched)
             await self.store.set_report([r.match_id for r in rows], report_id)
+            if self.events is not None:  # a linked child's guardians: an alert, no content
+                await self.events.emit(DetectionRaised(
+                    conversation_id=message.conversation_id, sender_user=message.sender_user,
+                    participants=tuple(message.participants), detector=DETECTOR_NAME,
+                    code=KNOWN_IMAGE_CODE, severity="high", at_ms=now_ms()))
         except Exception:
             log.exception("the report of a known-image match in message %s could not be "
                           "filed; the sweep retries", message.message_id)
