@@ -129,6 +129,9 @@ async def test_known_image_withheld_from_child_reported_and_escalated(
     create_console_user(covey_server, "mod", "moderator")
     http, _ = await asyncio.to_thread(console_login, covey_server, "mod")
     try:
+        queue = await asyncio.to_thread(http.get, "/console/")
+        first = queue.text.split("<tr>")[2]  # the first report row, after the header
+        assert report_id in first and "known image" in first and "P0" in first
         page = await asyncio.to_thread(http.get, f"/console/reports/{report_id}")
         assert page.status_code == 200
         assert "Known-image match" in page.text and "known-test" in page.text
