@@ -289,7 +289,8 @@ async def _audit_server(cast: _Cast, mode: str, wallets: dict[str, bytes]) -> Vi
                            env={"COVEY_SAFETY_MODE": mode,
                                 "COVEY_TRUST_REGISTRY": str(_issuer(cast).registry),
                                 "COVEY_TRUST_REGISTRY_KEY": _issuer(cast).operator_public_key})
-    await asyncio.to_thread(server.start)
+    # Three relays start at once: on a loaded machine that takes longer than the default.
+    await asyncio.to_thread(server.start, None, 120)
     clients: dict[str, Client] = {}
     try:
         for name, wallet in wallets.items():
