@@ -107,6 +107,11 @@ def test_demo_runs_end_to_end_into_a_file_at_120_columns(tmp_path: Path) -> None
     assert "│ kind │ high_risk_detection │ contact_accepted │" in flat
     assert "│ code │ phrase_list.grooming_or_enticement │ — │" in flat
     assert "none of the 24 fields holds message text" in flat
+    # Known images: a banked test image withheld from the child and reported; a benign one
+    # passes.
+    assert "known-test-image.png: emma's client shows withheld for safety" in flat
+    assert "holiday.png: emma's client shows verified" in flat
+    assert "known image (bank demo-known, PDQ distance 0), priority 4" in flat
     # The visibility audit, the same workload in each mode, side by side.
     assert "reuses frank's, grace's and emma's wallets" in flat
     assert "┃ ┃ safeguarded ┃ on-device ┃ e2ee-only ┃" in flat

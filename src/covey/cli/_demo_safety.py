@@ -2,8 +2,9 @@
 adults chat end to end encrypted; an under-16 user's conversation with an adult is
 safeguarded (one sealed safety copy per message); an unverified account cannot reach the
 child; a guardian is alerted (never with content) to a new contact and to a high-risk
-detection; then the same workload on one short-lived server per mode, measured by the
-visibility audit side by side."""
+detection; a known (generated) image is withheld from the child and reported while a
+benign one passes; then the same workload on one short-lived server per mode, measured
+by the visibility audit side by side."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from covey.age import years_before
-from covey.cli._demo_age import IssuerService, issue_credential
+from covey.cli._demo_age import IssuerService, issue_credential, run_covey
 from covey.cli._demo_common import WAIT_S, received, server_rows
 from covey.cli.audit import render_side_by_side
 from covey.client import Client, ClientError, GuardianAlert, IncomingMessage, ServerError
@@ -205,6 +206,63 @@ async def _detection(console: Console, cast: _Cast,
     return messages, alerts
 
 
+def _generated_image(seed: int) -> bytes:
+    """A generated picture (a gradient and coloured ellipses), never a photo of anyone."""
+    import io
+    import random
+
+    from PIL import Image, ImageDraw
+
+    rng = random.Random(seed)
+    image = Image.linear_gradient("L").resize((640, 480)).convert("RGB")
+    draw = ImageDraw.Draw(image)
+    for _ in range(12):
+        x, y = rng.randrange(600), rng.randrange(440)
+        draw.ellipse((x, y, x + rng.randrange(40, 260), y + rng.randrange(40, 200)),
+                     fill=(rng.randrange(256), rng.randrange(256), rng.randrange(256)))
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+async def _known_image(console: Console, cast: _Cast) -> None:
+    """The operator banks a test image; frank sends it and a benign one to emma."""
+    frank, emma = cast.clients["frank"], cast.clients["emma"]
+    known, benign = cast.root / "known-test-image.png", cast.root / "holiday.png"
+    known.write_bytes(_generated_image(1))
+    benign.write_bytes(_generated_image(2))
+    url = ("--database-url", f"sqlite+aiosqlite:///{cast.database}")
+    await asyncio.to_thread(run_covey, "bank", "create", "demo-known", *url)
+    await asyncio.to_thread(run_covey, "bank", "add-image", "demo-known", str(known), *url)
+    console.print("[bold]Known images:[/] the operator banks a generated test image "
+                  f"([dim]covey bank add-image demo-known {known.name}[/]); every relay "
+                  "process loads the change within seconds")
+    await asyncio.sleep(3)  # the relay polls the banks every 2 s
+    for path in (known, benign):
+        await frank.send_attachment(emma.user_id, path.read_bytes(), name=path.name)
+        got = await emma.next_message(within_s=WAIT_S)
+        download = await emma.fetch_attachment(got.attachments[0])
+        colour = "red" if download.withheld else "green"
+        console.print(f"  frank → emma: {path.name}: emma's client shows "
+                      f"[{colour}]{download.label}[/]"
+                      + (" — [italic]an image was withheld for your safety[/], with "
+                         "block-and-report" if download.withheld else ""))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT_S
+    rows: list[tuple[object, ...]] = []
+    while not rows and loop.time() < deadline:
+        await asyncio.sleep(0.2)  # the report is filed just after the message is stored
+        rows = server_rows(cast.database, "SELECT m.bank, m.distance, r.report_id, "
+                           "r.priority, r.verified_count, r.total_count FROM image_matches m "
+                           "JOIN reports r ON r.report_id = m.report_id")
+    for bank, distance, report_id, priority, verified, total in rows:
+        console.print(f"  moderator report {report_id}: known image (bank {bank}, PDQ "
+                      f"distance {distance}), priority {priority}, {verified} of {total} "
+                      "messages verified; the console shows the match, not the image")
+    if not rows:
+        console.print("  [red]no known-image report was filed[/]")
+
+
 def _alerts_table(console: Console, alerts: list[GuardianAlert],
                   messages: list[IncomingMessage]) -> None:
     fields = [f.name for f in dataclasses.fields(GuardianAlert)]
@@ -321,4 +379,5 @@ async def scene_safety(console: Console, cast: _Cast, number: int = 7) -> None:
     seen += await _contact_and_chat(console, cast)
     flagged, alerts = await _detection(console, cast)
     _alerts_table(console, alerts, seen + flagged)
+    await _known_image(console, cast)
     await _audit(console, cast)

@@ -23,6 +23,7 @@ from covey.safety.policy import PolicyMode, parse_mode
 from covey.safety.visibility import (
     CATALOG,
     DATA_DIR_FILES,
+    IMAGE_HANDLING,
     Audience,
     Visibility,
     catalog_json,
@@ -84,11 +85,16 @@ def visibility(
                 {"path": path, "class": cls.value, "note": note,
                  "retention": retention.describe(values)}
                 for path, (cls, note, retention) in DATA_DIR_FILES.items()],
+            "images": IMAGE_HANDLING[chosen].to_json(),
             "measurement": None if report is None else report.to_json(),
         }, indent=2, sort_keys=True))
         return
     console.print(f"[bold]mode {chosen.value}[/]: {_MODE_SUMMARY[chosen]}")
     console.print(render_catalog(chosen, values))
+    images = IMAGE_HANDLING[chosen]
+    console.print(f"[bold]Images ({chosen.value})[/]: the server {images.server}. The "
+                  f"child's client: {images.device}. Protects: {images.protects}. Leaks: "
+                  f"{images.leaks}.")
     console.print(_legend())
     if report is not None:
         console.print(render_measurement(report))

@@ -203,6 +203,10 @@ class _Chat:
             got = checked[i] if i < len(checked) else None
             if got is not None and got.verified:
                 line += " " + attachment_label(ref, "verified")
+            elif got is not None and got.withheld:
+                line += (f" [bold red]\\[an image was withheld for your safety: it matched a "
+                         f"known harmful image — /block-report {len(self.shown)} to block "
+                         f"and report the sender][/]")
             else:
                 why = "" if got is None else f": {got.status.value}"
                 line += (f" [red]\\[attachment {escape(ref.name or ref.blob_id)} could not be "

@@ -1,5 +1,6 @@
 """`covey transparency`: counts of reports by month, category, action, policy mode and
-reporter age band, read from the server's database; `--json` for the export."""
+reporter age band, and of known-image matches, read from the server's database; `--json`
+for the export."""
 
 from __future__ import annotations
 
@@ -44,3 +45,7 @@ def transparency(
         for name, n in counts[key].items():
             table.add_row(name, str(n))
         console.print(table)
+    images = counts["image_matches"]
+    console.print(f"[bold]{images['total']}[/] known-image matches ({images['withheld']} "
+                  f"withheld); by origin: "
+                  + (", ".join(f"{k} {v}" for k, v in images["by_origin"].items()) or "none"))

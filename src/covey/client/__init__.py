@@ -5,7 +5,13 @@
     async for message in client.messages(): ...
 """
 
-from covey.client._client import AttachmentUnverifiable, Client
+from covey.client._client import (
+    IMAGE_REVIEW_CODE,
+    IMAGE_REVIEW_NOTICE,
+    WITHHELD_NOTICE,
+    AttachmentUnverifiable,
+    Client,
+)
 from covey.client._core import ClientCore, ClientError
 from covey.client._events import (
     AttachmentDownload,
@@ -32,6 +38,9 @@ from covey.client._transport import Offline, ServerError
 from covey.protocol.ids import MessageKey
 
 __all__ = [
+    "IMAGE_REVIEW_CODE",
+    "IMAGE_REVIEW_NOTICE",
+    "WITHHELD_NOTICE",
     "AttachmentDownload",
     "AttachmentUnverifiable",
     "Client",

@@ -106,6 +106,22 @@ class AttachmentUnverifiable(CryptoError):
                          f"{download.detail}", code=f"attachment_{download.status.value}")
         self.attachment_status: AttachmentStatus = download.status
 
+# On-device mode: the warning that comes with each image a child receives.
+IMAGE_REVIEW_CODE = "image_review"
+IMAGE_REVIEW_NOTICE = ("This image is blurred until you tap it. If it upsets you, you "
+                       "can block and report the sender with one tap: a report lets the "
+                       "safety service check it against known harmful images.")
+
+
+def is_image(ref: AttachmentRef) -> bool:
+    """Whether an attachment is an image a viewer would render (by its committed type)."""
+    return ref.mime.startswith("image/")
+
+
+# What a person sees instead of an attachment the relay withheld (docs/detection.md).
+WITHHELD_NOTICE = ("An image in this message was withheld for your safety: it matched a "
+                   "known harmful image. You can block and report the sender.")
+
 _BACKOFF_START_S = 0.2
 _BACKOFF_MAX_S = 5.0
 _MAX_REBUILDS = 4
@@ -183,6 +199,7 @@ class Client:
         self._muted: set[str] = set()
         self._shown_policies: dict[str, str] = {}
         self._on_device: list[Detector] = []
+        self._on_device_mode = False
         for key, message in core.inbox():
             self._messages.put_nowait((key, message))
 
@@ -368,10 +385,14 @@ class Client:
     async def fetch_attachment(self, ref: AttachmentRef) -> AttachmentDownload:
         """Fetch a blob and check it against its franked reference (hash, size, key):
         a typed status, never an exception, for a blob that is missing or does not match.
-        Show an unverified one as `label` ("could not be verified"), not its bytes."""
+        Show an unverified one as `label` ("could not be verified"), not its bytes; a
+        `withheld` one (the relay matched it against known harmful images) as
+        `WITHHELD_NOTICE`, with one-tap block-and-report (`report(..., block=True)`)."""
         try:
             blob: bytes | None = await self._api.download_blob(ref.blob_id)
         except ServerError as exc:
+            if exc.code == "attachment_withheld":
+                return AttachmentDownload(ref, AttachmentStatus.WITHHELD, None, WITHHELD_NOTICE)
             if exc.status != 404:
                 raise
             blob = None
@@ -762,7 +783,8 @@ class Client:
                 log.warning("device list of %s unavailable: %s", needed, exc.code)
         for event in self._core.receive(delivery):
             self._emit(event)
-            if (isinstance(event, IncomingMessage) and self._on_device
+            if (isinstance(event, IncomingMessage)
+                    and (self._on_device or (self._on_device_mode and event.attachments))
                     and event.sender_user not in self._blocked):  # hidden: no warning
                 await self._scan_on_device(event)
 
@@ -771,6 +793,7 @@ class Client:
         keys = await self._api.safety_keys()
         if keys != self._core.safety_keys():
             self._core.pin_safety_keys(keys)
+        self._on_device_mode = keys.mode == "on-device"
         if keys.mode != "on-device":
             self._on_device = []
             return
@@ -802,6 +825,13 @@ class Client:
                 self._emit(SafetyWarning(message.conversation_id, message.message_id,
                                          message.sender_user, signal.code,
                                          signal.severity.name.lower()))
+        # Images: no hash bank on the device and no hash leaves it (docs/detection.md,
+        # "On-device mode"): each image is shown blurred until tapped, with block-and-
+        # report; a report lets the server match it against the banks.
+        if any(is_image(ref) for ref in message.attachments):
+            self._emit(SafetyWarning(message.conversation_id, message.message_id,
+                                     message.sender_user, IMAGE_REVIEW_CODE, "low",
+                                     IMAGE_REVIEW_NOTICE))
 
     def _warned(self, warning_id: int, category: str | None, at_ms: int) -> None:
         """Show a moderator warning once per device (the store remembers it)."""

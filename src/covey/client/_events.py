@@ -112,7 +112,14 @@ class AttachmentDownload:
         return self.status is AttachmentStatus.VERIFIED
 
     @property
+    def withheld(self) -> bool:
+        """The relay withheld it for safety (a known-image match): offer block-and-report."""
+        return self.status is AttachmentStatus.WITHHELD
+
+    @property
     def label(self) -> str:
+        if self.withheld:
+            return "withheld for safety"
         return "verified" if self.verified else "could not be verified"
 
 

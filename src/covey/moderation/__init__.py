@@ -12,6 +12,7 @@ from covey.moderation.bundle import (
 from covey.moderation.cybertip import (
     CyberTipDocuments,
     EspContact,
+    FileMatch,
     KnownVictim,
     build_cybertip,
     cybertip_schema,
@@ -44,6 +45,7 @@ __all__ = [
     "EvidenceBundle",
     "EvidenceContext",
     "EvidenceItem",
+    "FileMatch",
     "Finding",
     "ItemStatus",
     "ItemVerification",

@@ -7,6 +7,7 @@ beside this module (validated in the tests).
 
 from __future__ import annotations
 
+import json
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
@@ -50,6 +51,21 @@ class KnownVictim:
 
 
 @dataclass(frozen=True)
+class FileMatch:
+    """A known-image match of one attachment: its PDQ hash, the bank entry it matched and
+    how far, and whether anyone at the platform looked at the image (a hash-only match:
+    no, and `fileViewedByEsp` says false)."""
+
+    pdq: str
+    bank: str
+    entry_id: int
+    entry_pdq: str
+    distance: int
+    meta: Mapping[str, object]
+    viewed: bool = False
+
+
+@dataclass(frozen=True)
 class CyberTipDocuments:
     """The XML documents for one escalation, UTF-8 with an XML declaration."""
 
@@ -67,11 +83,14 @@ def build_cybertip(verification: ReportVerification, *, reporting_person: EspCon
                    bundle_id: str | None = None, report_id: int | None = None,
                    file_viewed_by_esp: bool = False,
                    classifications: Mapping[str, IndustryClassification] | None = None,
+                   file_matches: Mapping[str, FileMatch] | None = None,
                    ) -> CyberTipDocuments:
     """Build the <report> and <fileDetails> documents from a verified report.
 
     `classifications` maps an attachment's plaintext SHA-256 to the moderator's
-    industry classification. Only child-safety categories are reportable."""
+    industry classification; `file_matches` to its known-image match (the record then
+    carries the PDQ hash beside the SHA-256, the bank entry's metadata, and
+    `fileViewedByEsp` from the match). Only child-safety categories are reportable."""
     report = verification.report
     incident_type = INCIDENT_TYPES.get(report.category)
     if incident_type is None:
@@ -138,16 +157,19 @@ def build_cybertip(verification: ReportVerification, *, reporting_person: EspCon
         for check in item.verified_attachments:
             digest = check.plaintext_sha256
             assert digest is not None
+            match = (file_matches or {}).get(digest)
             files.append(_file_details(
                 check.ref.name, digest, check.ref.blob_id, check.ref.sha256,
-                item.item.message_id, report_id=report_id, viewed=file_viewed_by_esp,
-                classification=(classifications or {}).get(digest)))
+                item.item.message_id, report_id=report_id,
+                viewed=file_viewed_by_esp if match is None else match.viewed,
+                classification=(classifications or {}).get(digest), match=match))
     return CyberTipDocuments(_bytes(root), tuple(files))
 
 
 def _file_details(name: str, digest: str, blob_id: str, ciphertext_sha256: str,
                   message_id: str, *, report_id: int | None, viewed: bool,
-                  classification: IndustryClassification | None) -> bytes:
+                  classification: IndustryClassification | None,
+                  match: FileMatch | None = None) -> bytes:
     root = ET.Element("fileDetails")
     if report_id is not None:
         _sub(root, "reportId", str(report_id))
@@ -157,13 +179,26 @@ def _file_details(name: str, digest: str, blob_id: str, ciphertext_sha256: str,
     if classification is not None:
         _sub(root, "industryClassification", classification)
     _sub(root, "originalFileHash", digest).set("hashType", "SHA256")
+    pairs = [("messageId", message_id), ("blobId", blob_id),
+             ("ciphertextSha256", ciphertext_sha256)]
+    if match is not None:
+        _sub(root, "originalFileHash", match.pdq).set("hashType", "PDQ")
+        pairs += [("matchType", "hash match (PDQ perceptual hash against a hash bank)"),
+                  ("hashBank", match.bank), ("hashBankEntryId", str(match.entry_id)),
+                  ("hashBankEntryPdq", match.entry_pdq),
+                  ("pdqHammingDistance", str(match.distance))]
+        pairs += [(f"hashBankEntryMeta.{key}", _meta_text(value))
+                  for key, value in sorted(match.meta.items())]
     details = _sub(root, "details")
-    for key, value in (("messageId", message_id), ("blobId", blob_id),
-                       ("ciphertextSha256", ciphertext_sha256)):
+    for key, value in pairs:
         pair = _sub(details, "nameValuePair")
         _sub(pair, "name", key)
         _sub(pair, "value", value)
     return _bytes(root)
+
+
+def _meta_text(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
 def _transcript(verification: ReportVerification) -> str:

@@ -1,5 +1,7 @@
 """The transparency report: counts of reports by month, category, action taken, policy
-mode and reporter age band. Pure: rows in, counts out."""
+mode and reporter age band, and of known-image matches (every one, whether the relay
+found it before delivery or a person's report did) by month, origin and bank. Pure: rows
+in, counts out."""
 
 from __future__ import annotations
 
@@ -24,13 +26,41 @@ class TransparencyRow:
     reported_verified: bool = True
 
 
+@dataclass(frozen=True)
+class ImageMatchCountRow:
+    """What the report counts about one known-image match: never the image or its people."""
+
+    created_ms: int
+    origin: str  # relay (before delivery) or user_report
+    bank: str
+    withheld: bool
+
+
 def month_of(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m")
 
 
-def transparency_counts(rows: Iterable[TransparencyRow]) -> dict[str, Any]:
+def image_match_counts(rows: Iterable[ImageMatchCountRow]) -> dict[str, Any]:
+    """`{"total", "withheld", "by_month", "by_origin", "by_bank"}`."""
+    months: Counter[str] = Counter()
+    origins: Counter[str] = Counter()
+    banks: Counter[str] = Counter()
+    total = withheld = 0
+    for row in rows:
+        total += 1
+        withheld += int(row.withheld)
+        months[month_of(row.created_ms)] += 1
+        origins[row.origin] += 1
+        banks[row.bank] += 1
+    return {"total": total, "withheld": withheld, "by_month": dict(sorted(months.items())),
+            "by_origin": dict(sorted(origins.items())), "by_bank": dict(sorted(banks.items()))}
+
+
+def transparency_counts(rows: Iterable[TransparencyRow],
+                        image_matches: Iterable[ImageMatchCountRow] = ()) -> dict[str, Any]:
     """`{"total", "verified", "by_month", "by_category", "by_action", "by_policy_mode",
-    "by_reporter_band"}`, each `by_*` a name → count mapping in sorted order."""
+    "by_reporter_band", "image_matches"}`, each `by_*` a name → count mapping in sorted
+    order, `image_matches` as `image_match_counts` gives it."""
     counters: dict[str, Counter[str]] = {d: Counter() for d in DIMENSIONS}
     total = verified = 0
     for row in rows:
@@ -44,6 +74,7 @@ def transparency_counts(rows: Iterable[TransparencyRow]) -> dict[str, Any]:
     result: dict[str, Any] = {"total": total, "reported_message_verified": verified}
     for dimension, counter in counters.items():
         result[f"by_{dimension}"] = dict(sorted(counter.items()))
+    result["image_matches"] = image_match_counts(image_matches)
     return result
 
 

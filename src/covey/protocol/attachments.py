@@ -36,6 +36,8 @@ class AttachmentStatus(StrEnum):
     SIZE_MISMATCH = "size_mismatch"  # the ciphertext does not hold `size` plaintext bytes
     UNDECRYPTABLE = "undecryptable"  # right bytes, but they do not open under the key
     NOT_CHECKED = "not_checked"  # a report's message that does not verify: blob not read
+    # The relay withheld the blob: it matched a known harmful image (docs/detection.md).
+    WITHHELD = "withheld"
 
 
 _STATUS_OF_CODE = {

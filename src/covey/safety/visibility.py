@@ -348,6 +348,27 @@ CATALOG: Mapping[str, TableVisibility] = {
     "hash_bank_removals": TableVisibility(
         "which entries and banks were removed, so other processes catch up", _KEPT, {
             "version": meta(), "bank_id": meta(), "entry_id": meta()}),
+    # --- known-image matches (schema_images.py) ------------------------------------------
+    "image_matches": TableVisibility(
+        "attachments whose PDQ hash matched a bank entry: found by the relay in a "
+        "safeguarded conversation before delivery (the blob is then withheld), or in an "
+        "attachment a person reported (any mode). Never a row for an image that did not "
+        "match, nor for an unreported end-to-end encrypted one",
+        Retention("kept for the transparency report and the CyberTipline record (no purge)"),
+        {
+            "match_id": meta(), "origin": meta("relay or user_report"),
+            "blob_id": meta(), "conversation_id": meta(), "sender_user": meta(),
+            "sender_device": meta(), "message_id": meta(),
+            "plaintext_sha256": meta("SHA-256 of the matched image (of known material)"),
+            "query_pdq": meta("the matched image's PDQ hash, within the distance of a "
+                              "banked hash"),
+            "quality": meta("PDQ quality"), "bank": meta(), "entry_id": meta(),
+            "entry_pdq": meta("the banked hash it matched"),
+            "entry_meta": meta("the hash list's metadata of that entry"),
+            "distance": meta(), "variant": meta("which rotation or mirror matched"),
+            "withheld": meta(), "child_present": meta("whether an under-16 took part"),
+            "report_id": meta(), "created_ms": meta(),
+            "viewed_ms": meta("when a moderator chose to look at the image")}),
 }
 
 # Stored outside the database, under the data dir.
@@ -359,6 +380,52 @@ DATA_DIR_FILES: Mapping[str, tuple[Visibility, str, Retention]] = {
                                  "evidence bundle and CyberTipline XML", Retention(
                                      "deleted with the report's evidence",
                                      "evidence_retention_s")),
+}
+
+
+@dataclass(frozen=True)
+class ImageHandling:
+    """What happens to a child's images in one mode (docs/detection.md): what the server
+    and the child's own client do, what that protects and what it leaks."""
+
+    server: str
+    device: str
+    protects: str
+    leaks: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"server": self.server, "device": self.device, "protects": self.protects,
+                "leaks": self.leaks}
+
+
+_REPORTED = ("a reported image (any mode) is revealed by the reporter, matched against "
+             "the banks and, on a match, withheld and counted")
+IMAGE_HANDLING: Mapping[PolicyMode, ImageHandling] = {
+    PolicyMode.SAFEGUARDED: ImageHandling(
+        server="opens each safeguarded message's safety copy, decrypts every attachment "
+        "with its franked key and PDQ-matches it against the banks before the message is "
+        "stored; a match withholds the blob from all but its uploader and files a "
+        "moderator report (adults' E2EE images are never opened)",
+        device="shows a withheld image as 'withheld for your safety' with block-and-report",
+        protects="the bank (it never leaves the server); adults' images",
+        leaks="the server reads every image in a conversation with an under-16 or "
+        "unverified participant (as it reads the text); a match row keeps the image's "
+        "PDQ and SHA-256, the bank entry and who sent it; " + _REPORTED),
+    PolicyMode.ON_DEVICE: ImageHandling(
+        server="never sees a child's image nor any hash of it unless it is reported; "
+        "holds no copy",
+        device="gets no bank and sends no hash: it blurs each received "
+        "image until tapped, with one-tap block-and-report (SafetyWarning image_review)",
+        protects="the bank (a shipped list could be extracted, and an offline matcher "
+        "is an oracle to perturb images against); every image's content and hash",
+        leaks="nothing beyond the E2EE metadata (blob size, sender, time) until a report; "
+        "known images that are never reported are not detected; " + _REPORTED),
+    PolicyMode.E2EE_ONLY: ImageHandling(
+        server="never sees an image unless it is reported",
+        device="nothing beyond showing verified attachments",
+        protects="every image's content and hash; the bank",
+        leaks="blob size, sender and time; known images are detected only when reported; "
+        + _REPORTED),
 }
 
 

@@ -156,6 +156,7 @@ def create_app(settings: Settings | None = None, *, fanout: Fanout | None = None
         if isinstance(app.state.limiter, SharedRateLimiter):
             app.state.limiter.start()
         services.scans.start()  # after the report sink is wired: it drains at once
+        await services.images.start()
         leader_work = _LeaderWork(lambda: [
             asyncio.create_task(services.messages.purge_loop(), name="covey-purge"),
             asyncio.create_task(services.safety_copies.purge_loop(),
@@ -174,6 +175,7 @@ def create_app(settings: Settings | None = None, *, fanout: Fanout | None = None
             leader_work.set(False)
             await services.age.close()
             await services.scans.close()
+            await services.images.close()
             await leader_work.stopped()
             await reporting.stop()
             if isinstance(app.state.limiter, SharedRateLimiter):

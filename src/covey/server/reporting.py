@@ -82,6 +82,9 @@ async def start_reporting(app: FastAPI, settings: Settings, services: Services) 
     moderation.on_warned = tell_warned
     reports.events = services.events
     services.scans.report_sink = reports.file_detection
+    services.images.report_sink = reports.file_image_match
+    reports.image_matcher = services.images
+    moderation.image_matches = services.images.store
     await reports.refresh_gate()
     services.auth.account_gate = reports.gate.check_login
     reports.revoke_account = services.auth.revoke_account

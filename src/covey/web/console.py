@@ -325,6 +325,21 @@ async def _confirm(request: Request, session: ConsoleSession, report_id: str, ac
                  error=ERRORS["reason_required"] if missing_reason else "")
 
 
+@router.post("/reports/{report_id}/matched-image", response_class=HTMLResponse)
+async def matched_image(request: Request, report_id: str) -> Response:
+    """A known-image match's image, only because the moderator asked: it opens blurred."""
+    session, form, refused = await _checked_post(request)
+    if refused is not None or session is None:
+        return refused or _to_login()
+    try:
+        match, mime, data = await _moderation(request).matched_image(
+            session, report_id, form.get("blob_id", ""))
+    except CoveyError as exc:
+        return _refused(request, session, exc.status, exc.message)
+    return _page(request, "matched_image.html", session=session, report_id=report_id,
+                 match=match, mime=mime, data=data)
+
+
 @router.get("/reports/{report_id}/files/{name}")
 async def escalation_file(request: Request, report_id: str, name: str) -> Response:
     session = await _session(request)

@@ -13,7 +13,8 @@ CATEGORIES = {
 }
 BANDS = {"16+": "16 or over", "under-16": "under 16", "unverified": "unverified"}
 # Stored priority 3 is the most urgent; it is shown as P0.
-PRIORITIES = {3: "P0 · child safety, reported by an under-16",
+PRIORITIES = {4: "P0 · known abuse image (hash match)",
+              3: "P0 · child safety, reported by an under-16",
               2: "P1 · child safety",
               1: "P2 · reported by an under-16",
               0: "P3 · other"}

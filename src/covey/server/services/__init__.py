@@ -17,6 +17,7 @@ from covey.server.services.blobs import BlobService
 from covey.server.services.contacts import ContactService
 from covey.server.services.groups import GroupService
 from covey.server.services.guardians import GuardianService
+from covey.server.services.image_matching import ImageMatchService, matching_service
 from covey.server.services.keys import KeyService
 from covey.server.services.messages import MessageService
 from covey.server.services.policy import PolicyService
@@ -48,6 +49,7 @@ class Services:
     safety_copies: SafetyCopyService
     scans: ScanQueue
     contacts: ContactService
+    images: ImageMatchService
 
 
 def load_or_create_server_key(path: Path) -> ServerFrankingKey:
@@ -73,6 +75,12 @@ def build_services(settings: Settings, repo: Repository, fanout: Fanout) -> Serv
                       lambda: policy.safety_key, server_key, events)
     copies = SafetyCopyService(settings, policy.store, policy, scans)
     groups = GroupService(repo, directory, fanout, policy)
+    blobs = BlobService(settings, repo)
+    images = matching_service(settings, repo, blobs, age, scans)
+    images.events = events
+    messages = MessageService(settings, repo, directory, groups, fanout, server_key, policy,
+                              copies)
+    messages.images = images
     return Services(
         settings=settings, repo=repo, fanout=fanout,
         accounts=AccountService(settings, repo, directory, policy.phrases, fanout,
@@ -80,9 +88,8 @@ def build_services(settings: Settings, repo: Repository, fanout: Fanout) -> Serv
         auth=AuthService(settings, repo),
         keys=KeyService(settings, repo, directory, fanout),
         groups=groups,
-        messages=MessageService(settings, repo, directory, groups, fanout, server_key,
-                                policy, copies),
-        blobs=BlobService(settings, repo),
+        messages=messages,
+        blobs=blobs,
         age=age,
         events=events,
         policy=policy,
@@ -90,6 +97,7 @@ def build_services(settings: Settings, repo: Repository, fanout: Fanout) -> Serv
         scans=scans,
         contacts=ContactService(repo, policy, events, directory, fanout),
         guardians=GuardianService(repo, age, directory, fanout, events, policy),
+        images=images,
     )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from covey.errors import Conflict, Forbidden, InvalidInput, NotFound, TooLarge
@@ -27,12 +27,14 @@ from covey.server.fanout import DeviceAddress, Fanout, PushFrame
 from covey.server.services._common import Principal, now_ms, reject_nul
 from covey.server.services.accounts import DeviceDirectory
 from covey.server.services.groups import GroupService
+from covey.server.services.image_matching import ImageMatchService
 from covey.server.services.policy import PolicyService
 from covey.server.services.safety_copies import (
     OpenedCopy,
     SafetyCopyService,
     check_attachment_refs,
 )
+from covey.server.storage.image_matches import ImageMatchRow
 from covey.server.storage.repository import (
     MailboxEntry,
     NewMessage,
@@ -121,6 +123,8 @@ class MessageService:
         self._server_key = server_key
         # Blocks and suspensions (set by the reporting service); None lets every send by.
         self.send_gate: Callable[[str, str, list[str]], frozenset[str]] | None = None
+        # Known-image matching of safeguarded attachments (set by `build_services`).
+        self.images: ImageMatchService | None = None
 
     # --- sending ---------------------------------------------------------------------
 
@@ -132,19 +136,26 @@ class MessageService:
     async def accept(self, principal: Principal, envelope: SendEnvelope) -> AcceptedSend:
         """Validate and queue the envelope; `future` resolves once the message is durable.
         Callers that queue in order get seqs in that order."""
-        message, opened = await self._prepare(principal, envelope)
+        message, opened, matches = await self._prepare(principal, envelope)
         future = self._repo.submit_message(message)
         # Publishing hangs off the commit, not off the sender's waiter, so a sender that
         # disconnects after sending still gets its message delivered live.
-        future.add_done_callback(lambda f: self._after_commit(message, opened, f))
+        future.add_done_callback(lambda f: self._after_commit(message, opened, f, matches))
         return AcceptedSend(envelope.message_id, future)
 
     def _after_commit(self, message: NewMessage, opened: OpenedCopy | None,
-                      future: asyncio.Future[Any]) -> None:
-        if future.cancelled() or future.exception() is not None:
-            return
-        result: StoreResult = future.result()
-        if result.outcome != "stored":
+                      future: asyncio.Future[Any],
+                      matches: Sequence[ImageMatchRow] = ()) -> None:
+        failed = future.cancelled() or future.exception() is not None
+        outcome = None if failed else future.result().outcome
+        if matches and self.images is not None and opened is not None:
+            if outcome == "stored":
+                self.images.report_soon(message, opened.content, matches)
+            elif outcome == "duplicate":  # reported as first stored and delivered
+                self.images.report_stored_soon(matches)
+            else:  # refused at commit: the message does not exist
+                self.images.forget_soon(matches)
+        if outcome != "stored":
             return
         if opened is not None:
             self._copies.scan_soon(message, opened.content)
@@ -159,8 +170,8 @@ class MessageService:
             for e in message.entries]
         self._fanout.publish(items)
 
-    async def _prepare(self, principal: Principal,
-                       env: SendEnvelope) -> tuple[NewMessage, OpenedCopy | None]:
+    async def _prepare(self, principal: Principal, env: SendEnvelope
+                       ) -> tuple[NewMessage, OpenedCopy | None, list[ImageMatchRow]]:
         if len(env.recipients) > self._settings.max_recipient_devices:
             raise TooLarge(f"at most {self._settings.max_recipient_devices} recipients",
                            details={"field": "recipients"})
@@ -214,8 +225,14 @@ class MessageService:
             principal, env, [p for p in participants if p not in withheld and p not in blocked_by])
         server_ts = now_ms()
         opened = self._copies.check(principal, env, participants, policy, server_ts)
+        matches: list[ImageMatchRow] = []
         if opened is not None:
             await check_attachment_refs(opened.content, self._repo.get_blob)
+            if self.images is not None and opened.content.attachments:
+                # Before the message is stored: a matched blob is withheld before anyone
+                # is told of the message (docs/detection.md, "Acting on a match").
+                matches = await self.images.check(principal.user_id, principal.device_id,
+                                                  opened.content, participants)
         commitment = FrankingCommitment.from_b64(env.commitment)
         tags: dict[str, str] = {}
         for entry in entries:
@@ -235,7 +252,8 @@ class MessageService:
             participants=participants,
             group_session_id=None if env.group is None else env.group.session_id,
             group_body=None if env.group is None else env.group.body,
-            expires_ms=server_ts + self._settings.mailbox_ttl_s * 1000, entries=entries), opened
+            expires_ms=server_ts + self._settings.mailbox_ttl_s * 1000, entries=entries), \
+            opened, matches
 
     async def _group_participants(self, principal: Principal, env: SendEnvelope) -> list[str]:
         group = await self._groups.current(env.conversation_id)

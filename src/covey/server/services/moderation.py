@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from covey.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from covey.moderation import (
     EspContact,
+    FileMatch,
     KnownVictim,
     ReportVerification,
     attestation_key_id,
@@ -32,12 +33,17 @@ from covey.moderation import (
     cybertip_schema,
     public_key_pem,
 )
-from covey.moderation.transparency import TransparencyRow, transparency_counts
+from covey.moderation.transparency import (
+    ImageMatchCountRow,
+    TransparencyRow,
+    transparency_counts,
+)
 from covey.protocol.wire import ModeratorWarning, ModeratorWarningList
 from covey.server.files import write_private
 from covey.server.services._common import load_or_create_secret_file, now_ms
 from covey.server.services.console_guard import LoginBackoff, PasswordSlots, throttled
 from covey.server.services.reports import UNDER_16_BAND, ReportService
+from covey.server.storage.image_matches import ImageMatchRow, ImageMatchStore
 from covey.server.storage.reports_repo import (
     AuditRow,
     ModeratorRow,
@@ -136,6 +142,14 @@ class ReportView:
     verification: ReportVerification | None
     prior: list[ReportRow]
     escalation: tuple[str, str] | None
+    # Known-image matches of this report's attachments (bank, entry, distance).
+    image_matches: tuple[ImageMatchRow, ...] = ()
+
+    @property
+    def matched_digests(self) -> frozenset[str]:
+        """Plaintext SHA-256s of matched attachments: the console never shows these
+        images unless the moderator asks (`matched_image`)."""
+        return frozenset(m.plaintext_sha256 for m in self.image_matches)
 
 
 def session_hash(token: str) -> bytes:
@@ -161,6 +175,7 @@ class ModerationService:
         self._password_slots = PasswordSlots(settings.console_password_checks)
         # Set by the relay: tells the warned account's devices (ModeratorWarningFrame).
         self.on_warned: Callable[[str, ModeratorWarning], Awaitable[None]] | None = None
+        self.image_matches: ImageMatchStore | None = None  # set by the relay
 
     @property
     def attestation_key(self) -> Ed25519PrivateKey:
@@ -260,7 +275,34 @@ class ModerationService:
         await self.store.audit(AuditRow(now_ms(), session.actor, "view_report", report_id,
                                         "evidence decrypted" if verification else
                                         "evidence purged"))
-        return ReportView(row, verification, prior, await self.store.escalation(report_id))
+        return ReportView(row, verification, prior, await self.store.escalation(report_id),
+                          tuple(await self._matches(report_id)))
+
+    async def _matches(self, report_id: str) -> list[ImageMatchRow]:
+        return [] if self.image_matches is None else \
+            await self.image_matches.for_report(report_id)
+
+    async def matched_image(self, session: ConsoleSession, report_id: str,
+                            blob_id: str) -> tuple[ImageMatchRow, str, bytes]:
+        """A matched image of a report, decrypted because the moderator asked to see it:
+        (match, media type, bytes). Audited, and recorded as viewed (the CyberTipline
+        record then says `fileViewedByEsp` true)."""
+        matches = [m for m in await self._matches(report_id) if m.blob_id == blob_id]
+        verification = await self._reports.reverify(report_id) if matches else None
+        found = None if verification is None else next(
+            ((check.ref.mime, check.plaintext) for item in verification.verified_items
+             for check in item.verified_attachments
+             if check.ref.blob_id == blob_id and check.plaintext is not None), None)
+        if not matches or found is None:
+            raise NotFound("no such matched image", code="unknown_file")
+        now = now_ms()
+        assert self.image_matches is not None
+        await self.image_matches.mark_viewed(report_id, blob_id, now)
+        await self.store.audit(AuditRow(now, session.actor, "view_matched_image", report_id,
+                                        f"blob {blob_id} (bank {matches[0].bank} entry "
+                                        f"{matches[0].entry_id})"))
+        mime, data = found
+        return matches[0], mime if mime.startswith("image/") else "image/png", data
 
     async def act(self, session: ConsoleSession, report_id: str, action: str,
                   reason: str = "") -> str:
@@ -333,8 +375,17 @@ class ModerationService:
         victims = [KnownVictim(row.reporter, "The reporter proved the under-16 age band "
                                              "with an anonymous age credential.")
                    ] if row.reporter_band == UNDER_16_BAND else []
+        file_matches = {m.plaintext_sha256: FileMatch(
+            pdq=m.query_pdq, bank=m.bank, entry_id=m.entry_id, entry_pdq=m.entry_pdq,
+            distance=m.distance, meta=m.entry_meta, viewed=m.viewed_ms is not None)
+            for m in await self._matches(row.report_id)}
+        if file_matches and not victims and any(
+                m.child_present for m in await self._matches(row.report_id)):
+            victims = [KnownVictim(row.reporter, "The recipient proved the under-16 age "
+                                   "band with an anonymous age credential.")]
         documents = build_cybertip(
-            verification, bundle_id=bundle_id, victims=victims, reporting_person=EspContact(
+            verification, bundle_id=bundle_id, victims=victims, file_matches=file_matches,
+            reporting_person=EspContact(
                 *_split_name(self._settings.esp_contact_name),
                 self._settings.esp_contact_email))
         schema = self._cybertip_schema()
@@ -390,7 +441,8 @@ class ModerationService:
     async def transparency(self, actor: str) -> dict[str, Any]:
         rows = await self.store.all_reports()
         await self.store.audit(AuditRow(now_ms(), actor, "view_transparency", None, ""))
-        return transparency_counts(_transparency_rows(rows))
+        return transparency_counts(_transparency_rows(rows),
+                                   await _match_rows(self.image_matches))
 
 
 def _transparency_rows(rows: list[ReportRow]) -> list[TransparencyRow]:
@@ -399,9 +451,18 @@ def _transparency_rows(rows: list[ReportRow]) -> list[TransparencyRow]:
                             r.reporter_band, r.reported_verified) for r in rows]
 
 
-async def transparency_from_store(store: ReportRepository) -> dict[str, Any]:
+async def _match_rows(store: ImageMatchStore | None) -> list[ImageMatchCountRow]:
+    rows = [] if store is None else await store.all_matches()
+    return [ImageMatchCountRow(m.created_ms, m.origin, m.bank, m.withheld) for m in rows]
+
+
+async def transparency_from_store(store: ReportRepository,
+                                  image_matches: ImageMatchStore | None = None
+                                  ) -> dict[str, Any]:
     """The counts without a console session (the `covey transparency` command)."""
-    return transparency_counts(_transparency_rows(await store.all_reports()))
+    return transparency_counts(_transparency_rows(await store.all_reports()),
+                               await _match_rows(image_matches or
+                                                 ImageMatchStore(store.repository)))
 
 
 def _printable(text: str, limit: int = 64) -> str:

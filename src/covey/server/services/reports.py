@@ -15,7 +15,7 @@ import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -32,6 +32,7 @@ from covey.safety.detectors import Signal
 from covey.server.services._common import Principal, load_or_create_secret_file, now_ms
 from covey.server.services.blobs import BlobService
 from covey.server.services.safety_events import ReportFiled, SafetyEvents, UserBlocked
+from covey.server.storage.image_matches import ImageMatchRow
 from covey.server.storage.reports_repo import (
     UNATTRIBUTED,
     AuditRow,
@@ -42,6 +43,9 @@ from covey.server.storage.reports_repo import (
 from covey.server.storage.repository import NewMessage
 from covey.settings import Settings
 
+if TYPE_CHECKING:
+    from covey.server.services.image_matching import ImageMatchService, MatchedMessage
+
 log = logging.getLogger(__name__)
 
 UNVERIFIED_BAND = "unverified"
@@ -50,6 +54,11 @@ UNDER_16_BAND = "under-16"
 SAFETY_SERVICE_REPORTER = "covey-safety"
 _NONCE = 12
 _READABLE = frozenset({AttachmentStatus.VERIFIED, AttachmentStatus.SIZE_MISMATCH})
+# A known-image match outranks every other report (the highest other priority is 3).
+IMAGE_MATCH_PRIORITY = 4
+# The filer name of known-image reports, so a detector's report of the same message by
+# the safety service is not taken for its replay.
+IMAGE_MATCH_FILER = SAFETY_SERVICE_REPORTER + "/images"
 
 
 class EvidenceVault:
@@ -124,6 +133,15 @@ def report_priority(category_is_child_safety: bool, reporter_band: str, *,
     return 2 * int(category_is_child_safety) + int(reporter_band == UNDER_16_BAND)
 
 
+def image_match_evidence(match: ImageMatchRow) -> dict[str, Any]:
+    """What a report's sealed evidence keeps of one known-image match."""
+    return {"blob_id": match.blob_id, "plaintext_sha256": match.plaintext_sha256,
+            "pdq": match.query_pdq, "quality": match.quality, "bank": match.bank,
+            "entry_id": match.entry_id, "entry_pdq": match.entry_pdq,
+            "entry_meta": match.entry_meta, "distance": match.distance,
+            "variant": match.variant, "origin": match.origin}
+
+
 class SafetyGate:
     """Blocks and suspensions, held in memory for the send path and refreshed from the
     database now and then (other processes may add some)."""
@@ -175,6 +193,8 @@ class ReportService:
         self.gate = SafetyGate()
         # Revokes an account's tokens and sockets (set by the relay).
         self.revoke_account: Callable[[str], Awaitable[None]] | None = None
+        # Known-image matching of reported attachments (set by the relay).
+        self.image_matcher: ImageMatchService | None = None
 
     async def suspend_account(self, user_id: str) -> None:
         """Apply a recorded suspension here at once: refuse, revoke, disconnect."""
@@ -226,6 +246,8 @@ class ReportService:
             category_is_child_safety=report.category.is_child_safety,
             audit=(f"user:{principal.user_id}", "report_submitted"))
         claimed_sender = verification.reported.item.context.sender_user
+        if created:
+            await self._match_images(stored, verification)
         if created and self.events is not None:
             # An unverified claim names nobody: it counts toward no bar on anyone.
             await self.events.emit(ReportFiled(principal.user_id, stored.attributed_user,
@@ -275,10 +297,74 @@ class ReportService:
             extra={"signal": signal.to_json()},
             detail=f"{signal.detector} {signal.code} {signal.severity.name.lower()}")
 
+    async def _match_images(self, stored: ReportRow,
+                            verification: ReportVerification) -> None:
+        """A person's report runs the relay's known-image matching over the attachments
+        it verified; a match is recorded against the report (and counted)."""
+        if self.image_matcher is None:
+            return
+        attachments = [(check.ref, check.plaintext, i.item.context.sender_user,
+                        i.item.context.sender_device, i.item.context.conversation_id,
+                        i.item.context.message_id)
+                       for i in verification.verified_items
+                       for check in i.verified_attachments if check.plaintext is not None]
+        if not attachments:
+            return
+        try:
+            await self.image_matcher.match_report(
+                stored.report_id, stored.reporter, attachments,
+                verification.reported.item.context.participants)
+        except Exception:  # the report itself is stored; a matching failure is logged
+            log.exception("known-image matching of report %s failed", stored.report_id)
+
+    async def file_image_match(self, matched: MatchedMessage) -> str:
+        """The relay matched attachments of a safeguarded message against the hash banks:
+        file a prioritised report by the safety service with the message as franked
+        evidence as addressed to `matched.recipient` (a child when one takes part), the
+        messages that recipient received just before, its blobs, and the bank entry and
+        distance of each match. Returns the report id (a replay: the stored one)."""
+        message, matches = matched.message, matched.matches
+        items = []
+        for earlier, content in (*matched.preceding, (message, matched.content)):
+            entry = next((e for e in earlier.entries if e.user_id == matched.recipient), None)
+            if entry is None:
+                continue
+            items.append(EvidenceItem(
+                content=content, commitment=earlier.commitment, tag=entry.franking_tag,
+                context=EvidenceContext(
+                    sender_user=earlier.sender_user, sender_device=earlier.sender_device,
+                    recipient_user=entry.user_id, conversation_id=earlier.conversation_id,
+                    participants=tuple(earlier.participants),
+                    server_ts_ms=earlier.server_ts_ms, message_id=earlier.message_id)))
+        if not items or items[-1].message_id != message.message_id:
+            raise InvalidInput("the matched message has no recipient to report it as",
+                               code="no_recipient")
+        entry_user = matched.recipient
+        first = matches[0]
+        report = Report(
+            reporter=entry_user, reported_message_id=message.message_id,
+            reported_sender_user=message.sender_user,
+            reported_conversation_id=message.conversation_id,
+            category=ReportCategory.CHILD_SEXUAL_EXPLOITATION_IMAGERY,
+            comment=f"automatic known-image match by the safety service: {len(matches)} "
+            f"attachment(s) matched bank {first.bank} entry {first.entry_id} at PDQ distance "
+            f"{first.distance}; withheld before delivery; evidence as addressed to "
+            f"{entry_user}, who did not file this report", messages=tuple(items))
+        stored, _created, _verification = await self._file(
+            report, reporter=SAFETY_SERVICE_REPORTER, reporter_band=SAFETY_SERVICE_REPORTER,
+            category_is_child_safety=True, priority=IMAGE_MATCH_PRIORITY,
+            filed_as=IMAGE_MATCH_FILER, audit=(SAFETY_SERVICE_REPORTER, "image_match_reported"),
+            extra={"image_matches": [image_match_evidence(m) for m in matches]},
+            detail=f"known image: bank {first.bank} entry {first.entry_id} distance "
+                   f"{first.distance}")
+        return stored.report_id
+
     async def _file(self, report: Report, *, reporter: str, reporter_band: str,
                     category_is_child_safety: bool, audit: tuple[str, str],
                     priority_band: str | None = None, extra: dict[str, Any] | None = None,
-                    detail: str | None = None) -> tuple[ReportRow, bool, ReportVerification]:
+                    detail: str | None = None, priority: int | None = None,
+                    filed_as: str | None = None,
+                    ) -> tuple[ReportRow, bool, ReportVerification]:
         """Verify the evidence against the server's own blobs and key, seal it, and store
         the report (a replay lands on the stored one: `created` is False).
 
@@ -292,13 +378,15 @@ class ReportService:
         now = now_ms()
         report_id = "rep_" + secrets.token_hex(12)
         row = ReportRow(
-            report_id=report_id, fingerprint=filer_fingerprint(verification, reporter),
+            report_id=report_id,
+            fingerprint=filer_fingerprint(verification, filed_as or reporter),
             reporter=reporter,
             reported_user=(verification.reported.item.context.sender_user if attributed
                            else UNATTRIBUTED),
             category=report.category.value,
-            priority=report_priority(category_is_child_safety, priority_band or reporter_band,
-                                     attributed=attributed),
+            priority=(priority if priority is not None and attributed else
+                      report_priority(category_is_child_safety,
+                                      priority_band or reporter_band, attributed=attributed)),
             reporter_band=reporter_band,
             policy_mode=self._settings.safety_mode, status="open",
             verified_count=len(verification.verified_items),

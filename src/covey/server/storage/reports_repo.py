@@ -105,6 +105,10 @@ class ReportRepository:
         self._repo = repo
         self._engine: AsyncEngine = repo.engine
 
+    @property
+    def repository(self) -> Repository:
+        return self._repo
+
     async def _write(self, job: Any) -> Any:
         return await self._repo.writer.run_job(job)
 
