@@ -139,7 +139,8 @@ CATALOG: Mapping[str, TableVisibility] = {
         "id": meta(), "user_id": meta(), "device_id": meta(),
         "identity_key": public("Curve25519 identity key"),
         "signing_key": public("Ed25519 signing key"),
-        "signature": public(), "created_ms": meta()}),
+        "signature": public(), "created_ms": meta(),
+        "removed_ms": meta("when the account unlinked the device (it stops receiving)")}),
     "one_time_keys": TableVisibility(
         "one-time prekeys for new Olm sessions", Retention("until claimed by a sender"), {
             "id": meta(), "device_pk": meta(), "key_id": meta(), "key": public(),
