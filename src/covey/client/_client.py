@@ -332,10 +332,25 @@ class Client:
                             mime=mime, name=name)
         return await self._send(to, text=text, attachments=(ref,))
 
-    async def fetch_attachment(self, ref: AttachmentRef) -> AttachmentDownload:
+    async def fetch_attachment(self, ref: AttachmentRef,
+                               message: IncomingMessage | None = None) -> AttachmentDownload:
         """Fetch a blob and check it against its franked reference (hash, size, key):
         a typed status, never an exception, for a blob that is missing or does not match.
-        Show an unverified one as `label` ("could not be verified"), not its bytes."""
+        Show an unverified one as `label` ("could not be verified"), not its bytes.
+
+        Only a blob that its message's envelope declared is fetched (anything else is
+        `missing`): pass `message` to hold `ref` to that message's own envelope; without
+        it, to any envelope this device sent or received. The relay answers 404 for a
+        blob that is gone and for one this account may not read alike: both are
+        `missing`. A 403 is about this account (for example suspended), not the blob, so
+        it is raised as `ServerError`."""
+        if message is not None:
+            declared = ref in message.attachments and ref.blob_id in message.blob_ids
+        else:
+            declared = self._core.blob_declared(ref.blob_id)
+        if not declared:
+            return AttachmentDownload(ref, AttachmentStatus.MISSING, None,
+                                      "its message's envelope did not declare this blob")
         try:
             blob: bytes | None = await self._api.download_blob(ref.blob_id)
         except ServerError as exc:
@@ -345,10 +360,11 @@ class Client:
         opened = open_attachment(blob, ref)
         return AttachmentDownload(ref, opened.status, opened.plaintext, opened.detail)
 
-    async def download_attachment(self, ref: AttachmentRef) -> bytes:
+    async def download_attachment(self, ref: AttachmentRef,
+                                  message: IncomingMessage | None = None) -> bytes:
         """Fetch a blob, check it against the franked hash and size, and decrypt it;
         `AttachmentUnverifiable` (a `CryptoError`) when it does not check out."""
-        got = await self.fetch_attachment(ref)
+        got = await self.fetch_attachment(ref, message)
         if got.data is None:
             raise AttachmentUnverifiable(got)
         return got.data

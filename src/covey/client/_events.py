@@ -70,6 +70,9 @@ class IncomingMessage:
     attachments: tuple[AttachmentRef, ...]
     evidence: FrankingEvidence
     muted: bool = False  # the recipient muted the sender: deliver without notifying
+    # The blobs its envelope declared (as the relay recorded them): the only attachments
+    # of this message the client fetches.
+    blob_ids: tuple[str, ...] = ()
 
     @property
     def is_group(self) -> bool:
@@ -82,7 +85,8 @@ class IncomingMessage:
         return MessageKey(self.conversation_id, self.sender_user, self.message_id)
 
     @classmethod
-    def from_evidence(cls, evidence: FrankingEvidence) -> IncomingMessage:
+    def from_evidence(cls, evidence: FrankingEvidence,
+                      blob_ids: tuple[str, ...] = ()) -> IncomingMessage:
         content, context = evidence.content, evidence.context
         return cls(
             message_id=content.message_id,
@@ -93,6 +97,7 @@ class IncomingMessage:
             text=content.text,
             attachments=content.attachments,
             evidence=evidence,
+            blob_ids=blob_ids,
         )
 
 

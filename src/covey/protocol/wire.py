@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from covey.protocol._encoding import labelled
+from covey.protocol.content import MAX_ATTACHMENTS_PER_MESSAGE
 from covey.protocol.ids import (
     BlobId,
     ConversationId,
@@ -247,6 +248,10 @@ class SendEnvelope(WireModel):
     safety_copy: SafetyCopy | None = Field(
         default=None, description="required exactly when the conversation's policy says "
         "safety_copy_required (GET /v1/conversations/{id}/policy); refused otherwise")
+    blob_ids: Annotated[list[BlobId], Field(max_length=MAX_ATTACHMENTS_PER_MESSAGE)] | None = (
+        Field(default=None, description="every blob the message's attachments reference; "
+              "the relay lets this conversation's participants download exactly these. "
+              "Absent (an older client): none, except those a safety copy names"))
 
 
 class SendReceipt(WireModel):
@@ -270,6 +275,9 @@ class Delivery(WireModel):
     olm_type: Literal[0, 1] | None = None
     body: B64 | None = None
     group: GroupCiphertext | None = None
+    blob_ids: list[BlobId] = Field(
+        default_factory=list, description="the blobs the relay recorded for this message "
+        "(its envelope's blob_ids): clients fetch no other attachment for it")
 
 
 class PendingResponse(WireModel):

@@ -57,7 +57,8 @@ def create_app(settings: Settings | None = None, *, fanout: Fanout | None = None
         services.scans.start()  # after the report sink is wired: it drains at once
         loops = [asyncio.create_task(services.messages.purge_loop(), name="covey-purge"),
                  asyncio.create_task(services.safety_copies.purge_loop(),
-                                     name="covey-safety-copy-purge")]
+                                     name="covey-safety-copy-purge"),
+                 asyncio.create_task(services.blobs.purge_loop(), name="covey-blob-purge")]
         try:
             yield
         finally:

@@ -37,7 +37,7 @@ async def upload(request: Request, principal: PrincipalDep, services: ServicesDe
             responses={200: {"content": {"application/octet-stream": {}},
                              "description": "the stored bytes"}})
 async def download(blob_id: Annotated[str, Path(pattern=BLOB_ID_PATTERN)],
-                   _principal: PrincipalDep, services: ServicesDep) -> FileResponse:
-    path, row = await services.blobs.locate(blob_id)
+                   principal: PrincipalDep, services: ServicesDep) -> FileResponse:
+    path, row = await services.blobs.locate_for(principal, blob_id)
     return FileResponse(path, media_type="application/octet-stream",
                         headers={"X-Content-SHA256": row.sha256})

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from covey.errors import Conflict, NotFound, QuotaExceeded, Unauthorized
+from covey.protocol.ids import dm_participants
 from covey.server.storage import schema as t
 from covey.server.storage._batch import IdAllocator, commit_batch
 from covey.server.storage.engine import sqlite_checkpoint, sqlite_sync_engine
@@ -124,6 +125,7 @@ class NewMessage:
     expires_ms: int
     entries: list[MailboxEntry] = field(default_factory=list)
     safety_copy: SafetyCopyRecord | None = None
+    blob_ids: list[str] = field(default_factory=list)  # declared; refs written on commit
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +149,7 @@ class PendingRow:
     body: str | None
     group_session_id: str | None
     group_body: str | None
+    blob_ids: list[str] = field(default_factory=list)
 
 
 class _StoreItem(BatchItem):
@@ -173,7 +176,7 @@ _PENDING = (
            t.messages.c.sender_user, t.messages.c.sender_device, t.messages.c.server_ts_ms,
            t.messages.c.commitment, t.mailbox.c.franking_tag, t.messages.c.participants,
            t.mailbox.c.olm_type, t.mailbox.c.body, t.messages.c.group_session_id,
-           t.messages.c.group_body)
+           t.messages.c.group_body, t.messages.c.blob_ids)
     .select_from(t.mailbox.join(t.messages, t.mailbox.c.message_pk == t.messages.c.id))
 )
 
@@ -553,7 +556,8 @@ class Repository:
                                sender_user=r[3], sender_device=r[4], server_ts_ms=r[5],
                                commitment=r[6], franking_tag=r[7],
                                participants=json.loads(r[8]), olm_type=r[9], body=r[10],
-                               group_session_id=r[11], group_body=r[12]) for r in rows]
+                               group_session_id=r[11], group_body=r[12],
+                               blob_ids=json.loads(r[13]) if r[13] else []) for r in rows]
 
     async def purge_expired(self, now_ms: int, message_retention_ms: int) -> int:
         """Drop expired mailbox entries, challenges, tokens and link tokens, and messages
@@ -602,6 +606,66 @@ class Repository:
                 t.blobs.c.blob_id, t.blobs.c.owner_user, t.blobs.c.sha256, t.blobs.c.size)
                 .where(t.blobs.c.blob_id == blob_id))).first()
         return None if row is None else BlobRow(row[0], row[1], row[2], row[3])
+
+
+    async def readable_blob(self, blob_id: str, user_id: str) -> BlobRow | None:
+        """The blob's row when `user_id` may download it: its uploader, or a participant
+        (a direct conversation's user, a group's current member) of a conversation it
+        was declared in. None otherwise, exactly as for an unknown blob."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(
+                t.blobs.c.blob_id, t.blobs.c.owner_user, t.blobs.c.sha256, t.blobs.c.size)
+                .where(t.blobs.c.blob_id == blob_id))).first()
+            conversations = [str(r[0]) for r in await conn.execute(
+                select(t.blob_refs.c.conversation_id)
+                .where(t.blob_refs.c.blob_id == blob_id))]
+            groups = []
+            allowed = row is not None and row[1] == user_id
+            for conversation in conversations:
+                pair = dm_participants(conversation)
+                if pair is None:
+                    groups.append(conversation)
+                elif user_id in pair:
+                    allowed = True
+            if groups and not allowed:
+                member = await conn.scalar(select(func.count()).select_from(t.group_members)
+                                           .where(t.group_members.c.group_id.in_(groups),
+                                                  t.group_members.c.user_id == user_id))
+                allowed = bool(member)
+        if row is None or not allowed:
+            return None
+        return BlobRow(row[0], row[1], row[2], row[3])
+
+    async def blob_declared_in(self, blob_id: str, conversations: list[str]) -> bool:
+        """Whether a message of one of `conversations` declared the blob."""
+        if not conversations:
+            return False
+        async with self.engine.connect() as conn:
+            found = await conn.scalar(select(func.count()).select_from(t.blob_refs).where(
+                t.blob_refs.c.blob_id == blob_id,
+                t.blob_refs.c.conversation_id.in_(conversations)))
+        return bool(found)
+
+    async def purge_blobs(self, unreferenced_before_ms: int,
+                          referenced_before_ms: int) -> list[str]:
+        """Forget the blobs nobody references: uploaded before `unreferenced_before_ms`
+        and never declared in a message, or whose newest reference is older than
+        `referenced_before_ms`. Returns their ids (the caller deletes the files)."""
+
+        async def job(conn: AsyncConnection) -> list[str]:
+            refs = t.blob_refs.c
+            live = select(refs.blob_id).where(refs.blob_id == t.blobs.c.blob_id,
+                                              refs.last_ref_ms > referenced_before_ms)
+            ids = [str(r[0]) for r in await conn.execute(
+                select(t.blobs.c.blob_id).where(
+                    t.blobs.c.created_ms <= unreferenced_before_ms, ~live.exists())
+                .limit(1000))]
+            if ids:
+                await conn.execute(delete(t.blob_refs).where(refs.blob_id.in_(ids)))
+                await conn.execute(delete(t.blobs).where(t.blobs.c.blob_id.in_(ids)))
+            return ids
+
+        return await self.writer.run_job(job)
 
 
 async def _blob_bytes(conn: AsyncConnection, owner_user: str) -> int:

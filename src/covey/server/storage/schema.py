@@ -129,6 +129,8 @@ messages = Table(
     Column("participants", Text, nullable=False),
     Column("group_session_id", String(128), nullable=True),
     Column("group_body", Text, nullable=True),
+    # JSON list of the blob ids the envelope declared (NULL: none), delivered with it.
+    Column("blob_ids", Text, nullable=True),
     UniqueConstraint("sender_device_pk", "message_id", name="uq_messages_sender_msgid"),
     Index("ix_messages_server_ts", "server_ts_ms"),
     # The relay refuses an id the conversation already holds from another sender device.
@@ -163,4 +165,17 @@ blobs = Table(
     Column("size", BigInteger, nullable=False),
     Column("created_ms", BigInteger, nullable=False),
     Index("ix_blobs_owner", "owner_user"),  # the per-account quota sums by owner
+    Index("ix_blobs_created", "created_ms"),  # the purge looks for old unreferenced blobs
+)
+
+blob_refs = Table(
+    "blob_refs",
+    metadata,
+    # A blob declared in a conversation's message (SendEnvelope.blob_ids), recorded when
+    # the message commits: that conversation's participants may download it, and the
+    # blob is kept until `blob_retention_s` after its newest reference.
+    Column("blob_id", String(80), primary_key=True),
+    Column("conversation_id", String(80), primary_key=True),
+    Column("last_ref_ms", BigInteger, nullable=False),
+    Index("ix_blob_refs_last", "last_ref_ms"),
 )
