@@ -26,6 +26,7 @@ from covey.client import (
     AttachmentDownload,
     Client,
     DeviceListChanged,
+    GroupInvited,
     IncomingMessage,
     MessageDropped,
     Offline,
@@ -44,6 +45,10 @@ _HELP = """commands:
   /quit                      leave
   /to USER_OR_GROUP          talk to someone else
   /group NAME USER[,USER..]  create a group with these members and talk to it
+                             (unverified and under-16 accounts are invited: they join
+                             when they accept)
+  /invitations               the groups you are invited to
+  /join INVITATION_ID        accept a group invitation and talk to the group
   /attach PATH               send a file as an encrypted attachment
   /save N [PATH]             save message #N's attachment (to PATH, a file or a folder)
   /report N CATEGORY [TEXT]  report message #N to the moderators (the sender is not told)
@@ -162,6 +167,10 @@ class _Chat:
             elif isinstance(event, SendFailed):
                 self.console.print(f"[red]not delivered ({escape(event.code)}): "
                                    f"{escape(event.detail)}[/]")
+            elif isinstance(event, GroupInvited):
+                self.console.print(f"[yellow]{escape(event.invited_by)} invites you to the "
+                                   f"group {escape(event.group_name)}: /join "
+                                   f"{escape(event.invitation_id)}[/]")
             elif isinstance(event, DeviceListChanged):
                 line = device_change_line(event, self.client.user_id)
                 self.console.print(f"[yellow]{escape(line)}[/]")
@@ -186,6 +195,18 @@ class _Chat:
                 group_name, [m for m in members.replace(",", " ").split() if m])
             self.to = info.group_id
             self.console.print(f"[green]created {escape(info.group_id)}; now talking to it[/]")
+            if info.invited:
+                self.console.print(f"[yellow]invited {escape(', '.join(info.invited))}: they "
+                                   "join when they accept[/]")
+        elif name == "/invitations":
+            for invitation in await self.client.group_invitations():
+                self.console.print(f"{escape(invitation.invitation_id)}  "
+                                   f"{escape(invitation.group_name)} (from "
+                                   f"{escape(invitation.invited_by)})")
+        elif name == "/join" and rest:
+            info = await self.client.accept_group_invitation(rest)
+            self.to = info.group_id
+            self.console.print(f"[green]joined {escape(info.name)}; now talking to it[/]")
         elif name == "/attach" and rest:
             name, data = await asyncio.to_thread(_read_file, rest)
             mime = media_type(data, name)

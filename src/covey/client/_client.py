@@ -42,6 +42,7 @@ from covey.client._events import (
     ContactRequestReceived,
     DeviceListChanged,
     Event,
+    GroupInvited,
     GroupMembersWithheld,
     GuardianAlert,
     IncomingMessage,
@@ -76,6 +77,8 @@ from covey.protocol.wire import (
     ErrorFrame,
     GroupChangedFrame,
     GroupInfo,
+    GroupInvitation,
+    GroupInvitationFrame,
     GuardianAlertFrame,
     GuardianLink,
     GuardianRemoval,
@@ -485,6 +488,20 @@ class Client:
             self._update_group(info)
         return info
 
+    async def group_invitations(self) -> list[GroupInvitation]:
+        """Invitations to groups waiting for this account's answer (an unverified or
+        under-16 account joins a group only by accepting one)."""
+        return (await self._api.group_invitations()).invitations
+
+    async def accept_group_invitation(self, invitation_id: str) -> GroupInfo:
+        """Join the invitation's group (the contact rules are checked again now)."""
+        info = await self._api.accept_group_invitation(invitation_id)
+        self._update_group(info)
+        return info
+
+    async def decline_group_invitation(self, invitation_id: str) -> None:
+        await self._api.decline_group_invitation(invitation_id)
+
     async def groups(self) -> list[GroupInfo]:
         listed = (await self._api.groups()).groups
         for info in listed:
@@ -823,6 +840,11 @@ class Client:
         elif isinstance(frame, ContactRequestFrame):
             self._emit(ContactRequestReceived(frame.request_id, frame.requester,
                                               frame.requester_band))
+        elif isinstance(frame, GroupInvitationFrame):
+            invitation = frame.invitation
+            self._emit(GroupInvited(invitation.invitation_id, invitation.group_id,
+                                    invitation.group_name, invitation.invited_by,
+                                    invitation.expires_ms))
         elif isinstance(frame, DeviceListChangedFrame):
             with contextlib.suppress(ServerError):  # e.g. no longer visible to us
                 await self._fetch_device_lists([frame.user_id])

@@ -245,6 +245,19 @@ class ContactRequestReceived:
 
 
 @dataclass(frozen=True)
+class GroupInvited:
+    """`invited_by` invites this account to a group. It becomes a member only by
+    accepting (`Client.accept_group_invitation`); nobody adds an unverified or under-16
+    account to a group without it."""
+
+    invitation_id: str
+    group_id: str
+    group_name: str
+    invited_by: str
+    expires_ms: int
+
+
+@dataclass(frozen=True)
 class GroupMembersWithheld:
     """In `group_id`, the contact rules (checked on every message) no longer let this
     account and `users` message each other: neither side's messages, nor its group key,
@@ -258,4 +271,4 @@ class GroupMembersWithheld:
 
 Event = (IncomingMessage | MessageDropped | RoomKeyReceived | MessageSent | SendFailed
          | GuardianAlert | PolicyChanged | SafetyWarning | ContactRequestReceived
-         | GroupMembersWithheld | DeviceListChanged)
+         | GroupMembersWithheld | DeviceListChanged | GroupInvited)

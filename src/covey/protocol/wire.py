@@ -197,10 +197,32 @@ class GroupInfo(WireModel):
     # contact rules, checked on every message, forbid it now (a band lapsed, a contact
     # removed, a block). Per viewer; clients leave them out of sends and key shares.
     withheld: list[UserId] = Field(default_factory=list)
+    # Accounts invited but not yet members: an unverified or under-16 account joins a
+    # group only by accepting its invitation (POST /v1/group-invitations/{id}/accept).
+    invited: list[UserId] = Field(default_factory=list)
 
 
 class GroupList(WireModel):
     groups: list[GroupInfo]
+
+
+GROUP_INVITATION_ID_PATTERN = r"^gi_[0-9a-f]{24}$"
+GroupInvitationId = Annotated[str, Field(pattern=GROUP_INVITATION_ID_PATTERN)]
+
+
+class GroupInvitation(WireModel):
+    """An invitation to join a group, waiting for the invitee's answer."""
+
+    invitation_id: GroupInvitationId
+    group_id: GroupId
+    group_name: str
+    invited_by: UserId
+    created_ms: int
+    expires_ms: int
+
+
+class GroupInvitationList(WireModel):
+    invitations: list[GroupInvitation]
 
 
 class AddMemberRequest(WireModel):
@@ -388,14 +410,23 @@ class ContactRequestFrame(WireModel):
     requester_band: Literal["16+", "under-16", "unverified"] | None = None
 
 
+class GroupInvitationFrame(WireModel):
+    """This account is invited to a group: it becomes a member only if it accepts."""
+
+    type: Literal["group_invitation"] = "group_invitation"
+    invitation: GroupInvitation
+
+
 ServerFrame = Annotated[
     DeliveryFrame | SentFrame | ErrorFrame | KeysLowFrame | GroupChangedFrame
-    | AgeProofNeededFrame | GuardianAlertFrame | ContactRequestFrame | DeviceListChangedFrame,
+    | AgeProofNeededFrame | GuardianAlertFrame | ContactRequestFrame | DeviceListChangedFrame
+    | GroupInvitationFrame,
     Field(discriminator="type"),
 ]
 SERVER_FRAME = TypeAdapter[
     DeliveryFrame | SentFrame | ErrorFrame | KeysLowFrame | GroupChangedFrame
     | AgeProofNeededFrame | GuardianAlertFrame | ContactRequestFrame | DeviceListChangedFrame
+    | GroupInvitationFrame
 ](ServerFrame)
 
 

@@ -19,12 +19,14 @@ from covey.protocol.wire import (
     DeliveryFrame,
     DeviceListChangedFrame,
     GroupChangedFrame,
+    GroupInvitationFrame,
     GuardianAlertFrame,
     KeysLowFrame,
 )
 
 PushFrame = (DeliveryFrame | GroupChangedFrame | KeysLowFrame | AgeProofNeededFrame
-             | GuardianAlertFrame | ContactRequestFrame | DeviceListChangedFrame)
+             | GuardianAlertFrame | ContactRequestFrame | DeviceListChangedFrame
+             | GroupInvitationFrame)
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,6 +79,17 @@ class GroupRow:
 
 
 @dataclass(frozen=True, slots=True)
+class GroupInvitationRow:
+    invitation_id: str
+    group_id: str
+    group_name: str
+    user_id: str
+    invited_by: str
+    created_ms: int
+    expires_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class BlobRow:
     blob_id: str
     owner_user: str
@@ -517,6 +528,10 @@ class Repository:
             if add is not None:
                 await conn.execute(insert(t.group_members).values(
                     group_id=group_id, user_id=add[0], role=add[1]))
+                # A member is no longer invited (an accepted invitation ends here).
+                await conn.execute(delete(t.group_invitations).where(
+                    t.group_invitations.c.group_id == group_id,
+                    t.group_invitations.c.user_id == add[0]))
             if remove is not None:
                 await conn.execute(delete(t.group_members).where(
                     t.group_members.c.group_id == group_id,
@@ -527,6 +542,57 @@ class Repository:
             return group
 
         return await self.writer.run_job(job)
+
+    # --- group invitations -------------------------------------------------------------
+
+    async def invite_to_group(self, invitation: GroupInvitationRow,
+                              now_ms: int) -> GroupInvitationRow:
+        """Store the invitation, or return the pending one this account already has for
+        this group (an expired one is replaced)."""
+
+        async def job(conn: AsyncConnection) -> GroupInvitationRow:
+            gi = t.group_invitations.c
+            await conn.execute(delete(t.group_invitations).where(
+                gi.group_id == invitation.group_id, gi.user_id == invitation.user_id,
+                gi.expires_ms <= now_ms))
+            existing = await _invitations(conn, and_(gi.group_id == invitation.group_id,
+                                                     gi.user_id == invitation.user_id))
+            if existing:
+                return existing[0]
+            await conn.execute(insert(t.group_invitations).values(
+                invitation_id=invitation.invitation_id, group_id=invitation.group_id,
+                user_id=invitation.user_id, invited_by=invitation.invited_by,
+                created_ms=invitation.created_ms, expires_ms=invitation.expires_ms))
+            return invitation
+
+        return await self.writer.run_job(job)
+
+    async def group_invitations_of(self, user_id: str, now_ms: int) -> list[GroupInvitationRow]:
+        gi = t.group_invitations.c
+        async with self.engine.connect() as conn:
+            return await _invitations(conn, and_(gi.user_id == user_id, gi.expires_ms > now_ms))
+
+    async def group_invitation(self, invitation_id: str,
+                               now_ms: int) -> GroupInvitationRow | None:
+        gi = t.group_invitations.c
+        async with self.engine.connect() as conn:
+            found = await _invitations(conn, and_(gi.invitation_id == invitation_id,
+                                                  gi.expires_ms > now_ms))
+        return found[0] if found else None
+
+    async def invited_to_group(self, group_id: str, now_ms: int) -> list[str]:
+        gi = t.group_invitations.c
+        async with self.engine.connect() as conn:
+            return [str(r[0]) for r in await conn.execute(
+                select(gi.user_id).where(gi.group_id == group_id, gi.expires_ms > now_ms)
+                .order_by(gi.user_id))]
+
+    async def delete_group_invitation(self, invitation_id: str) -> None:
+        async def job(conn: AsyncConnection) -> None:
+            await conn.execute(delete(t.group_invitations).where(
+                t.group_invitations.c.invitation_id == invitation_id))
+
+        await self.writer.run_job(job)
 
     # --- messages and mailbox --------------------------------------------------------
 
@@ -688,6 +754,18 @@ async def _key_count(conn: AsyncConnection, device_pk: int) -> tuple[int, bool]:
     fb = await conn.scalar(select(t.fallback_keys.c.key_id).where(
         t.fallback_keys.c.device_pk == device_pk))
     return int(count or 0), fb is not None
+
+
+async def _invitations(conn: AsyncConnection, where: Any) -> list[GroupInvitationRow]:
+    gi = t.group_invitations.c
+    rows = await conn.execute(
+        select(gi.invitation_id, gi.group_id, t.groups.c.name, gi.user_id, gi.invited_by,
+               gi.created_ms, gi.expires_ms)
+        .select_from(t.group_invitations.join(t.groups,
+                                              t.groups.c.group_id == gi.group_id))
+        .where(where).order_by(gi.created_ms, gi.invitation_id))
+    return [GroupInvitationRow(str(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]),
+                               int(r[5]), int(r[6])) for r in rows]
 
 
 async def _load_group(conn: AsyncConnection, group_id: str) -> GroupRow | None:

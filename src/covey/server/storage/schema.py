@@ -114,6 +114,21 @@ group_members = Table(
     Index("ix_group_members_user", "user_id"),
 )
 
+group_invitations = Table(
+    "group_invitations",
+    metadata,
+    # An unverified or under-16 account joins a group only by accepting: until then it is
+    # invited, not a member (one pending invitation per group and account).
+    Column("invitation_id", String(32), primary_key=True),
+    Column("group_id", String(80), ForeignKey("groups.group_id"), nullable=False),
+    Column("user_id", String(32), ForeignKey("users.user_id"), nullable=False),
+    Column("invited_by", String(32), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+    UniqueConstraint("group_id", "user_id", name="uq_group_invitations_group_user"),
+    Index("ix_group_invitations_user", "user_id"),
+)
+
 messages = Table(
     "messages",
     metadata,
