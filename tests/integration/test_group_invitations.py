@@ -44,6 +44,9 @@ async def test_an_unverified_account_is_invited_never_added(
     # The adult is a member at once; the unverified account only invited.
     assert sorted(m.user_id for m in group.members) == ["ada", "cal"]
     assert group.invited == ["una"] and group.epoch == 0
+    # Only admins see who is invited (an invitation says "unverified or under 16").
+    (seen_by_cal,) = [g for g in await cal.groups() if g.group_id == group.group_id]
+    assert seen_by_cal.invited == []
     event = await told
     assert (event.group_id, event.group_name, event.invited_by) == (
         group.group_id, "climbing", "ada")

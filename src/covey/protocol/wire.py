@@ -38,6 +38,10 @@ MAX_CLAIM_DEVICES = 1024
 MAX_GROUP_MEMBERS = 256
 
 
+def _empty(value: Any) -> bool:
+    return not value
+
+
 class WireModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -197,9 +201,10 @@ class GroupInfo(WireModel):
     # contact rules, checked on every message, forbid it now (a band lapsed, a contact
     # removed, a block). Per viewer; clients leave them out of sends and key shares.
     withheld: list[UserId] = Field(default_factory=list)
-    # Accounts invited but not yet members: an unverified or under-16 account joins a
-    # group only by accepting its invitation (POST /v1/group-invitations/{id}/accept).
-    invited: list[UserId] = Field(default_factory=list)
+    # Accounts invited but not yet members (shown to admins only): an unverified or
+    # under-16 account joins a group only by accepting its invitation
+    # (POST /v1/group-invitations/{id}/accept).
+    invited: list[UserId] = Field(default_factory=list, exclude_if=_empty)
 
 
 class GroupList(WireModel):
@@ -297,9 +302,12 @@ class Delivery(WireModel):
     olm_type: Literal[0, 1] | None = None
     body: B64 | None = None
     group: GroupCiphertext | None = None
+    # Left out when empty, so a delivery without attachments reads as it did for clients
+    # that predate the field.
     blob_ids: list[BlobId] = Field(
-        default_factory=list, description="the blobs the relay recorded for this message "
-        "(its envelope's blob_ids): clients fetch no other attachment for it")
+        default_factory=list, exclude_if=_empty, description="the blobs the relay "
+        "recorded for this message (its envelope's blob_ids): clients fetch no other "
+        "attachment for it; absent when none")
 
 
 class PendingResponse(WireModel):

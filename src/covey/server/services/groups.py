@@ -170,9 +170,12 @@ class GroupService:
     async def _view(self, principal: Principal, group: GroupRow) -> GroupInfo:
         """The group as `principal` sees it, with the members it may not exchange
         messages with now."""
+        # Only admins, who could add them anyway, see who is invited: an invitation says
+        # "unverified or under 16", which other members have no business learning.
+        invited = (await self._repo.invited_to_group(group.group_id, now_ms())
+                   if group.members.get(principal.user_id) == "admin" else [])
         return group_info(group, await self._policy.withheld_in(principal.user_id,
-                                                                list(group.members)),
-                          await self._repo.invited_to_group(group.group_id, now_ms()))
+                                                                list(group.members)), invited)
 
     async def list_for(self, principal: Principal) -> GroupList:
         return GroupList(groups=[await self._view(principal, g)
