@@ -626,8 +626,9 @@ class Repository:
                                blob_ids=json.loads(r[13]) if r[13] else []) for r in rows]
 
     async def purge_expired(self, now_ms: int, message_retention_ms: int) -> int:
-        """Drop expired mailbox entries, challenges, tokens and link tokens, and messages
-        that are older than the retention and have no mailbox entry left."""
+        """Drop expired mailbox entries, challenges, tokens, link tokens and group
+        invitations, and messages that are older than the retention and have no mailbox
+        entry left."""
 
         async def job(conn: AsyncConnection) -> int:
             res = await conn.execute(delete(t.mailbox).where(t.mailbox.c.expires_ms <= now_ms))
@@ -635,6 +636,8 @@ class Repository:
             await conn.execute(delete(t.tokens).where(t.tokens.c.expires_ms <= now_ms))
             await conn.execute(delete(t.link_tokens).where(
                 t.link_tokens.c.expires_ms <= now_ms))
+            await conn.execute(delete(t.group_invitations).where(
+                t.group_invitations.c.expires_ms <= now_ms))
             orphan = ~select(t.mailbox.c.seq).where(
                 t.mailbox.c.message_pk == t.messages.c.id).exists()
             await conn.execute(delete(t.messages).where(
