@@ -6,6 +6,7 @@ verified 16+ account is still added directly."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,6 +14,7 @@ import pytest
 
 from covey.client import Client, GroupInvited, ServerError
 from tests.support.devices import nothing_more
+from tests.support.raw import new_handle
 from tests.support.safety import People, band_issuer, people, trust_band_issuer
 
 __all__ = ["band_issuer", "people", "trust_band_issuer"]
@@ -129,3 +131,34 @@ async def test_a_child_is_invited_and_the_rules_are_asked_again_on_accepting(
     assert refused.value.status == 403
     info = next(g for g in await bob.groups() if g.group_id == other.group_id)
     assert "kid" not in [m.user_id for m in info.members]
+
+
+@pytest.mark.shared_server
+async def test_covey_chat_shows_an_invitation_and_joins(covey_server: Any,
+                                                        tmp_path: Path) -> None:
+    from tests.integration.test_client_chat import _chat, _read_until, _type
+
+    ada = await Client.register(covey_server.url, new_handle("ada"), tmp_path / "ada.db",
+                                "pw", scrypt_n=2**12)
+    try:
+        await ada.wait_connected()
+        handle = new_handle("una")
+        chat = await _chat("--server", covey_server.url, "--store", str(tmp_path / "una.db"),
+                           "--register", handle, "--to", ada.user_id)
+        await _read_until(chat, "safeguarded")
+        group = await ada.create_group("climbing", [handle])
+        assert group.invited == [handle]
+        output = await _read_until(chat, "/join gi_")
+        assert f"{ada.user_id} invites you to the group climbing" in output
+        invitation_id = output[output.index("/join gi_") + len("/join "):].split()[0]
+        await _type(chat, "/invitations")
+        await _read_until(chat, f"{invitation_id}  climbing (from {ada.user_id})")
+        await _type(chat, f"/join {invitation_id}")
+        await _read_until(chat, "joined climbing; now talking to it")
+        await _type(chat, "hello club")
+        message = await ada.next_message(20)
+        assert (message.text, message.conversation_id) == ("hello club", group.group_id)
+        await _type(chat, "/quit")
+        assert await asyncio.wait_for(chat.wait(), 20) == 0
+    finally:
+        await ada.close()
