@@ -614,6 +614,10 @@ class Client:
             except NeedGroup as need:
                 self._update_group(await self._api.group(need.group_id))
             except NeedPolicy as need:
+                if is_group_id(need.conversation_id):
+                    # The policy is signed for the group's current epoch: a change made by
+                    # someone else (an invitee accepting) may not have reached us yet.
+                    self._update_group(await self._api.group(need.conversation_id))
                 await self._fetch_policy(need.conversation_id)
             except MissingSessions:
                 await self._claim(conversation)
