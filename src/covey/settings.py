@@ -49,6 +49,12 @@ class Settings(BaseSettings):
         default=5 * 1024**3, ge=0, description="bytes of blobs one account may have stored "
         "(every blob it uploaded, until blobs are purged); beyond it uploads get 413 "
         "blob_quota_exceeded")
+    blob_unreferenced_grace_s: int = Field(
+        default=24 * 3600, ge=1, description="an uploaded blob that no message declared "
+        "(SendEnvelope.blob_ids) is deleted this long after its upload")
+    blob_retention_s: int = Field(
+        default=30 * 24 * 3600, ge=1, description="a blob is deleted this long after the "
+        "newest message that declared it (reports keep their own sealed copy)")
     max_recipient_devices: int = 1024
     # Rate limits: sustained events per minute and burst, per account and per IP.
     rate_register_per_min: float = 10

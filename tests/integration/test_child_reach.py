@@ -15,6 +15,7 @@ import pytest
 from covey.client import Client, ContactRequestReceived, GroupMembersWithheld, ServerError
 from tests.integration._age import PASSPHRASE
 from tests.integration._safety import People, band_issuer, people, trust_band_issuer
+from tests.support.devices import join_group
 
 __all__ = ["band_issuer", "people", "trust_band_issuer"]
 
@@ -168,6 +169,7 @@ async def test_a_lapsed_adult_no_longer_reaches_the_child_in_their_group(
     for adult in (adam, lapsa):
         await kid.accept_contact(await adult.request_contact("kidaa"))
     group = await adam.create_group("family", ["kidaa", "lapsa"])
+    await join_group(group.group_id, kid)  # a child is invited, and accepts
     await lapsa.send_text(group.group_id, "before")
     assert (await kid.next_message(within_s=15)).text == "before"
     assert (await adam.next_message(within_s=15)).text == "before"

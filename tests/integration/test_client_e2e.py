@@ -18,6 +18,7 @@ from tests.support.devices import (
     PASSPHRASE,
     Devices,
     eventually,
+    join_group,
     nothing_more,
     receive,
     texts,
@@ -77,6 +78,7 @@ async def test_group_membership_change_rotates_the_session(devices: Devices) -> 
                                for h in ("alice", "bob", "carol", "dave")]
     group = await alice.create_group("friends", ["bob", "carol"])
     gid = group.group_id
+    await join_group(gid, bob, carol)  # unverified accounts are invited and accept
     await alice.send_text(gid, "hello all")
     assert await texts(bob, 1) == ["hello all"]
     assert await texts(carol, 1) == ["hello all"]
@@ -87,6 +89,7 @@ async def test_group_membership_change_rotates_the_session(devices: Devices) -> 
 
     await alice.remove_member(gid, "carol")
     await alice.add_member(gid, "dave")
+    await join_group(gid, dave)
     await alice.send_text(gid, "carol is out, dave is in")
     assert alice.core.store.get("megolm_out", gid)["session_id"] != first_session  # type: ignore[index]
     assert await texts(bob, 1) == ["carol is out, dave is in"]
@@ -165,6 +168,7 @@ async def test_attachments_end_to_end(devices: Devices) -> None:
     assert info.value.code == "attachment_hash_mismatch"
     # Group attachment.
     group = await alice.create_group("pics", ["bob"])
+    await join_group(group.group_id, bob)
     await alice.send_attachment(group.group_id, b"group picture", name="g.png")
     (in_group,) = await receive(bob, 1)
     assert await bob.download_attachment(in_group.attachments[0]) == b"group picture"
@@ -276,6 +280,7 @@ async def test_refusals_surface_to_the_caller(devices: Devices) -> None:
     assert info.value.code == "handle_taken"
     assert not taken.exists()  # a store for a device that never registered is removed
     group = await alice.create_group("g", ["bob"])
+    await join_group(group.group_id, bob)
     await bob.remove_member(group.group_id, "bob")  # bob leaves
     with pytest.raises(ServerError) as refused:
         await bob.send_text(group.group_id, "I am not in it any more")
@@ -310,10 +315,12 @@ async def test_group_changed_frames_refresh_members_and_removal(devices: Devices
     alice, bob, carol = [await devices.register(h) for h in ("alice", "bob", "carol")]
     group = await alice.create_group("g", ["bob"])
     gid = group.group_id
+    await join_group(gid, bob)
     await alice.send_text(gid, "hi")
     assert await texts(bob, 1) == ["hi"]
     await alice.add_member(gid, "carol")
-    await eventually(lambda: (bob.core.group(gid) or group).epoch == group.epoch + 1)
+    await join_group(gid, carol)
+    await eventually(lambda: (bob.core.group(gid) or group).epoch == group.epoch + 2)
     await bob.send_text(gid, "welcome carol")  # no stale-epoch round trip needed
     assert await texts(carol, 1) == ["welcome carol"]
     await alice.remove_member(gid, "bob")

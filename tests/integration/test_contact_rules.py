@@ -18,6 +18,7 @@ import pytest
 
 from covey.client import Client, ServerError
 from tests.support.age import PASSPHRASE
+from tests.support.devices import join_group
 from tests.support.safety import People, band_issuer, people, trust_band_issuer
 
 __all__ = ["band_issuer", "people", "trust_band_issuer"]
@@ -90,6 +91,8 @@ async def test_an_accepted_request_opens_the_way(people: People) -> None:
     await adult.send_text(kid.user_id, "hello!")
     assert (await kid.next_message(within_s=15)).text == "hello!"
     group = await adult.create_group("family", [kid.user_id])
+    assert group.invited == [kid.user_id]  # invited, not added: the child accepts
+    await join_group(group.group_id, kid)
     await adult.send_text(group.group_id, "family news")
     assert (await kid.next_message(within_s=15)).text == "family news"
     # Another adult still can't bring the child into a group of strangers via that group.

@@ -15,6 +15,7 @@ import pytest
 from covey.client import Client, DeviceListChanged
 from tests.integration.test_client_chat import _chat, _read_until, _type
 from tests.integration.test_client_e2e import Devices, receive
+from tests.support.devices import join_group
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -64,7 +65,7 @@ async def test_contacts_and_group_members_are_told_at_once(
         covey_server: Any, devices: Devices) -> None:
     alice, bob = await devices.register("alice"), await devices.register("bob")
     carol = await devices.register("carol")
-    await alice.create_group("book club", ["bob"])
+    await join_group((await alice.create_group("book club", ["bob"])).group_id, bob)
     request = await carol.request_contact("bob")
     await bob.accept_contact(request)
     for client in (alice, carol):  # each has fetched bob's devices once

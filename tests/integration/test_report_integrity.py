@@ -25,6 +25,7 @@ from covey.server.storage.schema_safety import under_age_flags
 from tests.integration._age import wait_for
 from tests.integration._safety import People, band_issuer, people, trust_band_issuer
 from tests.integration.test_client_e2e import Devices, receive
+from tests.support.devices import join_group
 
 __all__ = ["band_issuer", "people", "trust_band_issuer"]
 
@@ -99,12 +100,22 @@ def _mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
 
 
 async def test_every_message_the_sdk_shows_produces_a_verified_report(
-        _mode: str, people: People, covey_server: Any) -> None:
+        _mode: str, people: People, covey_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     adult, kid = await people.adult("ada"), await people.child("kid")
     await _befriend(adult, kid)
     await adult.send_text(kid.user_id, "hi, it's ada from the chess club")
     await receive(kid, 1)
-    for problem, ref in (await _poisoned_refs(adult)).items():
+    refs = await _poisoned_refs(adult)
+    # The relay refuses an envelope that declares a blob that does not exist ...
+    with pytest.raises(ServerError) as refused:
+        await adult._send(kid.user_id, text="look", attachments=(refs["missing"],))
+    assert (refused.value.status, refused.value.code) == (404, "unknown_blob")
+    # ... so the dishonest client declares none (as an older client would not).
+    declare = ClientCore._blob_ids
+    monkeypatch.setattr(ClientCore, "_blob_ids", lambda self, content: (
+        None if content.attachments and content.attachments[0].blob_id
+        == refs["missing"].blob_id else declare(self, content)))
+    for problem, ref in refs.items():
         await adult._send(kid.user_id, text=f"keep this our secret ({problem})",
                           attachments=(ref,))
         (shown,) = await receive(kid, 1)
@@ -204,6 +215,7 @@ async def test_reusing_an_innocent_members_id_in_a_group(
     bob, carol = await devices.register("bob"), await devices.register("carol")
     mallory = await devices.register("mallory")
     group = await carol.create_group("chess", ["bob", "mallory"])
+    await join_group(group.group_id, bob, mallory)
     innocent = await carol.send_text(group.group_id, "practice is at 5 today")
     await receive(bob, 1)
     await receive(mallory, 1)
@@ -289,6 +301,7 @@ async def test_a_report_never_reads_blobs_of_unverified_messages(
     alice, bob = await devices.register("alice"), await devices.register("bob")
     carol = await devices.register("carol")
     group = (await alice.create_group("club", ["bob", "carol"])).group_id
+    await join_group(group, bob, carol)
     await alice.send_attachment(group, IMAGE, name="mine.png")
     mine = await _next_from(bob, "alice")
     await carol.send_attachment(group, b"carol's private picture", name="c.png")

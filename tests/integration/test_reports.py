@@ -27,7 +27,7 @@ from covey.moderation.wire import ReportSubmission
 from covey.server.storage.engine import create_engine
 from covey.server.storage.schema_reports import audit_log, reports
 from tests.support.console import console_login, create_console_user
-from tests.support.devices import PASSPHRASE, Devices, receive
+from tests.support.devices import PASSPHRASE, Devices, join_group, receive
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -368,6 +368,7 @@ async def test_group_messages_from_several_devices_verify(
     phone = await devices.link(alice)
     bob, carol = await devices.register("bob"), await devices.register("carol")
     group = await alice.create_group("Team", ["bob", "carol"])
+    await join_group(group.group_id, bob, carol)
     await alice.send_text(group.group_id, "practice moved to 5pm")
     await receive(bob, 1)
     await receive(carol, 1)

@@ -30,11 +30,14 @@ def test_upload_and_download_round_trip(covey_server):
         body = r.json()
         assert body["sha256"] == hashlib.sha256(data).hexdigest()
         assert body["size"] == len(data) and body["blob_id"].startswith("blob_")
-        got = c.get(f"/v1/blobs/{body['blob_id']}", headers=bob.headers)
+        got = c.get(f"/v1/blobs/{body['blob_id']}", headers=alice.headers)
         assert got.status_code == 200 and got.content == data
         missing = c.get("/v1/blobs/blob_" + "x" * 24, headers=bob.headers)
         assert missing.status_code == 404
         assert missing.json()["error"]["code"] == "unknown_blob"
+        # No message declared it to bob: he gets the unknown blob's answer.
+        withheld = c.get(f"/v1/blobs/{body['blob_id']}", headers=bob.headers)
+        assert (withheld.status_code, withheld.json()) == (404, missing.json())
         assert c.get(f"/v1/blobs/{body['blob_id']}").status_code == 401
 
 

@@ -60,6 +60,15 @@ class Devices:
             await self.close(client)
 
 
+async def join_group(group_id: str, *clients: Client) -> None:
+    """Each client accepts its invitation to `group_id` (an unverified or under-16 account
+    becomes a member only so)."""
+    for client in clients:
+        (invitation,) = [i for i in await client.group_invitations()
+                         if i.group_id == group_id]
+        await client.accept_group_invitation(invitation.invitation_id)
+
+
 async def receive(client: Client, count: int, within_s: float = 15) -> list[IncomingMessage]:
     return [await client.next_message(within_s) for _ in range(count)]
 

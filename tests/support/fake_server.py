@@ -236,7 +236,7 @@ class FakeServer:
                 sender_device=sender.device_id, server_ts_ms=now,
                 commitment=envelope.commitment, franking_tag=tag.to_b64(),
                 participants=participants, olm_type=recipient.olm_type, body=recipient.body,
-                group=envelope.group))
+                group=envelope.group, blob_ids=envelope.blob_ids or []))
         return SendReceipt(message_id=envelope.message_id, server_ts_ms=now, duplicate=False)
 
     # --- drivers: what the transport does ----------------------------------------------

@@ -118,6 +118,19 @@ class RawDevice:
         assert r.status_code == 200, r.text
         return dict(r.json())
 
+    def accept_group_invitation(self, group_id: str) -> dict[str, Any]:
+        """Join `group_id` by accepting this account's invitation to it (unverified and
+        under-16 accounts are invited, never added); returns the `GroupInfo`."""
+        with self.http() as c:
+            listed = c.get("/v1/group-invitations", headers=self.headers)
+            assert listed.status_code == 200, listed.text
+            (invitation,) = [i for i in listed.json()["invitations"]
+                             if i["group_id"] == group_id]
+            accepted = c.post(f"/v1/group-invitations/{invitation['invitation_id']}/accept",
+                              headers=self.headers)
+        assert accepted.status_code == 200, accepted.text
+        return dict(accepted.json())
+
     def link_new_device(self) -> RawDevice:
         """Add a second device to this user with a link token; returns it logged in."""
         with self.http() as c:

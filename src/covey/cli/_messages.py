@@ -27,7 +27,8 @@ def attachment_label(ref: AttachmentRef, detail: str = "") -> str:
 
 def message_from_record(record: dict[str, Any]) -> IncomingMessage:
     """A stored history record (sent or received) as the message it carries."""
-    return IncomingMessage.from_evidence(FrankingEvidence.from_record(record))
+    return IncomingMessage.from_evidence(FrankingEvidence.from_record(record),
+                                         tuple(record.get("blob_ids", ())))
 
 
 def report_ids(records: Sequence[dict[str, Any]]) -> dict[MessageKey, str]:

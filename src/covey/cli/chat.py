@@ -32,6 +32,7 @@ from covey.client import (
     DeviceListChanged,
     Event,
     GroupChanged,
+    GroupInvited,
     GroupMembersWithheld,
     GuardianAlert,
     GuardianLinkProposed,
@@ -57,6 +58,10 @@ _HELP = """commands (quote names with spaces: /group "Book club" bob carol):
   /to USER_OR_GROUP          talk to someone else (a user, or a group by its name)
   /groups                    the groups you are in
   /group NAME USER [USER..]  create a group with these members and talk to it
+                             (unverified and under-16 accounts are invited: they join
+                             when they accept)
+  /invitations               the groups you are invited to
+  /join INVITATION_ID        accept a group invitation and talk to the group
   /members [GROUP]           who is in this group (or GROUP)
   /add USER [USER..]         add people to this group (admins)
   /remove USER [USER..]      remove people from this group (admins)
@@ -301,6 +306,9 @@ class _Chat:
             return f"[yellow]{escape(device_change_line(event, self.client.user_id))}[/]"
         if isinstance(event, GroupChanged):
             return f"[yellow]{escape(group_change_line(event))}[/]"
+        if isinstance(event, GroupInvited):
+            return (f"[yellow]{escape(event.invited_by)} invites you to the group "
+                    f"{escape(event.group_name)}: /join {escape(event.invitation_id)}[/]")
         if isinstance(event, GroupMembersWithheld):
             return (f"[yellow]{escape(self.label(event.group_id))}: {escape(event.reason)}: "
                     f"{escape(', '.join(event.users))}[/]")
@@ -366,6 +374,17 @@ class _Chat:
             self.say(f"[green]created group {escape(info.name)} with "
                      f"{escape(', '.join(m.user_id for m in info.members))}; "
                      f"now talking to it[/] [dim]({escape(info.group_id)})[/]")
+            if info.invited:
+                self.say(f"[yellow]invited {escape(', '.join(info.invited))}: they join when "
+                         "they accept[/]")
+        elif name == "/invitations":
+            for invitation in await self.client.group_invitations():
+                self.say(f"{escape(invitation.invitation_id)}  {escape(invitation.group_name)}"
+                         f" (from {escape(invitation.invited_by)})")
+        elif name == "/join" and rest:
+            info = await self.client.accept_group_invitation(rest)
+            self.to = info.group_id
+            self.say(f"[green]joined {escape(info.name)}; now talking to it[/]")
         elif name == "/groups":
             await self._groups()
         elif name == "/members":
@@ -374,8 +393,9 @@ class _Chat:
             group = self._current_group()
             for user in _words(rest):
                 if name == "/add":
-                    await self.client.add_member(group, user)
-                    self.say(f"[green]added {escape(user)} to {escape(self.label(group))}[/]")
+                    info = await self.client.add_member(group, user)
+                    done = "invited" if user in info.invited else "added"
+                    self.say(f"[green]{done} {escape(user)} to {escape(self.label(group))}[/]")
                 else:
                     await self.client.remove_member(group, user)
                     self.say(f"[green]removed {escape(user)} from "

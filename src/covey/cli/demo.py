@@ -132,8 +132,15 @@ async def _scene_group(console: Console, cast: _Cast) -> None:
     console.rule("[bold]3. A group (Megolm), membership change and key rotation")
     alice, bob, carol = (cast.clients[n] for n in ("alice-laptop", "bob", "carol"))
     group = await alice.create_group("Climbing club", ["bob", "carol"])
-    console.print(f"Alice created [bold]{group.name}[/] ({group.group_id}) with bob and carol, "
-                  f"epoch {group.epoch}.")
+    console.print(f"Alice created [bold]{group.name}[/] ({group.group_id}) and invited "
+                  f"{', '.join(group.invited) or 'nobody'}: unverified accounts join a group "
+                  "only by accepting.")
+    for invitee in (bob, carol):
+        for invitation in await invitee.group_invitations():
+            if invitation.group_id == group.group_id:
+                group = await invitee.accept_group_invitation(invitation.invitation_id)
+    group = next(g for g in await alice.groups() if g.group_id == group.group_id)
+    console.print(f"Bob and carol accepted: epoch {group.epoch}.")
     cast.glossary.explain(console, "epoch")
     await _send(cast, "alice-laptop", group.group_id, "Welcome to the climbing club!")
     for name in ("bob", "carol", "alice-phone"):

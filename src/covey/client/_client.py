@@ -44,6 +44,7 @@ from covey.client._events import (
     DeviceListChanged,
     Event,
     GroupChanged,
+    GroupInvited,
     GroupMembersWithheld,
     GuardianAlert,
     GuardianLinkProposed,
@@ -80,6 +81,8 @@ from covey.protocol.wire import (
     ErrorFrame,
     GroupChangedFrame,
     GroupInfo,
+    GroupInvitation,
+    GroupInvitationFrame,
     GuardianAlertFrame,
     GuardianLink,
     GuardianLinkFrame,
@@ -382,12 +385,27 @@ class Client:
                             mime=mime, name=name)
         return await self._send(to, text=text, attachments=(ref,))
 
-    async def fetch_attachment(self, ref: AttachmentRef) -> AttachmentDownload:
+    async def fetch_attachment(self, ref: AttachmentRef,
+                               message: IncomingMessage | None = None) -> AttachmentDownload:
         """Fetch a blob and check it against its franked reference (hash, size, key):
         a typed status, never an exception, for a blob that is missing or does not match.
         Show an unverified one as `label` ("could not be verified"), not its bytes; a
         `withheld` one (the relay matched it against known harmful images) as
-        `WITHHELD_NOTICE`, with one-tap block-and-report (`report(..., block=True)`)."""
+        `WITHHELD_NOTICE`, with one-tap block-and-report (`report(..., block=True)`).
+
+        Only a blob that its message's envelope declared is fetched (anything else is
+        `missing`): pass `message` to hold `ref` to that message's own envelope; without
+        it, to any envelope this device sent or received. The relay answers 404 for a
+        blob that is gone and for one this account may not read alike: both are
+        `missing`. A 403 is about this account (for example suspended), not the blob, so
+        it is raised as `ServerError`."""
+        if message is not None:
+            declared = ref in message.attachments and ref.blob_id in message.blob_ids
+        else:
+            declared = self._core.blob_declared(ref.blob_id)
+        if not declared:
+            return AttachmentDownload(ref, AttachmentStatus.MISSING, None,
+                                      "its message's envelope did not declare this blob")
         try:
             blob: bytes | None = await self._api.download_blob(ref.blob_id)
         except ServerError as exc:
@@ -399,10 +417,11 @@ class Client:
         opened = open_attachment(blob, ref)
         return AttachmentDownload(ref, opened.status, opened.plaintext, opened.detail)
 
-    async def download_attachment(self, ref: AttachmentRef) -> bytes:
+    async def download_attachment(self, ref: AttachmentRef,
+                                  message: IncomingMessage | None = None) -> bytes:
         """Fetch a blob, check it against the franked hash and size, and decrypt it;
         `AttachmentUnverifiable` (a `CryptoError`) when it does not check out."""
-        got = await self.fetch_attachment(ref)
+        got = await self.fetch_attachment(ref, message)
         if got.data is None:
             raise AttachmentUnverifiable(got)
         return got.data
@@ -522,6 +541,20 @@ class Client:
         else:
             self._update_group(info)
         return info
+
+    async def group_invitations(self) -> list[GroupInvitation]:
+        """Invitations to groups waiting for this account's answer (an unverified or
+        under-16 account joins a group only by accepting one)."""
+        return (await self._api.group_invitations()).invitations
+
+    async def accept_group_invitation(self, invitation_id: str) -> GroupInfo:
+        """Join the invitation's group (the contact rules are checked again now)."""
+        info = await self._api.accept_group_invitation(invitation_id)
+        self._update_group(info)
+        return info
+
+    async def decline_group_invitation(self, invitation_id: str) -> None:
+        await self._api.decline_group_invitation(invitation_id)
 
     async def groups(self) -> list[GroupInfo]:
         listed = (await self._api.groups()).groups
@@ -653,6 +686,10 @@ class Client:
             except NeedGroup as need:
                 self._update_group(await self._api.group(need.group_id))
             except NeedPolicy as need:
+                if is_group_id(need.conversation_id):
+                    # The policy is signed for the group's current epoch: a change made by
+                    # someone else (an invitee accepting) may not have reached us yet.
+                    self._update_group(await self._api.group(need.conversation_id))
                 await self._fetch_policy(need.conversation_id)
             except MissingSessions:
                 await self._claim(conversation)
@@ -908,6 +945,11 @@ class Client:
         elif isinstance(frame, ContactRequestFrame):
             self._emit(ContactRequestReceived(frame.request_id, frame.requester,
                                               frame.requester_band))
+        elif isinstance(frame, GroupInvitationFrame):
+            invitation = frame.invitation
+            self._emit(GroupInvited(invitation.invitation_id, invitation.group_id,
+                                    invitation.group_name, invitation.invited_by,
+                                    invitation.expires_ms))
         elif isinstance(frame, DeviceListChangedFrame):
             with contextlib.suppress(ServerError):  # e.g. no longer visible to us
                 await self._fetch_device_lists([frame.user_id])

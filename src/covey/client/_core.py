@@ -87,6 +87,7 @@ _HISTORY = "history"
 _INBOX = "inbox"
 _POLICY = "policy"
 _SAFETY_KEYS = "safety_keys"
+_DECLARED_BLOBS = "declared_blobs"  # blob ids an envelope declared (ours or received)
 
 
 class ClientError(CoveyError):
@@ -527,7 +528,8 @@ class ClientCore:
                             conversation_id=content.conversation_id,
                             commitment=commitment.to_b64(), recipients=recipients,
                             group_epoch=group_epoch,
-                            safety_copy=self._safety_copy(content, commitment, policy))
+                            safety_copy=self._safety_copy(content, commitment, policy),
+                            blob_ids=self._blob_ids(content))
 
     def _group_envelopes(self, content: MessageContent,
                          policy: ConversationPolicyBody) -> list[SendEnvelope]:
@@ -567,8 +569,25 @@ class ClientCore:
                         for d in devices],
             group=GroupCiphertext(session_id=session.session_id, body=body),
             group_epoch=info.epoch,
-            safety_copy=self._safety_copy(content, commitment, policy)))
+            safety_copy=self._safety_copy(content, commitment, policy),
+            blob_ids=self._blob_ids(content)))
         return envelopes
+
+    def _blob_ids(self, content: MessageContent) -> list[str]:
+        """What the envelope declares: every blob its attachments reference. The relay
+        lets the conversation's participants download exactly these."""
+        return list(dict.fromkeys(ref.blob_id for ref in content.attachments))
+
+    def blob_declared(self, blob_id: str) -> bool:
+        """Whether an envelope we sent or received declared this blob: the client
+        fetches no other (a reference to anything else is shown as missing)."""
+        return self.store.get(_DECLARED_BLOBS, blob_id) is not None
+
+    def _declare_blobs(self, conversation_id: str, blob_ids: list[str]) -> None:
+        for blob_id in blob_ids:
+            known = self.store.get(_DECLARED_BLOBS, blob_id)
+            conversations = sorted({conversation_id, *(known or {}).get("conversations", [])})
+            self.store.put(_DECLARED_BLOBS, blob_id, {"conversations": conversations})
 
     def _build(self, content: MessageContent) -> tuple[SendEnvelope, ...]:
         policy = self.send_policy(content.conversation_id)
@@ -645,7 +664,8 @@ class ClientCore:
         context = self._context(content.conversation_id)
         return {"direction": "out", "content": content.model_dump(mode="json"),
                 "commitment": commitment, "tag": None, "context": context.to_json(),
-                "recipient_user": None, "server_ts_ms": server_ts_ms}
+                "recipient_user": None, "server_ts_ms": server_ts_ms,
+                "blob_ids": self._blob_ids(content)}
 
     def _sent_key(self, conversation_id: str, message_id: str) -> str:
         return f"{conversation_id}|{self.user_id}|{message_id}"
@@ -662,6 +682,7 @@ class ClientCore:
         try:
             with self.store.transaction():
                 envelopes = self._build(content)
+                self._declare_blobs(conversation_id, envelopes[-1].blob_ids or [])
                 entry = OutboxEntry(content.message_id, conversation_id, content, envelopes, 0)
                 self.store.put(_OUTBOX, entry.entry_id, entry.to_record())
                 self.store.put(_HISTORY, self._sent_key(conversation_id, content.message_id),
@@ -836,11 +857,15 @@ class ClientCore:
         evidence = FrankingEvidence(content, commitment,
                                     FrankingTag.from_b64(delivery.franking_tag), context,
                                     self.user_id, delivery.server_ts_ms)
-        record = {"direction": "in", **evidence.to_record()}
+        # Only attachments whose blob the envelope declared are ever fetched.
+        declared = tuple(ref.blob_id for ref in content.attachments
+                         if ref.blob_id in delivery.blob_ids)
+        record = {"direction": "in", **evidence.to_record(), "blob_ids": list(declared)}
         key = inbox_key(delivery.conversation_id, delivery.sender_user, delivery.message_id)
+        self._declare_blobs(delivery.conversation_id, list(declared))
         self.store.put(_HISTORY, key, record)
         self.store.put(_INBOX, key, {"key": key, **record})
-        return [IncomingMessage.from_evidence(evidence)]
+        return [IncomingMessage.from_evidence(evidence, declared)]
 
     def _accept_room_key(self, delivery: Delivery, content: MessageContent, *,
                          via_olm: bool) -> list[Event]:
@@ -894,7 +919,8 @@ class ClientCore:
 
     def inbox(self) -> list[tuple[str, IncomingMessage]]:
         """Received messages the application has not consumed yet, oldest first."""
-        return [(r["key"], IncomingMessage.from_evidence(FrankingEvidence.from_record(r)))
+        return [(r["key"], IncomingMessage.from_evidence(FrankingEvidence.from_record(r),
+                                                         tuple(r.get("blob_ids", ()))))
                 for r in self.store.items(_INBOX)]
 
     def consumed(self, inbox_key: str) -> None:

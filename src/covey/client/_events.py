@@ -70,6 +70,9 @@ class IncomingMessage:
     attachments: tuple[AttachmentRef, ...]
     evidence: FrankingEvidence
     muted: bool = False  # the recipient muted the sender: deliver without notifying
+    # The blobs its envelope declared (as the relay recorded them): the only attachments
+    # of this message the client fetches.
+    blob_ids: tuple[str, ...] = ()
 
     @property
     def is_group(self) -> bool:
@@ -82,7 +85,8 @@ class IncomingMessage:
         return MessageKey(self.conversation_id, self.sender_user, self.message_id)
 
     @classmethod
-    def from_evidence(cls, evidence: FrankingEvidence) -> IncomingMessage:
+    def from_evidence(cls, evidence: FrankingEvidence,
+                      blob_ids: tuple[str, ...] = ()) -> IncomingMessage:
         content, context = evidence.content, evidence.context
         return cls(
             message_id=content.message_id,
@@ -93,6 +97,7 @@ class IncomingMessage:
             text=content.text,
             attachments=content.attachments,
             evidence=evidence,
+            blob_ids=blob_ids,
         )
 
 
@@ -247,6 +252,19 @@ class ContactRequestReceived:
 
 
 @dataclass(frozen=True)
+class GroupInvited:
+    """`invited_by` invites this account to a group. It becomes a member only by
+    accepting (`Client.accept_group_invitation`); nobody adds an unverified or under-16
+    account to a group without it."""
+
+    invitation_id: str
+    group_id: str
+    group_name: str
+    invited_by: str
+    expires_ms: int
+
+
+@dataclass(frozen=True)
 class GroupMembersWithheld:
     """In `group_id`, the contact rules (checked on every message) no longer let this
     account and `users` message each other: neither side's messages, nor its group key,
@@ -305,4 +323,4 @@ class ModeratorWarning:
 Event = (IncomingMessage | MessageDropped | RoomKeyReceived | MessageSent | SendFailed
          | GuardianAlert | PolicyChanged | SafetyWarning | ContactRequestReceived
          | GroupMembersWithheld | DeviceListChanged | GroupChanged
-         | GuardianLinkProposed | ModeratorWarning)
+         | GuardianLinkProposed | ModeratorWarning | GroupInvited)

@@ -36,6 +36,7 @@ from covey.protocol.wire import (
     DeviceList,
     DeviceRef,
     GroupInfo,
+    GroupInvitationList,
     GroupList,
     GuardianAlertList,
     GuardianLink,
@@ -218,6 +219,16 @@ class Api:
     async def remove_member(self, group_id: str, user_id: str) -> GroupInfo:
         return await self._call("DELETE", f"/v1/groups/{group_id}/members/{user_id}",
                                 GroupInfo)
+
+    async def group_invitations(self) -> GroupInvitationList:
+        return await self._call("GET", "/v1/group-invitations", GroupInvitationList)
+
+    async def accept_group_invitation(self, invitation_id: str) -> GroupInfo:
+        return await self._call("POST", f"/v1/group-invitations/{invitation_id}/accept",
+                                GroupInfo)
+
+    async def decline_group_invitation(self, invitation_id: str) -> None:
+        await self._raw("POST", f"/v1/group-invitations/{invitation_id}/decline")
 
     # --- messages and blobs ---------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from covey.protocol._encoding import labelled
+from covey.protocol.content import MAX_ATTACHMENTS_PER_MESSAGE
 from covey.protocol.ids import (
     BlobId,
     ConversationId,
@@ -36,6 +37,10 @@ KeyId = Annotated[str, Field(pattern=r"^[A-Za-z0-9+/=_-]{1,64}$")]
 MAX_ONE_TIME_KEYS_PER_UPLOAD = 100
 MAX_CLAIM_DEVICES = 1024
 MAX_GROUP_MEMBERS = 256
+
+
+def _empty(value: Any) -> bool:
+    return not value
 
 
 class WireModel(RedactedSecretFields, BaseModel):
@@ -197,10 +202,33 @@ class GroupInfo(WireModel):
     # contact rules, checked on every message, forbid it now (a band lapsed, a contact
     # removed, a block). Per viewer; clients leave them out of sends and key shares.
     withheld: list[UserId] = Field(default_factory=list)
+    # Accounts invited but not yet members (shown to admins only): an unverified or
+    # under-16 account joins a group only by accepting its invitation
+    # (POST /v1/group-invitations/{id}/accept).
+    invited: list[UserId] = Field(default_factory=list, exclude_if=_empty)
 
 
 class GroupList(WireModel):
     groups: list[GroupInfo]
+
+
+GROUP_INVITATION_ID_PATTERN = r"^gi_[0-9a-f]{24}$"
+GroupInvitationId = Annotated[str, Field(pattern=GROUP_INVITATION_ID_PATTERN)]
+
+
+class GroupInvitation(WireModel):
+    """An invitation to join a group, waiting for the invitee's answer."""
+
+    invitation_id: GroupInvitationId
+    group_id: GroupId
+    group_name: str
+    invited_by: UserId
+    created_ms: int
+    expires_ms: int
+
+
+class GroupInvitationList(WireModel):
+    invitations: list[GroupInvitation]
 
 
 class AddMemberRequest(WireModel):
@@ -248,6 +276,10 @@ class SendEnvelope(WireModel):
     safety_copy: SafetyCopy | None = Field(
         default=None, description="required exactly when the conversation's policy says "
         "safety_copy_required (GET /v1/conversations/{id}/policy); refused otherwise")
+    blob_ids: Annotated[list[BlobId], Field(max_length=MAX_ATTACHMENTS_PER_MESSAGE)] | None = (
+        Field(default=None, description="every blob the message's attachments reference; "
+              "the relay lets this conversation's participants download exactly these. "
+              "Absent (an older client): none, except those a safety copy names"))
 
 
 class SendReceipt(WireModel):
@@ -271,6 +303,12 @@ class Delivery(WireModel):
     olm_type: Literal[0, 1] | None = None
     body: B64 | None = None
     group: GroupCiphertext | None = None
+    # Left out when empty, so a delivery without attachments reads as it did for clients
+    # that predate the field.
+    blob_ids: list[BlobId] = Field(
+        default_factory=list, exclude_if=_empty, description="the blobs the relay "
+        "recorded for this message (its envelope's blob_ids): clients fetch no other "
+        "attachment for it; absent when none")
 
 
 class PendingResponse(WireModel):
@@ -398,16 +436,25 @@ class ModeratorWarningFrame(WireModel):
     warning: ModeratorWarning
 
 
+class GroupInvitationFrame(WireModel):
+    """This account is invited to a group: it becomes a member only if it accepts."""
+
+    type: Literal["group_invitation"] = "group_invitation"
+    invitation: GroupInvitation
+
+
 ServerFrame = Annotated[
     DeliveryFrame | SentFrame | ErrorFrame | KeysLowFrame | GroupChangedFrame
     | AgeProofNeededFrame | GuardianAlertFrame | ContactRequestFrame | DeviceListChangedFrame
-    | GuardianLinkFrame | ModeratorWarningFrame,
+    | GuardianLinkFrame | ModeratorWarningFrame
+    | GroupInvitationFrame,
     Field(discriminator="type"),
 ]
 SERVER_FRAME = TypeAdapter[
     DeliveryFrame | SentFrame | ErrorFrame | KeysLowFrame | GroupChangedFrame
     | AgeProofNeededFrame | GuardianAlertFrame | ContactRequestFrame | DeviceListChangedFrame
     | GuardianLinkFrame | ModeratorWarningFrame
+    | GroupInvitationFrame
 ](ServerFrame)
 
 

@@ -169,6 +169,11 @@ CATALOG: Mapping[str, TableVisibility] = {
     "group_members": TableVisibility("group membership", Retention("until the member "
                                                                    "leaves or is removed"), {
         "group_id": meta(), "user_id": meta(), "role": meta()}),
+    "group_invitations": TableVisibility(
+        "invitations of unverified and under-16 accounts to groups",
+        Retention("until accepted or declined, or 7 days, then purged"), {
+            "invitation_id": meta(), "group_id": meta(), "user_id": meta(),
+            "invited_by": meta(), "created_ms": meta(), "expires_ms": meta()}),
     "messages": TableVisibility(
         "one row per message: routing, franking, and a group message's Megolm ciphertext",
         Retention("kept after sending until no mailbox entry references it and it is older "
@@ -179,7 +184,8 @@ CATALOG: Mapping[str, TableVisibility] = {
                                      "ciphertext"),
             "server_ts_ms": meta(), "participants": meta("user ids of the conversation"),
             "group_session_id": meta("Megolm session id (groups)"),
-            "group_body": cipher("Megolm ciphertext of a group message (padded)")}),
+            "group_body": cipher("Megolm ciphertext of a group message (padded)"),
+            "blob_ids": meta("the blobs the envelope declared (JSON list of ids)")}),
     "mailbox": TableVisibility(
         "one entry per recipient device until it acknowledges",
         Retention("until the device acknowledges it or the mailbox TTL ends",
@@ -192,10 +198,16 @@ CATALOG: Mapping[str, TableVisibility] = {
             "expires_ms": meta()}),
     "blobs": TableVisibility(
         "attachment blobs (the bytes are files under <data_dir>/blobs)",
-        Retention("kept until deleted (no purge yet)"), {
+        Retention("until no message declared it within the retention (or, never declared, "
+                  "past the grace period after upload), then purged", "blob_retention_s"), {
             "blob_id": meta(), "owner_user": meta(),
             "sha256": meta("hash of the encrypted blob"), "size": meta(),
             "created_ms": meta()}),
+    "blob_refs": TableVisibility(
+        "which conversations declared each blob (who may download it)",
+        Retention("purged with the blob", "blob_retention_s"), {
+            "blob_id": meta(), "conversation_id": meta(),
+            "last_ref_ms": meta("time of the newest message that declared it")}),
     # --- age assurance (schema_age.py) ---------------------------------------------------
     "age_bands": TableVisibility(
         "each account's proven age band", Retention(

@@ -160,7 +160,8 @@ def create_app(settings: Settings | None = None, *, fanout: Fanout | None = None
         leader_work = _LeaderWork(lambda: [
             asyncio.create_task(services.messages.purge_loop(), name="covey-purge"),
             asyncio.create_task(services.safety_copies.purge_loop(),
-                                name="covey-safety-copy-purge")])
+                                name="covey-safety-copy-purge"),
+            asyncio.create_task(services.blobs.purge_loop(), name="covey-blob-purge")])
         if membership is None:
             leader_work.set(True)
         else:

@@ -19,6 +19,7 @@ from covey.protocol.wire import (
     DeliveryFrame,
     DeviceListChangedFrame,
     GroupChangedFrame,
+    GroupInvitationFrame,
     GuardianAlertFrame,
     GuardianLinkFrame,
     KeysLowFrame,
@@ -27,7 +28,7 @@ from covey.protocol.wire import (
 
 PushFrame = (DeliveryFrame | GroupChangedFrame | KeysLowFrame | AgeProofNeededFrame
              | GuardianAlertFrame | ContactRequestFrame | DeviceListChangedFrame
-             | GuardianLinkFrame | ModeratorWarningFrame)
+             | GuardianLinkFrame | ModeratorWarningFrame | GroupInvitationFrame)
 
 
 class Resync:

@@ -38,7 +38,7 @@ async def upload(request: Request, principal: PrincipalDep, services: ServicesDe
                              "description": "the stored bytes"}})
 async def download(blob_id: Annotated[str, Path(pattern=BLOB_ID_PATTERN)],
                    principal: PrincipalDep, services: ServicesDep) -> FileResponse:
-    path, row = await services.blobs.locate(blob_id)
+    path, row = await services.blobs.locate_for(principal, blob_id)
     # A blob that matched a known harmful image goes to no one but its uploader.
     await services.images.check_download(row, principal.user_id)
     return FileResponse(path, media_type="application/octet-stream",

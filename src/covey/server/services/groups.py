@@ -1,11 +1,14 @@
 """Groups: create, list, read, add and remove members. Every membership change bumps the
-epoch (optimistically, so concurrent changes never both win) and tells member devices."""
+epoch (optimistically, so concurrent changes never both win) and tells member devices.
+An unverified or under-16 account is never made a member by someone else: it is invited,
+and joins only by accepting (or by redeeming an invite link itself)."""
 
 from __future__ import annotations
 
 import secrets
 import time
 
+from covey.age import AgeBand
 from covey.errors import Conflict, Forbidden, InvalidInput, NotFound
 from covey.protocol.ids import new_group_id
 from covey.protocol.wire import (
@@ -13,6 +16,9 @@ from covey.protocol.wire import (
     CreateGroupRequest,
     GroupChangedFrame,
     GroupInfo,
+    GroupInvitation,
+    GroupInvitationFrame,
+    GroupInvitationList,
     GroupList,
     GroupMember,
     InviteResponse,
@@ -21,18 +27,27 @@ from covey.server.fanout import DeviceAddress, Fanout, PushFrame
 from covey.server.services._common import Principal, now_ms, reject_nul, secret_hash
 from covey.server.services.accounts import DeviceDirectory
 from covey.server.services.policy import Charge, PolicyService
-from covey.server.storage.repository import GroupRow, Repository
+from covey.server.storage.repository import GroupInvitationRow, GroupRow, Repository
 
 _GROUP_CACHE_TTL_S = 30.0
 _RETRIES = 5
 INVITE_TTL_S = 7 * 24 * 3600
+# Accounts that others cannot make members: they are invited and must accept.
+CONSENT_BANDS = frozenset({AgeBand.UNDER_16, AgeBand.UNVERIFIED})
 
 
-def group_info(group: GroupRow, withheld: list[str] | None = None) -> GroupInfo:
+def group_info(group: GroupRow, withheld: list[str] | None = None,
+               invited: list[str] | None = None) -> GroupInfo:
     return GroupInfo(group_id=group.group_id, name=group.name, epoch=group.epoch,
                      members=[GroupMember(user_id=u, role="admin" if r == "admin" else "member")
                               for u, r in group.members.items()],
-                     withheld=withheld or [])
+                     withheld=withheld or [], invited=invited or [])
+
+
+def _invitation(row: GroupInvitationRow) -> GroupInvitation:
+    return GroupInvitation(invitation_id=row.invitation_id, group_id=row.group_id,
+                           group_name=row.group_name, invited_by=row.invited_by,
+                           created_ms=row.created_ms, expires_ms=row.expires_ms)
 
 
 class GroupService:
@@ -82,19 +97,85 @@ class GroupService:
         # Each newcomer is checked against the creator and everyone added before them, as
         # if added one by one: a group is never a way around the contact rules.
         joined = [principal.user_id]
+        invitees: list[str] = []
         for user in others:
             await self._policy.check_join(user, joined, adder=principal.user_id)
-            joined.append(user)
-        members = {principal.user_id: "admin", **dict.fromkeys(others, "member")}
+            if await self._needs_consent(user):
+                invitees.append(user)  # invited; a member only once it accepts
+            else:
+                joined.append(user)
+        members = {principal.user_id: "admin", **dict.fromkeys(joined[1:], "member")}
         group = await self._repo.create_group(new_group_id(), request.name, members, now_ms())
         await self._changed(group, notify_also=())  # members learn they were added
+        for user in invitees:
+            await self._invite(group, principal.user_id, user)
         return await self._view(principal, group)
+
+    async def _needs_consent(self, user_id: str) -> bool:
+        """Unverified and under-16 accounts (a lapsed child counts as under 16) join a
+        group only by accepting an invitation: never silently added."""
+        return await self._policy.band(user_id) in CONSENT_BANDS
+
+    async def _invite(self, group: GroupRow, inviter: str, user_id: str) -> GroupInvitation:
+        now = now_ms()
+        row = await self._repo.invite_to_group(GroupInvitationRow(
+            invitation_id=f"gi_{secrets.token_hex(12)}", group_id=group.group_id,
+            group_name=group.name, user_id=user_id, invited_by=inviter, created_ms=now,
+            expires_ms=now + INVITE_TTL_S * 1000), now)
+        invitation = _invitation(row)
+        frame = GroupInvitationFrame(invitation=invitation)
+        self._fanout.publish([(DeviceAddress(user_id, device_id), frame)
+                              for device_id in await self._directory.devices(user_id)])
+        return invitation
+
+    async def invitations(self, principal: Principal) -> GroupInvitationList:
+        """The group invitations waiting for this account's answer."""
+        rows = await self._repo.group_invitations_of(principal.user_id, now_ms())
+        return GroupInvitationList(invitations=[_invitation(r) for r in rows])
+
+    async def _own_invitation(self, principal: Principal,
+                              invitation_id: str) -> GroupInvitationRow:
+        row = await self._repo.group_invitation(invitation_id, now_ms())
+        if row is None or row.user_id != principal.user_id:
+            raise NotFound("no such group invitation (or it has expired)",
+                           code="unknown_invitation")
+        return row
+
+    async def accept_invitation(self, principal: Principal, invitation_id: str) -> GroupInfo:
+        """Join the group of an invitation addressed to this account. The contact rules
+        are asked again now, as for an add: they may have changed since the invite."""
+        invitation = await self._own_invitation(principal, invitation_id)
+        for _ in range(_RETRIES):
+            group = await self._repo.get_group(invitation.group_id)
+            if group is None or invitation.invited_by not in group.members:
+                await self._repo.delete_group_invitation(invitation_id)
+                raise NotFound("this group invitation is no longer valid",
+                               code="unknown_invitation")
+            if principal.user_id in group.members:
+                await self._repo.delete_group_invitation(invitation_id)
+                return await self._view(principal, group)
+            if len(group.members) >= MAX_GROUP_MEMBERS:
+                raise InvalidInput(f"a group has at most {MAX_GROUP_MEMBERS} members")
+            await self._policy.check_join(principal.user_id, group.members,
+                                          adder=invitation.invited_by)
+            changed = await self._change(group, add=(principal.user_id, "member"))
+            if changed is not None:
+                return changed
+        raise Conflict("the group keeps changing, retry", code="group_changed")
+
+    async def decline_invitation(self, principal: Principal, invitation_id: str) -> None:
+        invitation = await self._own_invitation(principal, invitation_id)
+        await self._repo.delete_group_invitation(invitation.invitation_id)
 
     async def _view(self, principal: Principal, group: GroupRow) -> GroupInfo:
         """The group as `principal` sees it, with the members it may not exchange
         messages with now."""
+        # Only admins, who could add them anyway, see who is invited: an invitation says
+        # "unverified or under 16", which other members have no business learning.
+        invited = (await self._repo.invited_to_group(group.group_id, now_ms())
+                   if group.members.get(principal.user_id) == "admin" else [])
         return group_info(group, await self._policy.withheld_in(principal.user_id,
-                                                                list(group.members)))
+                                                                list(group.members)), invited)
 
     async def list_for(self, principal: Principal) -> GroupList:
         return GroupList(groups=[await self._view(principal, g)
@@ -124,6 +205,9 @@ class GroupService:
             if len(group.members) >= MAX_GROUP_MEMBERS:
                 raise InvalidInput(f"a group has at most {MAX_GROUP_MEMBERS} members")
             await self._policy.check_join(user_id, group.members, adder=principal.user_id)
+            if await self._needs_consent(user_id):
+                await self._invite(group, principal.user_id, user_id)
+                return await self._view(principal, group)
             changed = await self._change(group, add=(user_id, "member"))
             if changed is not None:
                 return changed

@@ -26,6 +26,7 @@ from covey.protocol.wire import (
 from covey.server.fanout import DeviceAddress, Fanout, PushFrame
 from covey.server.services._common import Principal, now_ms, reject_nul
 from covey.server.services.accounts import DeviceDirectory
+from covey.server.services.blobs import check_declared_blobs
 from covey.server.services.groups import GroupService
 from covey.server.services.image_matching import ImageMatchService
 from covey.server.services.policy import PolicyService
@@ -83,7 +84,8 @@ def _delivery(seq: int, m: NewMessage, e: MailboxEntry,
         seq=seq, message_id=m.message_id, conversation_id=m.conversation_id,
         sender_user=m.sender_user, sender_device=m.sender_device,
         server_ts_ms=m.server_ts_ms, commitment=m.commitment, franking_tag=e.franking_tag,
-        participants=m.participants, olm_type=_olm_type(e.olm_type), body=e.body, group=group)
+        participants=m.participants, olm_type=_olm_type(e.olm_type), body=e.body, group=group,
+        blob_ids=m.blob_ids)
 
 
 def pending_delivery(row: PendingRow) -> Delivery:
@@ -96,7 +98,24 @@ def pending_delivery(row: PendingRow) -> Delivery:
         sender_user=row.sender_user, sender_device=row.sender_device,
         server_ts_ms=row.server_ts_ms, commitment=row.commitment,
         franking_tag=row.franking_tag, participants=row.participants,
-        olm_type=_olm_type(row.olm_type), body=row.body, group=group)
+        olm_type=_olm_type(row.olm_type), body=row.body, group=group,
+        blob_ids=row.blob_ids)
+
+
+def declared_blob_ids(env: SendEnvelope, opened: OpenedCopy | None) -> list[str]:
+    """The blobs this message references: the envelope's `blob_ids`; an envelope without
+    them (an older client) declares none, unless its safety copy names attachments. Every
+    attachment a safety copy names must be declared (400 `attachment_not_declared`)."""
+    named = [] if opened is None else [ref.blob_id for ref in opened.content.attachments]
+    if env.blob_ids is None:
+        return list(dict.fromkeys(named))
+    for index, blob_id in enumerate(named):
+        if blob_id not in env.blob_ids:
+            raise InvalidInput(
+                f"attachment {blob_id} is not in the envelope's blob_ids: declare every "
+                "attachment's blob", code="attachment_not_declared",
+                details={"blob_id": blob_id, "index": index, "field": "blob_ids"})
+    return list(env.blob_ids)
 
 
 def _valid_seqs(seqs: list[int]) -> list[int]:
@@ -228,11 +247,13 @@ class MessageService:
         matches: list[ImageMatchRow] = []
         if opened is not None:
             await check_attachment_refs(opened.content, self._repo.get_blob)
-            if self.images is not None and opened.content.attachments:
-                # Before the message is stored: a matched blob is withheld before anyone
-                # is told of the message (docs/detection.md, "Acting on a match").
-                matches = await self.images.check(principal.user_id, principal.device_id,
-                                                  opened.content, participants)
+        blob_ids = declared_blob_ids(env, opened)
+        await check_declared_blobs(self._repo, principal.user_id, blob_ids)
+        if opened is not None and self.images is not None and opened.content.attachments:
+            # Before the message is stored: a matched blob is withheld before anyone
+            # is told of the message (docs/detection.md, "Acting on a match").
+            matches = await self.images.check(principal.user_id, principal.device_id,
+                                              opened.content, participants)
         commitment = FrankingCommitment.from_b64(env.commitment)
         tags: dict[str, str] = {}
         for entry in entries:
@@ -252,8 +273,8 @@ class MessageService:
             participants=participants,
             group_session_id=None if env.group is None else env.group.session_id,
             group_body=None if env.group is None else env.group.body,
-            expires_ms=server_ts + self._settings.mailbox_ttl_s * 1000, entries=entries), \
-            opened, matches
+            expires_ms=server_ts + self._settings.mailbox_ttl_s * 1000, entries=entries,
+            blob_ids=blob_ids), opened, matches
 
     async def _group_participants(self, principal: Principal, env: SendEnvelope) -> list[str]:
         group = await self._groups.current(env.conversation_id)

@@ -225,8 +225,12 @@ class ReportService:
         a report never makes the server read other people's blobs."""
         found: dict[str, bytes] = {}
         for ref in attachments_to_fetch(report, self._server_key):
+            # Only a blob its conversation declared: what the reporter could fetch.
+            conversations = sorted({
+                item.context.conversation_id for item in report.messages
+                if any(a.blob_id == ref.blob_id for a in item.content.attachments)})
             try:
-                path, row = await self._blobs.locate(ref.blob_id)
+                path, row = await self._blobs.locate_declared(ref.blob_id, conversations)
             except NotFound:
                 continue
             # The committed hash must be the stored blob's: only someone who had the

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, delete, func, insert, literal, select, text, tuple_
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from covey.server.storage import schema as t
@@ -36,7 +38,7 @@ _PG_NEXTVAL = text("SELECT nextval(pg_get_serial_sequence(:table, :column)) "
 
 _MESSAGE_COLUMNS = ("id", "sender_device_pk", "sender_user", "sender_device", "message_id",
                     "conversation_id", "commitment", "server_ts_ms", "participants",
-                    "group_session_id", "group_body")
+                    "group_session_id", "group_body", "blob_ids")
 _MAILBOX_COLUMNS = ("seq", "device_pk", "message_pk", "olm_type", "body", "franking_tag",
                     "expires_ms")
 
@@ -190,7 +192,8 @@ def _store(conn: Connection, raw: Any, ids: IdAllocator, stores: Sequence[Any]) 
         message_rows.append((
             message_pk, m.sender_device_pk, m.sender_user, m.sender_device, m.message_id,
             m.conversation_id, m.commitment, m.server_ts_ms, json.dumps(m.participants),
-            m.group_session_id, m.group_body))
+            m.group_session_id, m.group_body,
+            json.dumps(m.blob_ids) if m.blob_ids else None))
         for e in m.entries:
             e.seq = next(seqs)
             mailbox_rows.append((e.seq, e.device_pk, message_pk, e.olm_type, e.body,
@@ -206,6 +209,7 @@ def _store(conn: Connection, raw: Any, ids: IdAllocator, stores: Sequence[Any]) 
         conn.exec_driver_sql(sql.insert_messages, message_rows)
         if mailbox_rows:
             conn.exec_driver_sql(sql.insert_mailbox, mailbox_rows)
+    _record_blob_refs(conn, fresh)
     copies = [_copy_row(item.message) for item in fresh if item.message.safety_copy is not None]
     if copies:
         conn.execute(insert(schema_safety.safety_copies), copies)
@@ -229,6 +233,28 @@ def _store(conn: Connection, raw: Any, ids: IdAllocator, stores: Sequence[Any]) 
         conn.execute(insert(schema_safety.safety_copy_reads).from_select(
             [reads.copy_id, reads.message_id, reads.conversation_id, reads.sender_user,
              reads.reader, reads.purpose, reads.read_ms], opened))
+
+
+def _record_blob_refs(conn: Connection, fresh: Sequence[Any]) -> None:
+    """Each declared blob is now referenced by the message's conversation (its
+    participants may download it; the purge keeps it), in the message's transaction."""
+    newest: dict[tuple[str, str], int] = {}
+    for item in fresh:
+        m = item.message
+        for blob_id in m.blob_ids:
+            key = (blob_id, m.conversation_id)
+            newest[key] = max(newest.get(key, 0), m.server_ts_ms)
+    if not newest:
+        return
+    dialect_insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
+    stmt = dialect_insert(t.blob_refs)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[t.blob_refs.c.blob_id, t.blob_refs.c.conversation_id],
+        set_={"last_ref_ms": func.max(t.blob_refs.c.last_ref_ms, stmt.excluded.last_ref_ms)
+              if conn.dialect.name == "sqlite"
+              else func.greatest(t.blob_refs.c.last_ref_ms, stmt.excluded.last_ref_ms)})
+    conn.execute(stmt, [{"blob_id": b, "conversation_id": c, "last_ref_ms": ms}
+                        for (b, c), ms in sorted(newest.items())])
 
 
 def _holders(conn: Connection, raw: Any, stores: Sequence[Any]) -> dict[tuple[str, str], int]:

@@ -12,6 +12,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
@@ -90,14 +92,24 @@ def alembic_config() -> Config:
     return cfg
 
 
-async def upgrade_to_head(engine: AsyncEngine) -> None:
-    """Apply every alembic migration not yet applied (`alembic upgrade heads`).
+# Before the migrations became one chain, 0002-0006 each revised 0001 and 0007-0012
+# revised 0006 (0007 also depending on 0004, 0009 on 0003): databases upgraded then are
+# stamped with several heads. These were the parents; what a stamp meant is read here.
+BRANCHED_PARENTS: dict[str, tuple[str, ...]] = {
+    "0001": (), "0002": ("0001",), "0003": ("0001",), "0004": ("0001",),
+    "0005": ("0001",), "0006": ("0001",), "0007": ("0006", "0004"), "0008": ("0006",),
+    "0009": ("0006", "0003"), "0012": ("0006",),
+}
 
-    Feature migrations may branch from a common parent; `heads` applies every branch."""
+
+async def upgrade_to_head(engine: AsyncEngine) -> None:
+    """Apply every alembic migration not yet applied (`alembic upgrade heads`), first
+    bringing a database stamped with the old branched revisions onto the chain."""
 
     def _upgrade(connection: Connection) -> None:
         cfg = alembic_config()
         cfg.attributes["connection"] = connection
+        _onto_the_chain(connection, cfg)
         command.upgrade(cfg, "heads")
 
     async with engine.begin() as conn:
@@ -105,3 +117,38 @@ async def upgrade_to_head(engine: AsyncEngine) -> None:
             # Cluster nodes starting together: one migrates, the others wait for it.
             await conn.execute(text("SELECT pg_advisory_xact_lock(4352634217)"))
         await conn.run_sync(_upgrade)
+
+
+def _onto_the_chain(connection: Connection, cfg: Config) -> None:
+    """A database stamped with several heads (the branched revisions) has applied exactly
+    those and their ancestors in the old graph. Walk the chain: stamp each revision it
+    has, apply each it lacks (one may be missing between applied ones, e.g. 0008 merged
+    after 0009), so nothing runs twice and nothing is skipped."""
+    heads = MigrationContext.configure(connection).get_current_heads()
+    script = ScriptDirectory.from_config(cfg)
+    if len(heads) <= 1 or len(script.get_heads()) != 1:
+        return  # on the chain already (or a branched script: `upgrade heads` as before)
+    chain = [rev.revision for rev in reversed(list(script.walk_revisions()))]
+    applied: set[str] = set()
+    pending = list(heads)
+    while pending:
+        revision = pending.pop()
+        if revision in applied:
+            continue
+        applied.add(revision)
+        parents = BRANCHED_PARENTS.get(revision)
+        if parents is None:
+            down = script.get_revision(revision).down_revision
+            parents = () if down is None else (down,) if isinstance(down, str) else tuple(down)
+        pending.extend(parents)
+    prefix = 0
+    while prefix < len(chain) and chain[prefix] in applied:
+        prefix += 1
+    if prefix == 0:
+        return
+    command.stamp(cfg, chain[prefix - 1], purge=True)
+    for revision in chain[prefix:]:
+        if revision in applied:
+            command.stamp(cfg, revision)
+        else:
+            command.upgrade(cfg, revision)

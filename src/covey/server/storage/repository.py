@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from covey.errors import Conflict, NotFound, QuotaExceeded, Unauthorized
+from covey.protocol.ids import dm_participants
 from covey.server.storage import schema as t
 from covey.server.storage._batch import IdAllocator, commit_batch
 from covey.server.storage.engine import sqlite_checkpoint, sqlite_sync_engine
@@ -78,6 +79,17 @@ class GroupRow:
 
 
 @dataclass(frozen=True, slots=True)
+class GroupInvitationRow:
+    invitation_id: str
+    group_id: str
+    group_name: str
+    user_id: str
+    invited_by: str
+    created_ms: int
+    expires_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class BlobRow:
     blob_id: str
     owner_user: str
@@ -124,6 +136,7 @@ class NewMessage:
     expires_ms: int
     entries: list[MailboxEntry] = field(default_factory=list)
     safety_copy: SafetyCopyRecord | None = None
+    blob_ids: list[str] = field(default_factory=list)  # declared; refs written on commit
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +160,7 @@ class PendingRow:
     body: str | None
     group_session_id: str | None
     group_body: str | None
+    blob_ids: list[str] = field(default_factory=list)
 
 
 class _StoreItem(BatchItem):
@@ -173,7 +187,7 @@ _PENDING = (
            t.messages.c.sender_user, t.messages.c.sender_device, t.messages.c.server_ts_ms,
            t.messages.c.commitment, t.mailbox.c.franking_tag, t.messages.c.participants,
            t.mailbox.c.olm_type, t.mailbox.c.body, t.messages.c.group_session_id,
-           t.messages.c.group_body)
+           t.messages.c.group_body, t.messages.c.blob_ids)
     .select_from(t.mailbox.join(t.messages, t.mailbox.c.message_pk == t.messages.c.id))
 )
 
@@ -535,6 +549,10 @@ class Repository:
             if add is not None:
                 await conn.execute(insert(t.group_members).values(
                     group_id=group_id, user_id=add[0], role=add[1]))
+                # A member is no longer invited (an accepted invitation ends here).
+                await conn.execute(delete(t.group_invitations).where(
+                    t.group_invitations.c.group_id == group_id,
+                    t.group_invitations.c.user_id == add[0]))
             if remove is not None:
                 await conn.execute(delete(t.group_members).where(
                     t.group_members.c.group_id == group_id,
@@ -545,6 +563,57 @@ class Repository:
             return group
 
         return await self.writer.run_job(job)
+
+    # --- group invitations -------------------------------------------------------------
+
+    async def invite_to_group(self, invitation: GroupInvitationRow,
+                              now_ms: int) -> GroupInvitationRow:
+        """Store the invitation, or return the pending one this account already has for
+        this group (an expired one is replaced)."""
+
+        async def job(conn: AsyncConnection) -> GroupInvitationRow:
+            gi = t.group_invitations.c
+            await conn.execute(delete(t.group_invitations).where(
+                gi.group_id == invitation.group_id, gi.user_id == invitation.user_id,
+                gi.expires_ms <= now_ms))
+            existing = await _invitations(conn, and_(gi.group_id == invitation.group_id,
+                                                     gi.user_id == invitation.user_id))
+            if existing:
+                return existing[0]
+            await conn.execute(insert(t.group_invitations).values(
+                invitation_id=invitation.invitation_id, group_id=invitation.group_id,
+                user_id=invitation.user_id, invited_by=invitation.invited_by,
+                created_ms=invitation.created_ms, expires_ms=invitation.expires_ms))
+            return invitation
+
+        return await self.writer.run_job(job)
+
+    async def group_invitations_of(self, user_id: str, now_ms: int) -> list[GroupInvitationRow]:
+        gi = t.group_invitations.c
+        async with self.engine.connect() as conn:
+            return await _invitations(conn, and_(gi.user_id == user_id, gi.expires_ms > now_ms))
+
+    async def group_invitation(self, invitation_id: str,
+                               now_ms: int) -> GroupInvitationRow | None:
+        gi = t.group_invitations.c
+        async with self.engine.connect() as conn:
+            found = await _invitations(conn, and_(gi.invitation_id == invitation_id,
+                                                  gi.expires_ms > now_ms))
+        return found[0] if found else None
+
+    async def invited_to_group(self, group_id: str, now_ms: int) -> list[str]:
+        gi = t.group_invitations.c
+        async with self.engine.connect() as conn:
+            return [str(r[0]) for r in await conn.execute(
+                select(gi.user_id).where(gi.group_id == group_id, gi.expires_ms > now_ms)
+                .order_by(gi.user_id))]
+
+    async def delete_group_invitation(self, invitation_id: str) -> None:
+        async def job(conn: AsyncConnection) -> None:
+            await conn.execute(delete(t.group_invitations).where(
+                t.group_invitations.c.invitation_id == invitation_id))
+
+        await self.writer.run_job(job)
 
     # --- messages and mailbox --------------------------------------------------------
 
@@ -574,11 +643,13 @@ class Repository:
                                sender_user=r[3], sender_device=r[4], server_ts_ms=r[5],
                                commitment=r[6], franking_tag=r[7],
                                participants=json.loads(r[8]), olm_type=r[9], body=r[10],
-                               group_session_id=r[11], group_body=r[12]) for r in rows]
+                               group_session_id=r[11], group_body=r[12],
+                               blob_ids=json.loads(r[13]) if r[13] else []) for r in rows]
 
     async def purge_expired(self, now_ms: int, message_retention_ms: int) -> int:
-        """Drop expired mailbox entries, challenges, tokens and link tokens, and messages
-        that are older than the retention and have no mailbox entry left."""
+        """Drop expired mailbox entries, challenges, tokens, link tokens and group
+        invitations, and messages that are older than the retention and have no mailbox
+        entry left."""
 
         async def job(conn: AsyncConnection) -> int:
             res = await conn.execute(delete(t.mailbox).where(t.mailbox.c.expires_ms <= now_ms))
@@ -586,6 +657,8 @@ class Repository:
             await conn.execute(delete(t.tokens).where(t.tokens.c.expires_ms <= now_ms))
             await conn.execute(delete(t.link_tokens).where(
                 t.link_tokens.c.expires_ms <= now_ms))
+            await conn.execute(delete(t.group_invitations).where(
+                t.group_invitations.c.expires_ms <= now_ms))
             orphan = ~select(t.mailbox.c.seq).where(
                 t.mailbox.c.message_pk == t.messages.c.id).exists()
             await conn.execute(delete(t.messages).where(
@@ -625,6 +698,66 @@ class Repository:
         return None if row is None else BlobRow(row[0], row[1], row[2], row[3])
 
 
+    async def readable_blob(self, blob_id: str, user_id: str) -> BlobRow | None:
+        """The blob's row when `user_id` may download it: its uploader, or a participant
+        (a direct conversation's user, a group's current member) of a conversation it
+        was declared in. None otherwise, exactly as for an unknown blob."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(
+                t.blobs.c.blob_id, t.blobs.c.owner_user, t.blobs.c.sha256, t.blobs.c.size)
+                .where(t.blobs.c.blob_id == blob_id))).first()
+            conversations = [str(r[0]) for r in await conn.execute(
+                select(t.blob_refs.c.conversation_id)
+                .where(t.blob_refs.c.blob_id == blob_id))]
+            groups = []
+            allowed = row is not None and row[1] == user_id
+            for conversation in conversations:
+                pair = dm_participants(conversation)
+                if pair is None:
+                    groups.append(conversation)
+                elif user_id in pair:
+                    allowed = True
+            if groups and not allowed:
+                member = await conn.scalar(select(func.count()).select_from(t.group_members)
+                                           .where(t.group_members.c.group_id.in_(groups),
+                                                  t.group_members.c.user_id == user_id))
+                allowed = bool(member)
+        if row is None or not allowed:
+            return None
+        return BlobRow(row[0], row[1], row[2], row[3])
+
+    async def blob_declared_in(self, blob_id: str, conversations: list[str]) -> bool:
+        """Whether a message of one of `conversations` declared the blob."""
+        if not conversations:
+            return False
+        async with self.engine.connect() as conn:
+            found = await conn.scalar(select(func.count()).select_from(t.blob_refs).where(
+                t.blob_refs.c.blob_id == blob_id,
+                t.blob_refs.c.conversation_id.in_(conversations)))
+        return bool(found)
+
+    async def purge_blobs(self, unreferenced_before_ms: int,
+                          referenced_before_ms: int) -> list[str]:
+        """Forget the blobs nobody references: uploaded before `unreferenced_before_ms`
+        and never declared in a message, or whose newest reference is older than
+        `referenced_before_ms`. Returns their ids (the caller deletes the files)."""
+
+        async def job(conn: AsyncConnection) -> list[str]:
+            refs = t.blob_refs.c
+            live = select(refs.blob_id).where(refs.blob_id == t.blobs.c.blob_id,
+                                              refs.last_ref_ms > referenced_before_ms)
+            ids = [str(r[0]) for r in await conn.execute(
+                select(t.blobs.c.blob_id).where(
+                    t.blobs.c.created_ms <= unreferenced_before_ms, ~live.exists())
+                .limit(1000))]
+            if ids:
+                await conn.execute(delete(t.blob_refs).where(refs.blob_id.in_(ids)))
+                await conn.execute(delete(t.blobs).where(t.blobs.c.blob_id.in_(ids)))
+            return ids
+
+        return await self.writer.run_job(job)
+
+
 async def _blob_bytes(conn: AsyncConnection, owner_user: str) -> int:
     used = await conn.scalar(select(func.coalesce(func.sum(t.blobs.c.size), 0))
                              .where(t.blobs.c.owner_user == owner_user))
@@ -645,6 +778,18 @@ async def _key_count(conn: AsyncConnection, device_pk: int) -> tuple[int, bool]:
     fb = await conn.scalar(select(t.fallback_keys.c.key_id).where(
         t.fallback_keys.c.device_pk == device_pk))
     return int(count or 0), fb is not None
+
+
+async def _invitations(conn: AsyncConnection, where: Any) -> list[GroupInvitationRow]:
+    gi = t.group_invitations.c
+    rows = await conn.execute(
+        select(gi.invitation_id, gi.group_id, t.groups.c.name, gi.user_id, gi.invited_by,
+               gi.created_ms, gi.expires_ms)
+        .select_from(t.group_invitations.join(t.groups,
+                                              t.groups.c.group_id == gi.group_id))
+        .where(where).order_by(gi.created_ms, gi.invitation_id))
+    return [GroupInvitationRow(str(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]),
+                               int(r[5]), int(r[6])) for r in rows]
 
 
 async def _load_group(conn: AsyncConnection, group_id: str) -> GroupRow | None:

@@ -117,6 +117,21 @@ group_members = Table(
     Index("ix_group_members_user", "user_id"),
 )
 
+group_invitations = Table(
+    "group_invitations",
+    metadata,
+    # An unverified or under-16 account joins a group only by accepting: until then it is
+    # invited, not a member (one pending invitation per group and account).
+    Column("invitation_id", String(32), primary_key=True),
+    Column("group_id", String(80), ForeignKey("groups.group_id"), nullable=False),
+    Column("user_id", String(32), ForeignKey("users.user_id"), nullable=False),
+    Column("invited_by", String(32), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+    UniqueConstraint("group_id", "user_id", name="uq_group_invitations_group_user"),
+    Index("ix_group_invitations_user", "user_id"),
+)
+
 messages = Table(
     "messages",
     metadata,
@@ -132,6 +147,8 @@ messages = Table(
     Column("participants", Text, nullable=False),
     Column("group_session_id", String(128), nullable=True),
     Column("group_body", Text, nullable=True),
+    # JSON list of the blob ids the envelope declared (NULL: none), delivered with it.
+    Column("blob_ids", Text, nullable=True),
     UniqueConstraint("sender_device_pk", "message_id", name="uq_messages_sender_msgid"),
     Index("ix_messages_server_ts", "server_ts_ms"),
     # The relay refuses an id the conversation already holds from another sender device.
@@ -166,4 +183,17 @@ blobs = Table(
     Column("size", BigInteger, nullable=False),
     Column("created_ms", BigInteger, nullable=False),
     Index("ix_blobs_owner", "owner_user"),  # the per-account quota sums by owner
+    Index("ix_blobs_created", "created_ms"),  # the purge looks for old unreferenced blobs
+)
+
+blob_refs = Table(
+    "blob_refs",
+    metadata,
+    # A blob declared in a conversation's message (SendEnvelope.blob_ids), recorded when
+    # the message commits: that conversation's participants may download it, and the
+    # blob is kept until `blob_retention_s` after its newest reference.
+    Column("blob_id", String(80), primary_key=True),
+    Column("conversation_id", String(80), primary_key=True),
+    Column("last_ref_ms", BigInteger, nullable=False),
+    Index("ix_blob_refs_last", "last_ref_ms"),
 )

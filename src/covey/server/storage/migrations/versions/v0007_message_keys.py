@@ -18,8 +18,8 @@ from alembic import op
 revision: str = "0007"
 down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
-# safety_copy_reads comes from 0004, a branch of its own beside 0006.
-depends_on: str | Sequence[str] | None = "0004"
+# safety_copy_reads comes from 0004, earlier in the chain.
+depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -3,7 +3,7 @@ existing accounts, oldest first; a later look-alike of an earlier handle keeps n
 `moderators.disabled_ms` (storage/schema.py, storage/schema_reports.py).
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0008
 Create Date: 2026-12-01
 """
 
@@ -15,10 +15,10 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009"
-down_revision: str | None = "0006"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
-# moderators comes from 0003, a sibling branch: it must run first.
-depends_on: str | Sequence[str] | None = ("0003",)
+# moderators comes from 0003, earlier in the chain.
+depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

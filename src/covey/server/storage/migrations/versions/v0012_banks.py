@@ -1,7 +1,7 @@
 """Hash banks for known-image detection (see storage/schema_banks.py).
 
 Revision ID: 0012
-Revises: 0006
+Revises: 0009
 Create Date: 2026-12-01
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012"
-down_revision: str | None = "0006"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
