@@ -17,7 +17,7 @@ revision: str = "0018"
 down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 # Reports come from 0003, a sibling branch.
-depends_on: str | Sequence[str] | None = ("0003",)
+depends_on: str | Sequence[str] | None = None
 
 _ID = sa.BigInteger().with_variant(sa.Integer, "sqlite")
 
