@@ -20,6 +20,7 @@ from covey.client._events import (
     MessageSent,
     PolicyChanged,
     RoomKeyReceived,
+    SafetyNotice,
     SafetyWarning,
     SendFailed,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "Offline",
     "PolicyChanged",
     "RoomKeyReceived",
+    "SafetyNotice",
     "SafetyWarning",
     "SendFailed",
     "ServerError",

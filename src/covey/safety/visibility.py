@@ -313,6 +313,17 @@ CATALOG: Mapping[str, TableVisibility] = {
             "next_attempt_ms": meta(), "attempts": meta(), "alerted": meta(),
             "last_error": meta("why the last attempt failed (no content)")},
         modes=SAFEGUARDED_ONLY),
+    # --- conversation detectors (schema_detectors.py) ------------------------------------
+    "detector_states": TableVisibility(
+        "what a conversation detector (the grooming scorer) remembers between messages: "
+        "decaying levels per behaviour, alerts already raised, the ids and offsets of the "
+        "messages that carried signals; never text", Retention(
+            "until no message of the conversation was scanned for the safety-copy retention"),
+        {"conversation_id": meta(), "detector": meta(),
+         "state": meta("behaviour names, numbers, message ids and offsets: that a "
+                       "conversation showed grooming behaviour, not what was said"),
+         "updated_ms": meta()},
+        modes=SAFEGUARDED_ONLY),
     # --- known-image hash banks (schema_banks.py) ----------------------------------------
     "hash_bank_state": TableVisibility("the banks' change counter", _KEPT, {
         "id": meta(), "version": meta()}),

@@ -21,10 +21,12 @@ from covey.protocol.wire import (
     GroupChangedFrame,
     GuardianAlertFrame,
     KeysLowFrame,
+    SafetyNoticeFrame,
 )
 
 PushFrame = (DeliveryFrame | GroupChangedFrame | KeysLowFrame | AgeProofNeededFrame
-             | GuardianAlertFrame | ContactRequestFrame | DeviceListChangedFrame)
+             | GuardianAlertFrame | ContactRequestFrame | DeviceListChangedFrame
+             | SafetyNoticeFrame)
 
 
 @dataclass(frozen=True, slots=True)

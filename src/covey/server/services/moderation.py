@@ -12,7 +12,7 @@ import hmac
 import re
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -135,6 +135,34 @@ class ReportView:
     verification: ReportVerification | None
     prior: list[ReportRow]
     escalation: tuple[str, str] | None
+    # A detection report's signal (`Signal.to_json()`), and its evidence spans per
+    # message as (start, end, behaviour), sorted and non-overlapping, for highlighting.
+    signal: dict[str, Any] | None = None
+    marks: dict[tuple[str, str], list[tuple[int, int, str]]] = field(default_factory=dict)
+
+
+def signal_marks(signal: dict[str, Any] | None
+                 ) -> dict[tuple[str, str], list[tuple[int, int, str]]]:
+    """The spans a detection signal names, per (sender, message id): its own span and a
+    conversation detector's evidence; overlapping spans are merged into the first."""
+    if not signal:
+        return {}
+    spans: list[tuple[str, str, int, int, str]] = []
+    span = signal.get("span")
+    if isinstance(span, dict) and span.get("field") == "text" and span["end"] > span["start"]:
+        spans.append((str(signal["sender_user"]), str(signal["message_id"]),
+                      int(span["start"]), int(span["end"]), str(signal.get("code", ""))))
+    detail = signal.get("detail") or {}
+    for entry in detail.get("evidence") or []:
+        spans.append((str(entry["sender_user"]), str(entry["message_id"]),
+                      int(entry["start"]), int(entry["end"]), str(entry["behaviour"])))
+    marks: dict[tuple[str, str], list[tuple[int, int, str]]] = {}
+    for sender, message_id, start, end, label in sorted(spans, key=lambda e: e[2]):
+        kept = marks.setdefault((sender, message_id), [])
+        if kept and start < kept[-1][1]:
+            continue
+        kept.append((start, end, label))
+    return marks
 
 
 def session_hash(token: str) -> bytes:
@@ -257,7 +285,9 @@ class ModerationService:
         await self.store.audit(AuditRow(now_ms(), session.actor, "view_report", report_id,
                                         "evidence decrypted" if verification else
                                         "evidence purged"))
-        return ReportView(row, verification, prior, await self.store.escalation(report_id))
+        signal = await self._reports.detection_signal(report_id)
+        return ReportView(row, verification, prior, await self.store.escalation(report_id),
+                          signal, signal_marks(signal))
 
     async def act(self, session: ConsoleSession, report_id: str, action: str,
                   reason: str = "") -> str:
