@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,9 @@ import pytest
 from covey.client import Client, GuardianAlert, SafetyNotice
 from covey.protocol.ids import dm_conversation_id
 from tests.integration._console import console_login, create_console_user
+from tests.integration.test_client_chat import _CLI, _read_until, _type
 from tests.support import safety as _safety
-from tests.support.age import wait_for
+from tests.support.age import PASSPHRASE, wait_for
 from tests.support.safety import People
 
 band_issuer = _safety.band_issuer
@@ -175,6 +178,34 @@ async def test_peers_weigh_less_and_adults_are_never_scanned(
         assert await _rows(covey_server, f"SELECT count(*) FROM {table} WHERE "
                            f"conversation_id = '{adults}'") == [(0,)]
     await _none(bob, SafetyNotice, 1.0)
+
+
+async def test_covey_chat_shows_the_notice_with_its_block_and_report(
+        fast_scans: None, people: People, covey_server: Any, tmp_path: Path) -> None:
+    kid, mallory = await people.child("kid"), await people.adult("mallory")
+    await _contacts(mallory, kid)
+    # The child's own device, now in the terminal chat.
+    people.clients.remove(kid)
+    await kid.close()
+    chat = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _CLI, "chat", "--store", str(tmp_path / "kid.db"),
+        "--to", "mallory", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "COVEY_PASSPHRASE": PASSPHRASE, "COLUMNS": "200"})
+    try:
+        await _read_until(chat, "■ safeguarded", 60)
+        for text in (OFF_PLATFORM, SECRECY):
+            await mallory.send_text("kid", text)
+        shown = await _read_until(chat, "block and report:", 60)
+        assert "safety notice (mallory):" in shown and "another app" in shown
+        assert "/block-report 2 grooming_or_enticement" in shown
+        assert "help: https://" in shown
+        await _type(chat, "/quit")
+        assert await asyncio.wait_for(chat.wait(), 20) == 0
+    finally:
+        if chat.returncode is None:
+            chat.kill()
+            await chat.wait()
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from covey.client import (
     MessageDropped,
     Offline,
     PolicyChanged,
+    SafetyNotice,
     SafetyWarning,
     SendFailed,
     ServerError,
@@ -159,12 +160,23 @@ class _Chat:
             elif isinstance(event, SafetyWarning):
                 self.console.print(f"[bold red]⚠ {escape(event.text)}[/] [dim](about "
                                    f"{escape(event.sender_user)}'s message)[/]")
+            elif isinstance(event, SafetyNotice):
+                self._notice(event)
             elif isinstance(event, SendFailed):
                 self.console.print(f"[red]not delivered ({escape(event.code)}): "
                                    f"{escape(event.detail)}[/]")
             elif isinstance(event, DeviceListChanged):
                 line = device_change_line(event, self.client.user_id)
                 self.console.print(f"[yellow]{escape(line)}[/]")
+
+    def _notice(self, notice: SafetyNotice) -> None:
+        """A safety notice in the conversation, with its one-command block-and-report."""
+        number = next((n for n, m in enumerate(self.shown, 1) if m.key == notice.key), None)
+        action = (f"/block-report {number} grooming_or_enticement" if number is not None
+                  else f"covey report {notice.message_id} --category grooming_or_enticement --block")
+        self.console.print(f"[bold yellow]⚠ safety notice ({escape(notice.sender_user)}):[/] "
+                           f"{escape(notice.text)}\n  [bold]block and report:[/] "
+                           f"{escape(action)} · help: {escape(notice.help_url)}")
 
     async def command(self, line: str) -> bool:
         """Run a /command; False means quit."""
