@@ -54,7 +54,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "grace accepted: active" in flat
     # Grooming: the benign chat flags nothing; moving apps plus secrecy gets emma a notice
     # (with one-tap block-and-report and a help link) and grace an alert.
-    assert "The chat above about training: 0 notices, nothing flagged" in flat
+    assert "The chat above about the game: 0 notices, nothing flagged" in flat
     assert "emma's client shows in the conversation (" in flat
     assert "another app" in flat and "[Block and report]" in flat and "help: https://" in flat
     assert "no safety notice reached emma" not in flat

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 MODES = ("safeguarded", "on-device", "e2ee-only")
 # Written for the demo: moving the chat to another app, then secrecy (docs/detection.md).
-GROOMING = ["Add me on snap, my username there is coach_frank_22",
+GROOMING = ["Add me on snap, my username there is frankie_22",
             "It's our secret, don't tell your parents about it"]
 AUDIT_MESSAGES = 10
 
@@ -173,8 +173,8 @@ async def _contact_and_chat(console: Console, cast: _Cast) -> list[IncomingMessa
     for who, other in ((emma, frank), (frank, emma)):
         console.print(f"  {who.user_id}'s client, {conversation}: "
                       f"{_banner(await who.conversation_policy(other.user_id))}")
-    lines = [("frank", "emma", "Great game on Saturday! Training moves to 5pm on Thursday."),
-             ("emma", "frank", "ok thanks coach, see you then")]
+    lines = [("frank", "emma", "Great game on Saturday, well played!"),
+             ("emma", "frank", "thanks, see you on Thursday")]
     messages = await _chat(console, cast, lines)
     console.print(f"  {len(lines)} messages, safety copies stored for {conversation}: "
                   f"[bold]{_copies(cast, conversation)}[/] — each sealed to the safety "
@@ -206,7 +206,7 @@ async def _detection(console: Console, cast: _Cast,
     quiet = await _notices(emma, 2.0)
     console.print(f"[bold]Detection:[/] the safety service scores every safety copy of "
                   f"emma's conversations for grooming behaviour (five languages, "
-                  f"docs/detection.md). The chat above about training: "
+                  f"docs/detection.md). The chat above about the game: "
                   f"[green]{len(quiet)} notices, nothing flagged[/]. Then frank writes:")
     messages = await _chat(console, cast, [("frank", "emma", text) for text in GROOMING])
     notices = await _notices(emma, WAIT_S, first=True)
@@ -244,7 +244,7 @@ def _alerts_table(console: Console, alerts: list[GuardianAlert],
     console.print(table)
     values = [str(getattr(a, name)) for a in alerts for name in fields]
     secrets = [m.text for m in messages] + [m.message_id for m in messages] + [
-        "snap", "coach_frank_22", "parents"]
+        "snap", "frankie_22", "parents"]
     leaked = [v for v in values if any(s in v for s in secrets)]
     if leaked:
         console.print(f"  [red]alert fields holding message content: {leaked}[/]")

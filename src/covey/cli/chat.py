@@ -173,7 +173,8 @@ class _Chat:
         """A safety notice in the conversation, with its one-command block-and-report."""
         number = next((n for n, m in enumerate(self.shown, 1) if m.key == notice.key), None)
         action = (f"/block-report {number} grooming_or_enticement" if number is not None
-                  else f"covey report {notice.message_id} --category grooming_or_enticement --block")
+                  else f"covey report {notice.message_id} --category grooming_or_enticement "
+                       "--block")
         self.console.print(f"[bold yellow]⚠ safety notice ({escape(notice.sender_user)}):[/] "
                            f"{escape(notice.text)}\n  [bold]block and report:[/] "
                            f"{escape(action)} · help: {escape(notice.help_url)}")

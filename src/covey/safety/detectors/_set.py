@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,28 +76,41 @@ class DetectorSet:
         if unknown:
             raise InvalidInput(f"unknown detectors {unknown}; available: {sorted(registry)}",
                                code="detector_unknown")
-        self._entries: list[_Entry] = []
-        for name, options in sorted(config.items()):
+        self._config = {name: dict(options) for name, options in sorted(config.items())}
+        self._entries: list[_Entry] | None = None
+        # Built on first use (a relay in mode e2ee-only never pays for the lexicons); the
+        # scan queue warms it up in a thread, so the lock keeps one build at a time.
+        self._lock = threading.Lock()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._config)
+
+    def _build(self) -> list[_Entry]:
+        registry = available_detectors()
+        entries = []
+        for name, options in self._config.items():
             cls = registry[name]
             paths = [Path(p) for p in cls.watched_paths(options)]
             entry = _Entry(name, options, paths, _stamp(paths), None)
             try:
                 entry.detector = cls.from_options(options)
             except (CoveyError, OSError, ValueError) as exc:
-                if not paths:  # bad options, not a file being edited: the operator's to fix
-                    raise
-                # A missing or broken file: messaging goes on; built when the file is fixed.
-                log.warning("detector %s not built (it runs once its file is fixed): %s",
-                            name, getattr(exc, "message", exc))
-            self._entries.append(entry)
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(entry.name for entry in self._entries)
+                # Messaging goes on; a detector with a file is built when the file is fixed.
+                log.warning("detector %s not built: %s", name, getattr(exc, "message", exc))
+            entries.append(entry)
+        return entries
 
     def current(self) -> list[Detector]:
         """The detectors now, rebuilding any whose files changed since the last call."""
+        with self._lock:
+            return self._current()
+
+    def _current(self) -> list[Detector]:
         registry = available_detectors()
+        if self._entries is None:
+            self._entries = self._build()
+            return [e.detector for e in self._entries if e.detector is not None]
         for entry in self._entries:
             if not entry.paths:
                 continue

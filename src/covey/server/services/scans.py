@@ -139,6 +139,12 @@ class ScanQueue:
 
     async def _run(self) -> None:
         interval = max(0.05, self._settings.scan_sweep_interval_s)
+        if self._settings.safety_mode == "safeguarded":
+            # Build the detectors (lexicons) now, off the event loop, not on the first scan.
+            try:
+                await asyncio.to_thread(self._detectors)
+            except Exception:
+                log.exception("building the detectors failed")
         while True:
             try:
                 await self._sweep()
