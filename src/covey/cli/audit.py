@@ -23,6 +23,7 @@ from covey.safety.policy import PolicyMode, parse_mode
 from covey.safety.visibility import (
     CATALOG,
     DATA_DIR_FILES,
+    DETECTION,
     Audience,
     Visibility,
     catalog_json,
@@ -77,6 +78,7 @@ def visibility(
     if as_json:
         typer.echo(json.dumps({
             "mode": chosen.value,
+            "detection": DETECTION[chosen],
             "classes": {v.value: v.meaning for v in Visibility},
             "retention_settings": values,
             "catalog": catalog_json(chosen, values),
@@ -88,6 +90,7 @@ def visibility(
         }, indent=2, sort_keys=True))
         return
     console.print(f"[bold]mode {chosen.value}[/]: {_MODE_SUMMARY[chosen]}")
+    console.print(f"[bold]detection[/]: {DETECTION[chosen]}")
     console.print(render_catalog(chosen, values))
     console.print(_legend())
     if report is not None:

@@ -353,6 +353,23 @@ DATA_DIR_FILES: Mapping[str, tuple[Visibility, str, Retention]] = {
 }
 
 
+# What detection (the grooming scorer, phrase lists: docs/detection.md) reveals, per mode.
+DETECTION: Mapping[PolicyMode, str] = {
+    PolicyMode.SAFEGUARDED: (
+        "the server scores every safety copy for grooming behaviour: it learns which of a "
+        "child's conversations show which behaviours (detector_states: levels, alerts, "
+        "message ids and offsets, no text); the child gets a notice, guardians the "
+        "behaviour category (never content), moderators a report with the verified "
+        "messages"),
+    PolicyMode.ON_DEVICE: (
+        "the child's own client scores incoming messages with signed rules from the "
+        "server; notices stay on the device; the server learns nothing of a detection "
+        "(no copy, no state, no alert, no report) unless the child reports, and only "
+        "that the rules were fetched"),
+    PolicyMode.E2EE_ONLY: "no detection anywhere; only what a participant reports",
+}
+
+
 def coverage_problems(tables: Iterable[Any],
                       catalog: Mapping[str, TableVisibility] = CATALOG) -> list[str]:
     """Every table and column of `tables` (SQLAlchemy `Table`s) not in the catalog, and
