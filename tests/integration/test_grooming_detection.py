@@ -155,6 +155,11 @@ async def test_safeguarded_grooming_notices_the_child_alerts_the_guardian_and_re
     ((state,),) = await _rows(covey_server, "SELECT state FROM detector_states")
     for word in ("snap", "mal_22", "parents", "secret ", "alone"):
         assert word not in state
+    # The notice's one tap: a verified report of the message, and a block.
+    receipt = await kid.block_and_report(escalated)
+    assert (receipt.attribution, receipt.blocked, receipt.reported_message_verified) == (
+        "verified", True, True)
+    assert "mallory" in await kid.blocked()
 
 
 async def test_peers_weigh_less_and_adults_are_never_scanned(
