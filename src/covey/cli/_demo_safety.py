@@ -262,7 +262,8 @@ async def _audit_server(cast: _Cast, mode: str, wallets: dict[str, bytes]) -> Vi
                            env={"COVEY_SAFETY_MODE": mode,
                                 "COVEY_TRUST_REGISTRY": str(_issuer(cast).registry),
                                 "COVEY_TRUST_REGISTRY_KEY": _issuer(cast).operator_public_key})
-    await asyncio.to_thread(server.start)
+    # Three relays start at once: allow a loaded machine more than the default 30 s.
+    await asyncio.to_thread(server.start, None, 90)
     clients: dict[str, Client] = {}
     try:
         for name, wallet in wallets.items():
