@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     console_login_backoff_max_s: float = 900.0
     console_password_checks: int = Field(
         default=2, description="concurrent argon2 password checks (64 MiB each)")
+    transparency_min_count: int = Field(
+        default=10, ge=1, description="the public transparency page shows counts below "
+        "this as 'hidden', so a small count cannot single out a child")
     esp_contact_name: str = "Covey Trust and Safety"
     esp_contact_email: str = "safety@covey.invalid"
     # Age assurance (docs/age-assurance.md, docs/operations.md).

@@ -37,3 +37,15 @@ def test_no_help_page_shows_a_type_for_a_flag() -> None:
         result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "100"})
         assert result.exit_code == 0, (path, result.output)
         assert "<bool>" not in result.output, path
+
+
+def test_every_help_page_has_an_example_of_its_own_command() -> None:
+    _load_commands([])
+    root = typer.main.get_command(app)
+    for path in _command_paths(root):
+        result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "80"})
+        assert result.exit_code == 0, (path, result.output)
+        flat = " ".join(result.output.replace("│", " ").split())
+        assert "Example" in flat, path
+        example = flat[flat.index("Example"):]
+        assert " ".join(("covey", *path)) in example, (path, example[:200])

@@ -21,7 +21,8 @@ setattr(TyperOption, "display_type_rich", _flag_without_type)  # noqa: B010
 
 app = typer.Typer(
     name="covey",
-    help="Covey: end-to-end encrypted messaging that keeps children safe.",
+    help="Covey: end-to-end encrypted messaging that keeps children safe.\n\n"
+         "Example: covey demo, then covey server (README.md: \"Try it yourself\")",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -54,6 +55,9 @@ def _load_commands(argv: list[str]) -> None:
     wanted = [argv[0]] if argv and argv[0] in _COMMAND_MODULES else _COMMAND_MODULES
     for name in wanted:
         importlib.import_module(f"covey.cli.{name}")
+    from covey.cli._examples import add_examples
+
+    add_examples(app)
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from covey.age import years_before
+from covey.cli._demo_common import Glossary
 from covey.client import Client, ClientError
 from covey.server.process import ServerProcess, free_port, wait_until_healthy
 
@@ -32,6 +33,7 @@ class _Cast(Protocol):
     server: ServerProcess
     clients: dict[str, Client]
     issuer: IssuerService | None
+    glossary: Glossary
 
     def store(self, name: str) -> Path: ...
 
@@ -169,6 +171,7 @@ async def _scene_body(console: Console, cast: _Cast, issuer: IssuerService) -> N
         console.print(f"  {name} proved [bold]{status.band}[/] to the relay: a predicate proof "
                       f"on birthdate_dateint against a single-use nonce; the relay never saw "
                       f"the birth date")
+    cast.glossary.explain(console, "predicate", "nonce")
     console.print(_band_table([(n, (await cast.clients[n].whoami()).age) for n in people]))
 
     # A replayed proof: the same presentation bytes, submitted twice.

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from covey.client import Client
@@ -105,9 +106,11 @@ async def scene_reports(console: Console, cast: _Cast) -> None:
             json={"report": forged},
             headers={"Authorization": f"Bearer {dana._api.token}"})
     error = answer.json().get("error", {})
+    items = error.get("details", {}).get("items") or []
+    why = "; ".join(f"message {item.get('message_id', '?')[:8]}… {item.get('status')}"
+                    for item in items if isinstance(item, dict)) or error.get("message", "")
     console.print(f"A forged report (the text changed after the fact) is refused: "
-                  f"[red]{answer.status_code} {error.get('code')}[/] — "
-                  f"{error.get('details', {}).get('items')}")
+                  f"[red]{answer.status_code} {error.get('code')}[/] — {escape(why)}")
 
     out = cast.root / "law-enforcement"
     out.mkdir(exist_ok=True)

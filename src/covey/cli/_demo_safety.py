@@ -47,6 +47,9 @@ MODES = ("safeguarded", "on-device", "e2ee-only")
 GROOMING = ["Add me on snap, my username there is frankie_22",
             "It's our secret, don't tell your parents about it"]
 AUDIT_MESSAGES = 10
+# Sent while the recipient's device is offline: their ciphertext waits on the server.
+AUDIT_QUEUED = 4
+START_TIMEOUT_S = 120.0
 
 
 def _banner(policy: ConversationPolicyBody) -> str:
@@ -236,8 +239,9 @@ async def _detection(console: Console, cast: _Cast,
 def _alerts_table(console: Console, alerts: list[GuardianAlert],
                   messages: list[IncomingMessage]) -> None:
     fields = [f.name for f in dataclasses.fields(GuardianAlert)]
-    table = Table("field", *[f"alert {n}" for n in range(1, len(alerts) + 1)],
-                  title="grace's guardian alerts about emma: every field, as received")
+    table = Table(title="grace's guardian alerts about emma: every field, as received")
+    for header in ("field", *[f"alert {n}" for n in range(1, len(alerts) + 1)]):
+        table.add_column(header, overflow="fold")
     for name in fields:
         table.add_row(name, *["—" if getattr(a, name) is None else str(getattr(a, name))
                               for a in alerts])
@@ -255,15 +259,17 @@ def _alerts_table(console: Console, alerts: list[GuardianAlert],
 
 async def _audit_server(cast: _Cast, mode: str, wallets: dict[str, bytes]) -> VisibilityReport:
     """One short-lived relay in `mode`: frank and grace, frank and emma exchange
-    AUDIT_MESSAGES messages each; then the audit measures its database."""
+    AUDIT_MESSAGES messages each, delivered and acknowledged (the server deletes their
+    ciphertext); then frank sends AUDIT_QUEUED more to each while their devices are
+    offline (the server holds that ciphertext), and the audit measures its database."""
     root = cast.root / f"audit-{mode}"
     server = ServerProcess(f"sqlite+aiosqlite:///{root / 'server' / 'covey.db'}",
                            root / "server", log_path=root / "server.log",
                            env={"COVEY_SAFETY_MODE": mode,
                                 "COVEY_TRUST_REGISTRY": str(_issuer(cast).registry),
                                 "COVEY_TRUST_REGISTRY_KEY": _issuer(cast).operator_public_key})
-    # Three relays start at once: allow a loaded machine more than the default 30 s.
-    await asyncio.to_thread(server.start, None, 90)
+    # Three relays start at once: on a busy machine that takes longer than one.
+    await asyncio.to_thread(server.start, None, START_TIMEOUT_S)
     clients: dict[str, Client] = {}
     try:
         for name, wallet in wallets.items():
@@ -280,6 +286,12 @@ async def _audit_server(cast: _Cast, mode: str, wallets: dict[str, bytes]) -> Vi
                 await sender.send_text(to.user_id, f"audit message {n + 1} of {AUDIT_MESSAGES}")
                 await to.next_message(WAIT_S)
         await _until_acknowledged(root / "server" / "covey.db")
+        for other in (grace, emma):
+            await clients.pop(other.user_id).close()
+            for n in range(AUDIT_QUEUED):
+                await frank.send_text(other.user_id, f"while you were away, {n + 1} of "
+                                                     f"{AUDIT_QUEUED}")
+        await frank.flush()
         return await measure_visibility(server.database_url, mode)
     finally:
         for client in clients.values():
@@ -298,7 +310,9 @@ async def _until_acknowledged(database: Path) -> None:
 async def _audit(console: Console, cast: _Cast) -> None:
     console.print(f"[bold]Visibility audit:[/] the same workload on three short-lived relays, "
                   f"one per mode (COVEY_SAFETY_MODE), each on its own SQLite file: frank ↔ "
-                  f"grace (16+) and frank ↔ emma (under-16), {AUDIT_MESSAGES} messages each. "
+                  f"grace (16+) and frank ↔ emma (under-16), {AUDIT_MESSAGES} messages each, "
+                  f"then {AUDIT_QUEUED} more each while grace's and emma's devices are "
+                  f"offline (delivered ciphertext is deleted; undelivered ciphertext waits). "
                   f"To save the operator's time the demo reuses frank's, grace's and emma's "
                   f"wallets (their credentials from the school's issuer) for the new "
                   f"accounts, which prove their bands afresh to each relay.")
@@ -322,8 +336,8 @@ async def _audit(console: Console, cast: _Cast) -> None:
 
 
 async def scene_safety(console: Console, cast: _Cast, number: int = 7) -> None:
-    console.rule(f"[bold]{number}. Age-aware safety policy: who can read a conversation, "
-                 "who may reach a child")
+    console.rule(f"[bold]{number}. Age-aware safety policy")
+    console.print("Who can read a conversation, and who may reach a child.")
     console.print("  [dim]operator:[/] mode safeguarded, the default detectors (the "
                   "grooming scorer; COVEY_SAFETY_DETECTORS to choose)")
     await _adults(console, cast)

@@ -154,7 +154,8 @@ _ROWS = (
     ("readable", "readable bytes / 1,000 messages"),
     ("plaintext", "  of which message content"),
     ("metadata", "  of which metadata"),
-    ("ciphertext", "ciphertext (unreadable) / 1,000"),
+    ("mailbox_entries", "copies waiting for a device"),
+    ("ciphertext", "ciphertext held (unreadable) / 1,000"),
     ("commitment", "commitments (reveal nothing) / 1,000"),
 )
 _AUDIENCE_LABEL = {Audience.ADULTS: "adults (all 16+)",
@@ -162,8 +163,8 @@ _AUDIENCE_LABEL = {Audience.ADULTS: "adults (all 16+)",
 
 
 def _cell(tally: Any, key: str) -> str:
-    if key == "messages":
-        return _n(tally.messages)
+    if key in ("messages", "mailbox_entries"):
+        return _n(getattr(tally, key))
     return _n(per_thousand(getattr(tally, key), tally.messages))
 
 

@@ -18,12 +18,13 @@ import typer
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 from covey.cli import app
 from covey.cli._demo_age import IssuerService, scene_age
-from covey.cli._demo_common import WAIT_S, received, server_rows
+from covey.cli._demo_common import WAIT_S, Glossary, demo_console, received, server_rows
 from covey.cli._demo_reports import scene_reports
-from covey.cli._demo_safety import scene_safety
+from covey.cli._demo_safety import START_TIMEOUT_S, scene_safety
 from covey.client import Client, RoomKeyReceived
 from covey.errors import CoveyError
 from covey.server.process import ServerProcess
@@ -39,6 +40,7 @@ class _Cast:
     sent_texts: list[str] = field(default_factory=list)
     sent_files: list[bytes] = field(default_factory=list)
     issuer: IssuerService | None = None  # the school's issuer, from scene 5 on
+    glossary: Glossary = field(default_factory=Glossary)
 
     def store(self, name: str) -> Path:
         return self.root / "devices" / f"{name}.db"
@@ -100,6 +102,7 @@ async def _scene_direct(console: Console, cast: _Cast) -> None:
     console.print("Every message is franked: the recipient checks that the plaintext opens "
                   "the commitment the server saw (✓ commitment) and keeps the server's tag "
                   "(✓ tag), so it could prove what was sent in a report.")
+    cast.glossary.explain(console, "franked", "commitment", "tag")
     alice, bob, phone = (cast.clients[n] for n in ("alice-laptop", "bob", "alice-phone"))
     await _send(cast, "alice-laptop", "bob", "Hi Bob! Are we still on for climbing on Saturday?")
     received(console, "bob", await bob.next_message(WAIT_S))
@@ -129,6 +132,7 @@ async def _scene_group(console: Console, cast: _Cast) -> None:
     group = await alice.create_group("Climbing club", ["bob", "carol"])
     console.print(f"Alice created [bold]{group.name}[/] ({group.group_id}) with bob and carol, "
                   f"epoch {group.epoch}.")
+    cast.glossary.explain(console, "epoch")
     await _send(cast, "alice-laptop", group.group_id, "Welcome to the climbing club!")
     for name in ("bob", "carol", "alice-phone"):
         received(console, name, await cast.clients[name].next_message(WAIT_S))
@@ -188,13 +192,12 @@ def _show_server_storage(console: Console, cast: _Cast) -> None:
     rows = server_rows(
         cast.database, "SELECT m.conversation_id, m.sender_user, m.commitment, mb.body, "
         "mb.olm_type FROM mailbox mb JOIN messages m ON m.id = mb.message_pk ORDER BY mb.seq")
-    table = Table("conversation", "from", "franking commitment", "ciphertext (base64)",
-                  "size", title="What the server holds for Alice's phone (and any other "
-                  "undelivered device)")
+    table = Table("conversation", "from", "commitment", "ciphertext (base64)",
+                  "size", title="Held for Alice's phone while it is offline")
     for conversation, sender, commitment, body, olm_type in rows:
-        shown = "…" + (body or "")[-24:]
+        shown = "…" + (body or "")[-16:]
         kind = "Olm" if olm_type is not None else "Megolm"
-        table.add_row(conversation, sender, commitment[:20] + "…", shown,
+        table.add_row(conversation, sender, commitment[:12] + "…", shown,
                       f"{len(body or '') * 3 // 4} B {kind}")
     console.print(table)
 
@@ -207,6 +210,28 @@ def _show_server_storage(console: Console, cast: _Cast) -> None:
         console.print(f"Searched every byte of the server's database, WAL and blobs for the "
                       f"{len(cast.sent_texts)} texts and the picture sent: [green]none of them "
                       f"is there[/]. Sizes are padded to buckets (256 B, 512 B, …).")
+        cast.glossary.explain(console, "WAL")
+
+
+def _next_steps(console: Console) -> None:
+    """Where a newcomer goes from here: the README's walkthrough, by hand."""
+    steps = Text()
+    for command, what in (
+            ("covey server", "run your own server here; it prints its address and the "
+                             "console's"),
+            ("covey register --server http://127.0.0.1:8470 --store alice.db alice",
+             "an account on it (and bob's, in a second terminal)"),
+            ("covey chat --store alice.db --to bob",
+             "talk; /report N CATEGORY reports line N to the moderators"),
+            ("covey admin create-user mod --role moderator",
+             "a console account: log in at http://127.0.0.1:8470/console/"),
+            ("covey audit visibility", "what your server can read, measured"),
+            ("covey COMMAND --help", "every command, with an example")):
+        steps.append("$ ", style="dim").append(command, style="bold").append("\n")
+        steps.append(f"    {what}\n", style="italic")
+    steps.append('The README\'s "Try it yourself" walks through them to a report in the '
+                 "console.")
+    console.print(Panel(steps, title="What to try next", title_align="left"))
 
 
 async def _run_demo(root: Path, console: Console) -> None:
@@ -216,13 +241,13 @@ async def _run_demo(root: Path, console: Console) -> None:
                                 # the console on plain http://127.0.0.1
                                 "COVEY_CONSOLE_ALLOW_HTTP": "true"})
     with console.status("Starting a real covey server on a temporary SQLite database…"):
-        await asyncio.to_thread(server.start)
-    console.print(Panel.fit(f"covey server running at [bold]{server.url}[/]\n"
-                            f"database: {root / 'server' / 'covey.db'}\n"
-                            "Scenes 1 to 4 show the messaging core with the operator's "
-                            "[bold]e2ee-only[/] mode (COVEY_SAFETY_MODE=e2ee-only);\n"
-                            "from scene 5 the server runs the default, [bold]safeguarded[/].",
-                            title="Covey demo"))
+        await asyncio.to_thread(server.start, None, START_TIMEOUT_S)
+    console.print(Panel(f"covey server running at [bold]{server.url}[/]\n"
+                        f"database: {root / 'server' / 'covey.db'}\n"
+                        "Scenes 1 to 4 show the messaging core with the operator's "
+                        "[bold]e2ee-only[/] mode (COVEY_SAFETY_MODE=e2ee-only); from scene 5 "
+                        "the server runs the default, [bold]safeguarded[/].",
+                        title="Covey demo", title_align="left"))
     cast = _Cast(root=root, server=server)
     (root / "devices").mkdir(parents=True, exist_ok=True)
     try:
@@ -239,6 +264,7 @@ async def _run_demo(root: Path, console: Console) -> None:
                       "commitment; from scene 5 on, each message in a conversation with an "
                       "under-16 or unverified participant also carried a safety copy the "
                       "server could read.")
+        _next_steps(console)
     finally:
         for client in cast.clients.values():
             await client.close()
@@ -252,7 +278,7 @@ def demo(
     keep: Annotated[bool, typer.Option(help="keep the temporary server and device files")] = False,
 ) -> None:
     """Start a real server on a temporary SQLite database and show Covey end to end."""
-    console = Console()
+    console = demo_console()
     root = Path(tempfile.mkdtemp(prefix="covey-demo-"))
     try:
         asyncio.run(_run_demo(root, console))

@@ -19,6 +19,13 @@ def _default(field: str) -> str:
     return f"{Settings.model_fields[field].default} or COVEY_{field.upper()}"
 
 
+def _registry_line(settings: Settings) -> str:
+    if settings.trust_registry is None:
+        return ("age issuers: none (no trust registry): nobody can prove an age band; set "
+                "--trust-registry")
+    return escape(f"age issuers from {settings.trust_registry}")
+
+
 @app.command("server")
 def server(
     host: Annotated[str | None, typer.Option(
@@ -30,11 +37,20 @@ def server(
         show_default=_default("database_url"))] = None,
     data_dir: Annotated[Path | None, typer.Option(
         help="blobs and the server key", show_default=_default("data_dir"))] = None,
+    trust_registry: Annotated[str | None, typer.Option(
+        help="trusted age-credential issuers: a signed registry file or https:// URL "
+             "(`covey issuer publish`); none: nobody can prove an age band",
+        show_default="none or COVEY_TRUST_REGISTRY")] = None,
+    trust_registry_key: Annotated[str | None, typer.Option(
+        help="the operator's Ed25519 public key the registry is signed with (`covey "
+             "issuer operator-key` prints it)",
+        show_default="none or COVEY_TRUST_REGISTRY_KEY")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
 ) -> None:
     """Run the Covey relay server.
 
     Example: covey server --database-url sqlite+aiosqlite:///covey.db --port 8470
+    --trust-registry trust-registry.json --trust-registry-key BASE64KEY
     """
     import os
     import sys
@@ -46,7 +62,8 @@ def server(
 
     console = Console(highlight=False, stderr=True, soft_wrap=True)
     settings = settings_or_exit(console, host=host, port=port, database_url=database_url,
-                                data_dir=data_dir)
+                                data_dir=data_dir, trust_registry=trust_registry,
+                                trust_registry_key=trust_registry_key)
     problem = asyncio.run(database_problem(settings.database_url))
     if problem is not None:
         console.print(f"[red]{escape(problem)}[/]")
@@ -55,7 +72,8 @@ def server(
     console.print(f"Covey relay on [bold]{base}[/] · mode {settings.safety_mode} · "
                   f"{escape(database_label(settings.database_url))} · data "
                   f"{escape(str(settings.data_dir))}\n"
-                  f"  moderation console: {base}/console/  ·  health: {base}/healthz")
+                  f"  moderation console: {base}/console/  ·  health: {base}/healthz\n"
+                  f"  {_registry_line(settings)}")
     # The SQLite writer thread hands the GIL back and forth with the event loop around
     # every fsync; the default 5 ms switch interval would stall each commit that long.
     sys.setswitchinterval(0.0005)

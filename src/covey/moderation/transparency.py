@@ -45,3 +45,44 @@ def transparency_counts(rows: Iterable[TransparencyRow]) -> dict[str, Any]:
     for dimension, counter in counters.items():
         result[f"by_{dimension}"] = dict(sorted(counter.items()))
     return result
+
+
+def month_range_ms(first: str, last: str) -> tuple[int, int]:
+    """[start of month `first`, start of the month after `last`) in ms; YYYY-MM each."""
+    start = datetime.strptime(first, "%Y-%m").replace(tzinfo=UTC)
+    end = datetime.strptime(last, "%Y-%m").replace(tzinfo=UTC)
+    after = end.replace(year=end.year + end.month // 12, month=end.month % 12 + 1)
+    return int(start.timestamp() * 1000), int(after.timestamp() * 1000)
+
+
+def suppress_small_counts(counts: dict[str, Any], threshold: int) -> dict[str, Any]:
+    """The public form of `transparency_counts`: every count from 1 to `threshold` - 1 is
+    replaced by None (shown as "hidden"), so a small count cannot point at the few
+    children behind it. Within a dimension whose cells add up to the shown total, one
+    hidden cell could be worked out by subtraction, so the next smallest cell is hidden
+    too; the verified count is hidden when the unverified rest is small."""
+    def small(n: int) -> bool:
+        return 0 < n < threshold
+
+    total = int(counts["total"])
+    if small(total):
+        return {"total": None, "reported_message_verified": None,
+                **{k: {name: None for name in v} for k, v in counts.items()
+                   if k.startswith("by_")}}
+    verified = int(counts["reported_message_verified"])
+    result: dict[str, Any] = {
+        "total": total,
+        "reported_message_verified": None if small(verified) or small(total - verified)
+        else verified}
+    for key, cells in counts.items():
+        if not key.startswith("by_"):
+            continue
+        shown: dict[str, int | None] = {name: None if small(n) else n
+                                        for name, n in cells.items()}
+        hidden = [name for name, n in shown.items() if n is None]
+        if len(hidden) == 1:
+            rest = sorted((n, name) for name, n in shown.items() if n)
+            if rest:
+                shown[rest[0][1]] = None
+        result[key] = shown
+    return result

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from covey.errors import InvalidInput
 from covey.protocol._encoding import canonical_json
 from covey.protocol.ids import BlobId, ConversationId, MessageId
-from covey.protocol.secrets import FrankingKey
+from covey.protocol.secrets import FrankingKey, RedactedSecretFields
 
 MAX_TEXT_BYTES = 64 * 1024
 # Attachment references one message may carry (docs/protocol.md): each one is a blob the
@@ -24,7 +24,7 @@ MIN_BUCKET = 256
 PAD_MARKER = b"\x80"
 
 
-class _Strict(BaseModel):
+class _Strict(RedactedSecretFields, BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -32,7 +32,7 @@ class AttachmentRef(_Strict):
     """An encrypted blob: its key and the SHA-256 of its stored ciphertext are franked."""
 
     blob_id: BlobId
-    key: str = Field(description="base64 AES-256-GCM key (32 bytes)")
+    key: str = Field(description="base64 AES-256-GCM key (32 bytes)", repr=False)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hex SHA-256 of nonce‖ciphertext")
     size: int = Field(ge=0, description="plaintext size in bytes")
     mime: str = Field(default="application/octet-stream", max_length=255)
@@ -44,7 +44,7 @@ class RoomKey(_Strict):
 
     group_id: str
     session_id: str
-    session_key: str
+    session_key: str = Field(repr=False)
     epoch: int = Field(ge=0)
 
 
@@ -60,7 +60,7 @@ class MessageContent(_Strict):
     attachments: tuple[AttachmentRef, ...] = Field(default=(),
                                                    max_length=MAX_ATTACHMENTS_PER_MESSAGE)
     room_key: RoomKey | None = None
-    franking_key: str = Field(description="base64 32-byte franking key")
+    franking_key: str = Field(description="base64 32-byte franking key", repr=False)
 
     @field_validator("text")
     @classmethod

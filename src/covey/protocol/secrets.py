@@ -5,10 +5,28 @@ from __future__ import annotations
 import hmac
 import secrets as _secrets
 from dataclasses import dataclass, field
-from typing import Self
+from typing import Any, Self
 
 from covey.errors import InvalidInput
 from covey.protocol._encoding import b64decode, b64encode
+
+
+class _Redacted:
+    def __repr__(self) -> str:
+        return "<redacted>"
+
+
+REDACTED: Any = _Redacted()
+
+
+class RedactedSecretFields:
+    """Pydantic mixin: a field declared with `Field(repr=False)` (a key, a token) shows as
+    `<redacted>` in `repr` and `str`, so a logged or printed model never carries it."""
+
+    def __repr_args__(self) -> Any:
+        fields = type(self).model_fields  # type: ignore[attr-defined]
+        for name, info in fields.items():
+            yield name, getattr(self, name) if info.repr else REDACTED
 
 
 @dataclass(frozen=True, eq=False)

@@ -19,6 +19,7 @@ from covey.protocol.ids import (
     MessageId,
     UserId,
 )
+from covey.protocol.secrets import RedactedSecretFields
 
 # Canonical base64 only: the bits of the last character past the data must be zero (so
 # each value has one spelling, not four); `_encoding.b64decode` checks the same.
@@ -37,7 +38,7 @@ MAX_CLAIM_DEVICES = 1024
 MAX_GROUP_MEMBERS = 256
 
 
-class WireModel(BaseModel):
+class WireModel(RedactedSecretFields, BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -99,12 +100,12 @@ class RegisterResponse(WireModel):
 
 
 class LinkTokenResponse(WireModel):
-    link_token: str
+    link_token: str = Field(repr=False)
     expires_at_ms: int
 
 
 class AddDeviceRequest(WireModel):
-    link_token: Annotated[str, Field(min_length=16, max_length=128)]
+    link_token: Annotated[str, Field(min_length=16, max_length=128, repr=False)]
     device: DeviceKeys
 
 
@@ -125,7 +126,7 @@ class TokenRequest(WireModel):
 
 
 class TokenResponse(WireModel):
-    token: str
+    token: str = Field(repr=False)
     expires_at_ms: int
     one_time_key_count: int
 
@@ -545,13 +546,13 @@ class UserIdList(WireModel):
 
 
 class InviteResponse(WireModel):
-    token: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{43}$")]
+    token: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{43}$", repr=False)]
     group_id: GroupId
     expires_ms: int
 
 
 class JoinRequest(WireModel):
-    token: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{43}$")]
+    token: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{43}$", repr=False)]
 
 
 # --- guardians (docs/safety-policy.md#guardians) -------------------------------------

@@ -245,6 +245,14 @@ CATALOG: Mapping[str, TableVisibility] = {
         "under <data_dir>/escalations, deleted with the evidence", _KEPT, {
             "report_id": meta(), "bundle_id": meta(), "actor": meta(), "created_ms": meta(),
             "directory": meta("path of the escalation package")}),
+    # --- the console's own work (schema_console.py) -------------------------------------
+    "report_assignments": TableVisibility("which moderator a report is assigned to", _KEPT, {
+        "report_id": meta(), "moderator": meta(), "assigned_by": meta(),
+        "assigned_ms": meta()}),
+    "report_notes": TableVisibility("moderators' notes on a report", _KEPT, {
+        "id": meta(), "report_id": meta(), "author": meta(), "created_ms": meta(),
+        "text": readable("a moderator's own note, as typed (may quote the evidence)",
+                         reader="moderators")}),
     "audit_log": TableVisibility("moderation audit log", _KEPT, {
         "id": meta(), "at_ms": meta(), "actor": meta(), "action": meta(),
         "report_id": meta(), "detail": meta("short description of the action, no content")}),

@@ -15,8 +15,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from covey.server.api import reports as reports_api
 from covey.server.api.limits import BodyLimitMiddleware
 from covey.server.services import Services, load_or_create_server_key
+from covey.server.services.casework import CaseworkService
 from covey.server.services.moderation import ModerationService
 from covey.server.services.reports import ReportService
+from covey.server.storage.console_repo import ConsoleRepository
 from covey.server.storage.reports_repo import ReportRepository
 from covey.settings import Settings
 
@@ -76,6 +78,8 @@ async def start_reporting(app: FastAPI, settings: Settings, services: Services) 
     services.messages.send_gate = reports.gate.check_send
     app.state.reports = reports
     app.state.moderation = moderation
+    app.state.casework = CaseworkService(settings, store, ConsoleRepository(services.repo),
+                                         services.age.band_of)
     app.state.settings = settings
     running = Reporting(reports, moderation)
     running.tasks.append(asyncio.create_task(reports.gate_loop(), name="covey-gate"))

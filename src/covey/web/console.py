@@ -21,14 +21,18 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 
 from covey.errors import CoveyError
+from covey.moderation.verify import ItemStatus, ItemVerification
+from covey.server.services.casework import MAX_NOTE_CHARS, CaseworkService
 from covey.server.services.moderation import (
     CONFIRMED_ACTIONS,
     MAX_REASON_CHARS,
     ConsoleSession,
     ModerationService,
 )
+from covey.server.storage.console_repo import QueueFilter
 from covey.settings import Settings
-from covey.web.charts import transparency_svg
+from covey.web import labels
+from covey.web.charts import dimension_svg
 
 _MAX_FORM = 16 * 1024
 _STATIC = Path(__file__).parent / "static"
@@ -41,6 +45,9 @@ NOTICES = {
                  "connections closed, and they can no longer log in or send.",
     "escalated": "Escalated: evidence bundle signed, CyberTipline XML validated against "
                  "the schema. The package is below.",
+    "assigned": "Report assigned.",
+    "unassigned": "Report unassigned.",
+    "noted": "Note added.",
 }
 ERRORS = {
     "bad_login": "Wrong username or password.",
@@ -53,6 +60,8 @@ ERRORS = {
     "evidence_purged": "The evidence of this report has been purged.",
     "unverified_claim": "This report is an unverified claim: its reported message did not "
                         "verify, so no action against a user is possible.",
+    "unknown_moderator": "There is no such console account to assign the report to.",
+    "empty_note": "A note needs some text.",
 }
 _ACTION_LABELS = {"suspend": "Suspend the reported user",
                   "escalate": "Escalate to law enforcement"}
@@ -61,6 +70,20 @@ templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 templates.env.filters["when"] = lambda ms: (
     "" if ms is None else datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S"))
 templates.env.filters["b64"] = lambda data: base64.b64encode(data).decode("ascii")
+templates.env.filters["category"] = labels.category
+templates.env.filters["band"] = labels.band
+templates.env.filters["status_words"] = labels.status
+templates.env.globals["labels"] = labels
+
+
+def reporters_own(item: ItemVerification, reporter: str) -> bool:
+    """A message the reporter sent themselves, complete but for a server tag: tags go to
+    recipients, so a reporter's own lines are never attested. Context, not evidence."""
+    return (item.item.context.sender_user == reporter and bool(item.findings)
+            and all(f.code is ItemStatus.UNATTESTED for f in item.findings))
+
+
+templates.env.globals["reporters_own"] = reporters_own
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
@@ -84,6 +107,11 @@ def _cookies(request: Request) -> _Cookies:
 
 def _moderation(request: Request) -> ModerationService:
     found: ModerationService = request.app.state.moderation
+    return found
+
+
+def _casework(request: Request) -> CaseworkService:
+    found: CaseworkService = request.app.state.casework
     return found
 
 
@@ -189,9 +217,27 @@ async def queue(request: Request) -> Response:
     session = await _session(request)
     if session is None:
         return _to_login()
-    rows = await _moderation(request).queue(session)
+    want = _queue_filter(request)
+    entries = await _casework(request).queue(session, want)
     backlog = await _moderation(request).detection_backlog()
-    return _page(request, "queue.html", session=session, rows=rows, backlog=backlog)
+    return _page(request, "queue.html", session=session, entries=entries, backlog=backlog,
+                 want=want, moderators=await _casework(request).moderators(),
+                 filtered=want != QueueFilter(view=want.view))
+
+
+def _queue_filter(request: Request) -> QueueFilter:
+    """The queue's filters from the query string; unknown values filter nothing."""
+    q = request.query_params
+    view = "handled" if q.get("view") == "handled" else "open"
+    priority = q.get("priority", "")
+    return QueueFilter(
+        view=view,
+        category=q.get("category", "") if q.get("category") in labels.CATEGORIES else "",
+        priority=int(priority) if priority in ("0", "1", "2", "3") else None,
+        reporter_band=q.get("band", "") if q.get("band") in labels.BANDS else "",
+        status=q.get("status", "") if q.get("status") in labels.STATUSES else "",
+        assignee=q.get("assignee", "")[:64],
+        query=q.get("q", "").strip()[:64])
 
 
 @router.get("/reports/{report_id}", response_class=HTMLResponse)
@@ -204,7 +250,12 @@ async def report(request: Request, report_id: str, notice: str = "",
         view = await _moderation(request).view(session, report_id)
     except CoveyError as exc:
         return _refused(request, session, exc.status, exc.message)
+    casework = _casework(request)
     return _page(request, "report.html", session=session, view=view,
+                 reported=await casework.reported_user(view.row),
+                 assignee=await casework.assignee(report_id),
+                 moderators=await casework.moderators(),
+                 notes=await casework.notes(report_id), max_note=MAX_NOTE_CHARS,
                  notice=NOTICES.get(notice, ""),
                  error=ERRORS.get(error, "The action failed." if error else ""))
 
@@ -224,6 +275,40 @@ async def act(request: Request, report_id: str) -> Response:
     except CoveyError as exc:
         return RedirectResponse(f"{target}?error={_error_code(exc)}", status_code=303)
     return RedirectResponse(f"{target}?notice={outcome}", status_code=303)
+
+
+@router.post("/reports/{report_id}/assign")
+async def assign(request: Request, report_id: str) -> Response:
+    session, form, refused = await _checked_post(request)
+    if refused is not None or session is None:
+        return refused or _to_login()
+    target = f"/console/reports/{quote(report_id)}"
+    moderator = form.get("moderator", "").strip()
+    try:
+        row = await _moderation(request).report_row(report_id)
+        outcome = await _casework(request).assign(
+            session, row, session.username if moderator == "me" else moderator)
+    except CoveyError as exc:
+        if exc.code == "unknown_report":
+            return _refused(request, session, exc.status, exc.message)
+        return RedirectResponse(f"{target}?error={_error_code(exc)}", status_code=303)
+    return RedirectResponse(f"{target}?notice={outcome}", status_code=303)
+
+
+@router.post("/reports/{report_id}/notes")
+async def add_note(request: Request, report_id: str) -> Response:
+    session, form, refused = await _checked_post(request)
+    if refused is not None or session is None:
+        return refused or _to_login()
+    target = f"/console/reports/{quote(report_id)}"
+    try:
+        row = await _moderation(request).report_row(report_id)
+        await _casework(request).add_note(session, row, form.get("text", ""))
+    except CoveyError as exc:
+        if exc.code == "unknown_report":
+            return _refused(request, session, exc.status, exc.message)
+        return RedirectResponse(f"{target}?error={_error_code(exc)}#notes", status_code=303)
+    return RedirectResponse(f"{target}?notice=noted#notes", status_code=303)
 
 
 async def _confirm(request: Request, session: ConsoleSession, report_id: str, action: str,
@@ -278,10 +363,14 @@ async def transparency(request: Request) -> Response:
     session = await _session(request)
     if session is None:
         return _to_login()
-    counts = await _moderation(request).transparency(session.actor)
-    svg = transparency_svg(counts)
+    start, end = _range(request)
+    try:
+        counts = await _casework(request).transparency(session, start, end)
+    except CoveyError as exc:
+        return _refused(request, session, exc.status, exc.message)
     return _page(request, "transparency.html", session=session, counts=counts,
-                 chart=base64.b64encode(svg.encode("utf-8")).decode("ascii"))
+                 charts=_chart(counts), start=start, end=end, public=False,
+                 json_url="/console/transparency.json" + _range_query(start, end))
 
 
 @router.get("/transparency.json")
@@ -289,6 +378,75 @@ async def transparency_json(request: Request) -> Response:
     session = await _session(request)
     if session is None:
         return _to_login()
-    counts = await _moderation(request).transparency(session.actor)
-    return Response(json.dumps(counts, indent=2),
-                    media_type="application/json")
+    start, end = _range(request)
+    try:
+        counts = await _casework(request).transparency(session, start, end)
+    except CoveyError as exc:
+        return Response(json.dumps({"error": exc.code, "message": exc.message}),
+                        status_code=exc.status, media_type="application/json")
+    return Response(json.dumps(counts, indent=2), media_type="application/json")
+
+
+@router.get("/public/transparency", response_class=HTMLResponse)
+async def public_transparency(request: Request) -> Response:
+    """The public transparency report: aggregates of completed months, no login, and every
+    count under `transparency_min_count` hidden (see `suppress_small_counts`)."""
+    try:
+        months, first, last, counts = await _public_counts(request)
+    except CoveyError as exc:
+        return _refused(request, None, exc.status, exc.message)
+    threshold = request.app.state.settings.transparency_min_count
+    return _page(request, "transparency.html", session=None, counts=counts,
+                 charts=_chart(counts, threshold) if counts else {}, start=first, end=last,
+                 public=True, months=months, threshold=threshold,
+                 json_url="/console/public/transparency.json" + _range_query(first, last))
+
+
+@router.get("/public/transparency.json")
+async def public_transparency_json(request: Request) -> Response:
+    try:
+        _, first, last, counts = await _public_counts(request)
+    except CoveyError as exc:
+        return Response(json.dumps({"error": exc.code, "message": exc.message}),
+                        status_code=exc.status, media_type="application/json")
+    body = {"from": first or None, "to": last or None,
+            "suppressed_below": request.app.state.settings.transparency_min_count,
+            "note": "null means hidden: fewer than suppressed_below, or hidden because a "
+                    "small count could be worked out from it and the total", "counts": counts}
+    return Response(json.dumps(body, indent=2), media_type="application/json")
+
+
+async def _public_counts(request: Request,
+                         ) -> tuple[list[str], str, str, dict[str, Any] | None]:
+    """The published months, the range asked for (default: all of them) and its counts
+    (None while no month is complete)."""
+    casework = _casework(request)
+    months = await casework.public_months()
+    first, last = _range(request)
+    if not months:
+        return months, first, last, None
+    first, last = first or months[-1], last or months[0]
+    return months, first, last, await casework.public_transparency(first, last)
+
+
+def _range(request: Request) -> tuple[str, str]:
+    q = request.query_params
+    return q.get("from", "").strip()[:10], q.get("to", "").strip()[:10]
+
+
+def _range_query(start: str, end: str) -> str:
+    parts = [f"{k}={quote(v)}" for k, v in (("from", start), ("to", end)) if v]
+    return ("?" + "&".join(parts)) if parts else ""
+
+
+def _chart(counts: dict[str, Any], threshold: int | None = None) -> dict[str, str]:
+    """One base64 SVG per dimension for the page's grid of charts, and a wide month
+    chart for wide screens (`by_month_wide`)."""
+    def b64(svg: str) -> str:
+        return base64.b64encode(svg.encode("utf-8")).decode("ascii")
+
+    charts = {key: b64(dimension_svg(counts, key, suppressed_below=threshold))
+              for key in counts if key.startswith("by_")}
+    charts["by_month_wide"] = b64(dimension_svg(counts, "by_month",
+                                                suppressed_below=threshold, wide=True))
+    return charts

@@ -118,7 +118,7 @@ def attestation_key_path(settings: Settings) -> Path:
 class ConsoleSession:
     username: str
     role: Role
-    csrf_token: str
+    csrf_token: str = field(repr=False)
 
     @property
     def actor(self) -> str:

@@ -6,7 +6,7 @@ SQLite), like the relay's own writes."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
@@ -71,7 +71,7 @@ class AuditRow:
 @dataclass(frozen=True)
 class ModeratorRow:
     username: str
-    password_hash: str
+    password_hash: str = field(repr=False)
     role: str
     disabled: bool = False
 
@@ -80,7 +80,7 @@ class ModeratorRow:
 class SessionRow:
     username: str
     role: str
-    csrf_token: str
+    csrf_token: str = field(repr=False)
     expires_ms: int
 
 
