@@ -1,7 +1,7 @@
 """Detection benchmarks, JSON lines: grooming scorer quality and speed
 (`_grooming_bench.py`), and image matching (`_images_bench.py`) where present.
 
-    python benchmarks/detection.py [--only grooming|images] [part options]
+    python benchmarks/detection.py [--only grooming|grooming_server|images] [part options]
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-PARTS = {"grooming": "_grooming_bench", "images": "_images_bench"}
+PARTS = {"grooming": "_grooming_bench", "grooming_server": "_grooming_server_bench",
+         "images": "_images_bench"}
 
 
 def main() -> None:

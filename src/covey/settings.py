@@ -162,6 +162,19 @@ class Settings(BaseSettings):
     detector_report_min_severity: str = Field(
         default="medium", description="detector signals at or above this severity (low, "
         "medium, high) raise a moderator report")
+    safety_detectors: dict[str, dict[str, Any]] | None = Field(
+        default=None, description="the detectors that scan safeguarded messages (on the "
+        "server) and, in mode on-device, children's clients: {name: options}, JSON in "
+        "COVEY_SAFETY_DETECTORS, e.g. {\"grooming\": {\"lexicons\": \"/etc/covey/lexicons\", "
+        "\"notice\": 1.3}}; files the options name are re-read when they change. Default: "
+        "grooming, plus phrase_list when safety_phrase_list is set (docs/detection.md)")
+    safety_help_url: str = Field(
+        default="https://childhelplineinternational.org/helplines/", max_length=500,
+        description="the help link safety notices show children (a helpline directory)")
+    scan_attachment_max_bytes: int = Field(
+        default=25 * 1024 * 1024, ge=0, description="attachments up to this size are "
+        "fetched and decrypted for detectors that read bytes; larger ones are scanned by "
+        "reference only")
     # The scan queue (docs/operations.md, "The scan queue").
     scan_lease_s: float = Field(
         default=60.0, gt=0, description="how long a process holds a scan job before "
@@ -268,6 +281,14 @@ class Settings(BaseSettings):
             env_settings,
             TomlConfigSettingsSource(settings_cls, toml_file=_config_path()),
         )
+
+    def detector_config(self) -> dict[str, dict[str, Any]]:
+        """`safety_detectors`, or the default set; `safety_phrase_list` adds phrase_list."""
+        config = ({"grooming": {}} if self.safety_detectors is None
+                  else {k: dict(v) for k, v in self.safety_detectors.items()})
+        if self.safety_phrase_list is not None and "phrase_list" not in config:
+            config["phrase_list"] = {"path": str(self.safety_phrase_list)}
+        return config
 
     def resolved_server_key_file(self) -> Path:
         return self.server_key_file or self.data_dir / "server.key"

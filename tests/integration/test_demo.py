@@ -103,9 +103,15 @@ def test_demo_runs_end_to_end_into_a_file_at_120_columns(tmp_path: Path) -> None
     assert "before she accepted him as a contact: refused:" in flat
     # The guardian: linked with consent, alerted to the new contact and the detection.
     assert "grace accepted: active" in flat
-    assert "filed by the safety service: grooming_or_enticement" in flat
+    # Grooming: the benign chat flags nothing; moving apps plus secrecy gets emma a notice
+    # (with one-tap block-and-report and a help link) and grace an alert.
+    assert "The chat above about the game: 0 notices, nothing flagged" in flat
+    assert "emma's client shows in the conversation (" in flat
+    assert "another app" in flat and "[Block and report]" in flat and "help: https://" in flat
+    assert "no safety notice reached emma" not in flat
     assert "│ kind │ high_risk_detection │ contact_accepted │" in flat
-    assert "│ code │ phrase_list.grooming_or_enticement │ — │" in flat
+    assert "│ detector │ grooming │ — │" in flat
+    assert "│ category │ grooming_or_enticement │ — │" in flat
     assert "none of the 24 fields holds message text" in flat
     # Known images: a banked test image withheld from the child and reported; a benign one
     # passes.

@@ -52,6 +52,8 @@ def phrase_list(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
                     "[medium, category=secrecy] our little secret\n", encoding="utf-8")
     monkeypatch.setenv("COVEY_SAFETY_MODE", "safeguarded")
     monkeypatch.setenv("COVEY_SAFETY_PHRASE_LIST", str(path))
+    # The phrase list alone (not the default grooming scorer too).
+    monkeypatch.setenv("COVEY_SAFETY_DETECTORS", "{}")
 
 
 # --- helpers -----------------------------------------------------------------------------

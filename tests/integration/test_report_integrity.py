@@ -96,6 +96,8 @@ def _mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
         phrases = tmp_path / "phrases.txt"
         phrases.write_text("[high] keep this our secret\n")
         monkeypatch.setenv("COVEY_SAFETY_PHRASE_LIST", str(phrases))
+        # The phrase list alone (not the default grooming scorer too).
+        monkeypatch.setenv("COVEY_SAFETY_DETECTORS", "{}")
     return str(request.param)
 
 
@@ -251,6 +253,8 @@ def _phrase_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "phrases.txt"
     path.write_text("[high, category=grooming_or_enticement] meet me alone\n")
     monkeypatch.setenv("COVEY_SAFETY_PHRASE_LIST", str(path))
+    # The phrase list alone (not the default grooming scorer too).
+    monkeypatch.setenv("COVEY_SAFETY_DETECTORS", "{}")
 
 
 async def test_the_childs_report_of_a_detected_message_is_its_own(

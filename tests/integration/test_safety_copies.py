@@ -103,10 +103,15 @@ async def test_a_childs_conversation_is_safeguarded_and_copied(people: People,
     await _exchange(adult, kid, "how was school?")
     await _exchange(kid, adult, "fine")
     assert await _copies(covey_server) == 2
-    # The relay's opening of each copy is in the read log, with the copy.
-    reads = await _rows(covey_server, "SELECT r.reader, r.message_id = c.message_id FROM "
-                        "safety_copy_reads r JOIN safety_copies c ON c.id = r.copy_id")
-    assert sorted((r[0], bool(r[1])) for r in reads) == [("relay", True)] * 2
+    # The relay's opening of each copy is in the read log, with the copy, and so is the
+    # detectors' scan of it (the grooming scorer reads every safety copy).
+    async def logged() -> list[tuple[str, bool]] | None:
+        reads = await _rows(covey_server, "SELECT r.reader, r.message_id = c.message_id "
+                            "FROM safety_copy_reads r JOIN safety_copies c ON c.id = r.copy_id")
+        found = sorted((str(r[0]), bool(r[1])) for r in reads)
+        return found if len(found) >= 4 else None
+
+    assert await wait_for(logged) == [("detectors", True)] * 2 + [("relay", True)] * 2
     # Stored sealed, as the client made it: the plaintext is not in the database file.
     if covey_server.database_url.startswith("sqlite"):
         database = Path(covey_server.database_url.split("///", 1)[1])
@@ -229,6 +234,8 @@ def _phrase_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "phrases.txt"
     path.write_text(PHRASES)
     monkeypatch.setenv("COVEY_SAFETY_PHRASE_LIST", str(path))
+    # The phrase list alone (not the default grooming scorer too).
+    monkeypatch.setenv("COVEY_SAFETY_DETECTORS", "{}")
     return path
 
 

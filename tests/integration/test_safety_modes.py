@@ -24,6 +24,8 @@ def _on_device(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     phrases.write_text("[high] keep this our secret\n")
     monkeypatch.setenv("COVEY_SAFETY_MODE", "on-device")
     monkeypatch.setenv("COVEY_SAFETY_PHRASE_LIST", str(phrases))
+    # The phrase list alone (not the default grooming scorer too).
+    monkeypatch.setenv("COVEY_SAFETY_DETECTORS", "{}")
 
 
 @pytest.fixture

@@ -31,6 +31,8 @@ def _phrase_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "phrases.txt"
     path.write_text(PHRASES)
     monkeypatch.setenv("COVEY_SAFETY_PHRASE_LIST", str(path))
+    # The phrase list alone (not the default grooming scorer too).
+    monkeypatch.setenv("COVEY_SAFETY_DETECTORS", "{}")
     # Quick sweeps and retries, so the test waits seconds, not minutes.
     monkeypatch.setenv("COVEY_SCAN_LEASE_S", "1")
     monkeypatch.setenv("COVEY_SCAN_SWEEP_INTERVAL_S", "0.2")

@@ -52,7 +52,9 @@ def test_protection_lasts_until_the_child_proves_16_plus() -> None:
 def _detection(severity: str = "high", *, participants: tuple[str, ...] = ("kid", "mallory"),
                sender: str = "mallory", code: str = "phrase_list.meeting",
                conversation: str = "dm:kid:mallory") -> DetectionRaised:
-    return DetectionRaised(conversation, sender, participants, "phrase_list", code, severity, 1)
+    # The scan queue asks for guardian alerts on high phrase-list signals (`Signal.asks`).
+    return DetectionRaised(conversation, sender, participants, "phrase_list", code, severity, 1,
+                           alert_guardians=severity == "high")
 
 
 def test_a_report_alerts_the_reporters_guardians_with_its_category_only() -> None:

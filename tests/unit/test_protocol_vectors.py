@@ -31,6 +31,7 @@ from covey.protocol._encoding import b64decode, b64encode
 from covey.protocol.franking import commitment_input, tag_input
 from covey.protocol.safety_copy import SafetyServicePrivateKey
 from covey.protocol.wire import OnDeviceRules, PolicyStatement, SafetyKeys
+from covey.safety.detectors import rules_version
 from covey.safety.policy import (
     PolicyConfig,
     conversation_policy,
@@ -152,11 +153,16 @@ def test_safety_keys_vector_matches_docs() -> None:
 
 
 def test_on_device_rules_vector_matches_docs() -> None:
-    statement = on_device_rules_bytes("on-device", ON_DEVICE_PHRASES)
+    rules = {"phrase_list": ON_DEVICE_PHRASES}
+    version = rules_version(rules)
+    assert version == hashlib.sha256(json.dumps(rules, sort_keys=True, separators=(
+        ",", ":")).encode()).hexdigest()
+    statement = on_device_rules_bytes("on-device", version, rules)
     assert statement.hex() == _doc_value("on_device_rules_hex")
-    assert statement == _independent_labelled(
-        "on-device-rules", {"mode": "on-device", "phrase_list": ON_DEVICE_PHRASES})
+    assert statement == (b"covey/on-device-rules/v2\x00" + json.dumps(
+        {"mode": "on-device", "version": version, "detectors": rules}, sort_keys=True,
+        separators=(",", ":")).encode())
     _check_signature(statement, "on_device_rules_signature_b64")
-    check_on_device_rules(OnDeviceRules(mode="on-device", phrase_list=ON_DEVICE_PHRASES,
+    check_on_device_rules(OnDeviceRules(mode="on-device", version=version, detectors=rules,
                                         signature=_doc_value("on_device_rules_signature_b64")),
                           _doc_value("policy_signing_key_b64"))

@@ -148,3 +148,14 @@ def test_arithmetic() -> None:
     assert per_thousand(1, 3) == 333
     assert per_thousand(0, 5) == 0
     assert per_thousand(10, 0) is None
+
+
+def test_the_audit_states_what_detection_reveals_in_each_mode() -> None:
+    from covey.safety.policy import PolicyMode
+    from covey.safety.visibility import CATALOG, DETECTION
+
+    assert set(DETECTION) == set(PolicyMode)
+    assert "detector_states" in DETECTION[PolicyMode.SAFEGUARDED]
+    assert CATALOG["detector_states"].modes == {PolicyMode.SAFEGUARDED}
+    assert "learns nothing" in DETECTION[PolicyMode.ON_DEVICE]
+    assert "no detection" in DETECTION[PolicyMode.E2EE_ONLY]

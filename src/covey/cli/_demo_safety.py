@@ -2,13 +2,16 @@
 adults chat end to end encrypted; an under-16 user's conversation with an adult is
 safeguarded (one sealed safety copy per message); an unverified account cannot reach the
 child; a guardian is alerted (never with content) to a new contact and to a high-risk
-detection; a known (generated) image is withheld from the child and reported while a
-benign one passes; then the same workload on one short-lived server per mode, measured
-by the visibility audit side by side."""
+detection; the grooming scorer reads every safety copy: a benign chat triggers nothing, an
+adult asking the child to move to another app and keep it secret gets the child a safety
+notice and her guardian an alert; a known (generated) image is withheld from the child and
+reported while a benign one passes; then the same workload on one short-lived server per
+mode, measured by the visibility audit side by side."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import shutil
 from collections.abc import Awaitable
@@ -24,7 +27,14 @@ from covey.age import years_before
 from covey.cli._demo_age import IssuerService, issue_credential, run_covey
 from covey.cli._demo_common import WAIT_S, received, server_rows
 from covey.cli.audit import render_side_by_side
-from covey.client import Client, ClientError, GuardianAlert, IncomingMessage, ServerError
+from covey.client import (
+    Client,
+    ClientError,
+    GuardianAlert,
+    IncomingMessage,
+    SafetyNotice,
+    ServerError,
+)
 from covey.client._events import BAND_WORDS
 from covey.protocol.wire import ConversationPolicyBody
 from covey.safety.visibility import Audience
@@ -35,18 +45,13 @@ if TYPE_CHECKING:
     from covey.cli.demo import _Cast
 
 MODES = ("safeguarded", "on-device", "e2ee-only")
-# The operator's phrase list (covey.safety.detectors.phrase_list); the demo writes it.
-PHRASE_LIST = ("# covey demo: phrases the safety service flags in safeguarded conversations\n"
-               "[high, category=grooming_or_enticement] don't tell your parents\n")
-FLAGGED = "Extra training just for you on Sunday. It's our secret, don't tell your parents."
+# Written for the demo: moving the chat to another app, then secrecy (docs/detection.md).
+GROOMING = ["Add me on snap, my username there is frankie_22",
+            "It's our secret, don't tell your parents about it"]
 AUDIT_MESSAGES = 10
 # Sent while the recipient's device is offline: their ciphertext waits on the server.
 AUDIT_QUEUED = 4
 START_TIMEOUT_S = 120.0
-
-
-def _phrases() -> list[str]:
-    return [line for line in PHRASE_LIST.splitlines() if line and not line.startswith("#")]
 
 
 def _banner(policy: ConversationPolicyBody) -> str:
@@ -173,8 +178,8 @@ async def _contact_and_chat(console: Console, cast: _Cast) -> list[IncomingMessa
     for who, other in ((emma, frank), (frank, emma)):
         console.print(f"  {who.user_id}'s client, {conversation}: "
                       f"{_banner(await who.conversation_policy(other.user_id))}")
-    lines = [("frank", "emma", "Great game on Saturday! Training moves to 5pm on Thursday."),
-             ("emma", "frank", "ok thanks coach, see you then")]
+    lines = [("frank", "emma", "Great game on Saturday, well played!"),
+             ("emma", "frank", "thanks, see you on Thursday")]
     messages = await _chat(console, cast, lines)
     console.print(f"  {len(lines)} messages, safety copies stored for {conversation}: "
                   f"[bold]{_copies(cast, conversation)}[/] — each sealed to the safety "
@@ -182,27 +187,54 @@ async def _contact_and_chat(console: Console, cast: _Cast) -> list[IncomingMessa
     return messages
 
 
+async def _notices(client: Client, within_s: float, *,
+                   first: bool = False) -> list[SafetyNotice]:
+    """The safety notices the client shows within `within_s` (other events are skipped);
+    `first`: stop at the first."""
+    found: list[SafetyNotice] = []
+
+    async def collect() -> None:
+        async for event in client.events():
+            if isinstance(event, SafetyNotice):
+                found.append(event)
+                if first:
+                    return
+
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(collect(), within_s)
+    return found
+
+
 async def _detection(console: Console, cast: _Cast,
                      ) -> tuple[list[IncomingMessage], list[GuardianAlert]]:
-    grace = cast.clients["grace"]
-    console.print("[bold]Detection:[/] the operator's phrase list flags "
-                  "[italic]don't tell your parents[/] (high, category grooming_or_enticement):")
-    messages = await _chat(console, cast, [("frank", "emma", FLAGGED)])
+    emma, grace = cast.clients["emma"], cast.clients["grace"]
+    quiet = await _notices(emma, 2.0)
+    console.print(f"[bold]Detection:[/] the safety service scores every safety copy of "
+                  f"emma's conversations for grooming behaviour (five languages, "
+                  f"docs/detection.md). The chat above about the game: "
+                  f"[green]{len(quiet)} notices, nothing flagged[/]. Then frank writes:")
+    messages = await _chat(console, cast, [("frank", "emma", text) for text in GROOMING])
+    notices = await _notices(emma, WAIT_S, first=True)
+    for notice in notices[:1]:
+        console.print(f"  emma's client shows in the conversation "
+                      f"({', '.join(notice.behaviours)}):\n    [yellow]{escape(notice.text)}[/]"
+                      f"\n    [bold]{escape('[Block and report]')}[/]"
+                      f" (one tap: reports message {notice.message_id} and blocks "
+                      f"{notice.sender_user}) · help: {notice.help_url}")
+    if not notices:
+        console.print("  [red]no safety notice reached emma[/]")
     loop = asyncio.get_running_loop()
     deadline = loop.time() + WAIT_S
     alerts = await grace.guardian_alerts()
     while not any(a.kind == "high_risk_detection" for a in alerts) and loop.time() < deadline:
         await asyncio.sleep(0.2)  # the safety service scans after the message is stored
         alerts = await grace.guardian_alerts()
-    reports = server_rows(cast.database, "SELECT report_id, category, priority, "
-                          "verified_count, total_count, status FROM reports WHERE "
-                          "reporter = 'covey-safety'")
-    for report_id, category, priority, verified, total, status in reports:
-        console.print(f"  moderator report {report_id} filed by the safety service: "
-                      f"{category}, priority {priority}, {verified} of {total} messages "
-                      f"verified, {status}")
-    if not reports:
-        console.print("  [red]no moderator report was filed[/]")
+    reports = server_rows(cast.database, "SELECT count(*) FROM reports WHERE "
+                          "reporter = 'covey-safety'")[0][0]
+    console.print(f"  grace (her guardian) is alerted: the behaviour category only. The score "
+                  f"is below the report threshold: {reports} moderator reports (more "
+                  f"behaviours, e.g. asking whether she is alone, would file one with the "
+                  f"verified messages)")
     return messages, alerts
 
 
@@ -275,13 +307,13 @@ def _alerts_table(console: Console, alerts: list[GuardianAlert],
     console.print(table)
     values = [str(getattr(a, name)) for a in alerts for name in fields]
     secrets = [m.text for m in messages] + [m.message_id for m in messages] + [
-        line.split("]", 1)[1].strip() for line in _phrases()]
+        "snap", "frankie_22", "parents"]
     leaked = [v for v in values if any(s in v for s in secrets)]
     if leaked:
         console.print(f"  [red]alert fields holding message content: {leaked}[/]")
     else:
         console.print(f"  none of the {len(values)} fields holds message text, a message id "
-                      f"or the matched phrase: ids and codes only")
+                      f"or the matched words: ids and codes only")
 
 
 async def _audit_server(cast: _Cast, mode: str, wallets: dict[str, bytes]) -> VisibilityReport:
@@ -365,13 +397,8 @@ async def _audit(console: Console, cast: _Cast) -> None:
 async def scene_safety(console: Console, cast: _Cast, number: int = 7) -> None:
     console.rule(f"[bold]{number}. Age-aware safety policy")
     console.print("Who can read a conversation, and who may reach a child.")
-    phrases = cast.root / "phrase-list.txt"
-    phrases.write_text(PHRASE_LIST, encoding="utf-8")
-    with console.status("Restarting the relay with COVEY_SAFETY_PHRASE_LIST…"):
-        await asyncio.to_thread(cast.server.restart,
-                                {"COVEY_SAFETY_PHRASE_LIST": str(phrases)})
-    console.print(f"  [dim]operator:[/] COVEY_SAFETY_PHRASE_LIST={phrases.name} "
-                  f"({escape('; '.join(_phrases()))}); relay restarted, mode safeguarded")
+    console.print("  [dim]operator:[/] mode safeguarded, the default detectors (the "
+                  "grooming scorer; COVEY_SAFETY_DETECTORS to choose)")
     await _adults(console, cast)
     seen = await _adults_chat(console, cast)
     await _link_guardian(console, cast)

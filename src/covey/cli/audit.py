@@ -23,6 +23,7 @@ from covey.safety.policy import PolicyMode, parse_mode
 from covey.safety.visibility import (
     CATALOG,
     DATA_DIR_FILES,
+    DETECTION,
     IMAGE_HANDLING,
     Audience,
     Visibility,
@@ -78,6 +79,7 @@ def visibility(
     if as_json:
         typer.echo(json.dumps({
             "mode": chosen.value,
+            "detection": DETECTION[chosen],
             "classes": {v.value: v.meaning for v in Visibility},
             "retention_settings": values,
             "catalog": catalog_json(chosen, values),
@@ -90,6 +92,7 @@ def visibility(
         }, indent=2, sort_keys=True))
         return
     console.print(f"[bold]mode {chosen.value}[/]: {_MODE_SUMMARY[chosen]}")
+    console.print(f"[bold]detection[/]: {DETECTION[chosen]}")
     console.print(render_catalog(chosen, values))
     images = IMAGE_HANDLING[chosen]
     console.print(f"[bold]Images ({chosen.value})[/]: the server {images.server}. The "

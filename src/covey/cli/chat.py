@@ -42,6 +42,7 @@ from covey.client import (
     ModeratorWarning,
     Offline,
     PolicyChanged,
+    SafetyNotice,
     SafetyWarning,
     SendFailed,
     ServerError,
@@ -290,6 +291,8 @@ class _Chat:
         if isinstance(event, SafetyWarning):
             return (f"[bold red]⚠ {escape(event.text)}[/] [dim](about "
                     f"{escape(event.sender_user)}'s message)[/]")
+        if isinstance(event, SafetyNotice):
+            return self._notice_line(event)
         if isinstance(event, SendFailed):
             if event.message_id not in self.unsent:
                 return None  # refused as it was typed: said already, once
@@ -331,6 +334,16 @@ class _Chat:
         return None
 
     # --- commands ------------------------------------------------------------------
+
+    def _notice_line(self, notice: SafetyNotice) -> str:
+        """A safety notice in the conversation, with its one-command block-and-report."""
+        number = next((n for n, m in enumerate(self.shown, 1) if m.key == notice.key), None)
+        action = (f"/block-report {number} grooming_or_enticement" if number is not None
+                  else f"covey report {notice.message_id} --category grooming_or_enticement "
+                       "--block")
+        return (f"[bold yellow]⚠ safety notice ({escape(notice.sender_user)}):[/] "
+                f"{escape(notice.text)}\n  [bold]block and report:[/] "
+                f"{escape(action)} · help: {escape(notice.help_url)}")
 
     async def command(self, line: str) -> bool:
         """Run a /command; False means quit."""

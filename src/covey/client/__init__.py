@@ -30,6 +30,7 @@ from covey.client._events import (
     ModeratorWarning,
     PolicyChanged,
     RoomKeyReceived,
+    SafetyNotice,
     SafetyWarning,
     SendFailed,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "Offline",
     "PolicyChanged",
     "RoomKeyReceived",
+    "SafetyNotice",
     "SafetyWarning",
     "SendFailed",
     "ServerError",

@@ -15,6 +15,7 @@ import logging
 import os
 import random
 import re
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -51,10 +52,12 @@ from covey.client._events import (
     IncomingMessage,
     ModeratorWarning,
     PolicyChanged,
+    SafetyNotice,
     SafetyWarning,
 )
 from covey.client._media import media_type
-from covey.client._policy import KnownPolicy, check_on_device_rules
+from covey.client._on_device import OnDeviceDetection
+from covey.client._policy import KnownPolicy
 from covey.client._reporting import build_report
 from covey.client._store import Store
 from covey.client._transport import Api, Offline, ServerError
@@ -91,11 +94,10 @@ from covey.protocol.wire import (
     KeysLowFrame,
     MeResponse,
     ModeratorWarningFrame,
+    SafetyNoticeFrame,
     TokenResponse,
     UserLookup,
 )
-from covey.safety.detectors import Detector, ScanContext
-from covey.safety.detectors.phrase_list import PhraseListDetector, PhraseListError
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +136,7 @@ _REBUILD_CODES = frozenset({"device_list_mismatch", "stale_group_epoch", "recipi
 _EVENT_QUEUE = 1000
 _FLUSH_RETRY_S = 2.0
 _WARNINGS_SHOWN = "moderator_warnings_shown"  # store kind: warnings already shown here
+RULES_REFRESH_S = 300.0  # mode on-device: check for new detector rules this often
 
 
 def _tails_dir(store_path: str | os.PathLike[str]) -> Path:
@@ -201,7 +204,10 @@ class Client:
         self._blocked: set[str] = set()
         self._muted: set[str] = set()
         self._shown_policies: dict[str, str] = {}
-        self._on_device: list[Detector] = []
+        self._on_device = OnDeviceDetection(core.store)
+        # Mode on-device: how often (seconds) received messages check for new rules.
+        self.rules_refresh_s = RULES_REFRESH_S
+        self._rules_checked = 0.0
         self._on_device_mode = False
         for key, message in core.inbox():
             self._messages.put_nowait((key, message))
@@ -821,31 +827,45 @@ class Client:
         for event in self._core.receive(delivery):
             self._emit(event)
             if (isinstance(event, IncomingMessage)
-                    and (self._on_device or (self._on_device_mode and event.attachments))
+                    and (self._on_device.active
+                         or (self._on_device_mode and event.attachments))
                     and event.sender_user not in self._blocked):  # hidden: no warning
                 await self._scan_on_device(event)
 
-    async def _load_on_device_rules(self) -> None:
-        """Pin the server's keys; in mode on-device, load the operator's signed rules."""
+    @property
+    def safety_rules_version(self) -> str | None:
+        """The version of the on-device detector rules in use (None: none, e.g. not in
+        mode on-device)."""
+        return self._on_device.version
+
+    async def refresh_safety_rules(self) -> bool:
+        """Fetch the server's keys and, in mode on-device, its signed detector rules (True
+        when new rules were taken into use). Done at each login and, while messages
+        arrive, every `rules_refresh_s`; rules that do not verify or build are ignored."""
+        self._rules_checked = time.monotonic()
         keys = await self._api.safety_keys()
         if keys != self._core.safety_keys():
             self._core.pin_safety_keys(keys)
         self._on_device_mode = keys.mode == "on-device"
         if keys.mode != "on-device":
-            self._on_device = []
-            return
+            if self._on_device.version is not None:
+                self._on_device.clear()
+            return False
         rules = await self._api.on_device_rules()
-        check_on_device_rules(rules, keys.policy_signing_key)
-        try:
-            self._on_device = ([PhraseListDetector.from_text(rules.phrase_list)]
-                               if rules.phrase_list.strip() else [])
-        except PhraseListError as exc:  # the operator's mistake must not stop messaging
-            log.warning("the server's on-device rules do not parse (%s): keeping the "
-                        "previous ones", exc)
+        return self._on_device.update(rules, keys.policy_signing_key)
+
+    async def _load_on_device_rules(self) -> None:
+        await self.refresh_safety_rules()
 
     async def _scan_on_device(self, message: IncomingMessage) -> None:
         """Scan a received message here, on the device, if the conversation's policy says
-        this user's client does; a hit is a warning shown to this user, nothing more."""
+        this user's client does; a hit is a notice or warning shown to this user, nothing
+        more: no detection leaves the device."""
+        if time.monotonic() - self._rules_checked >= self.rules_refresh_s:
+            try:
+                await self.refresh_safety_rules()
+            except (ClientError, ServerError, Offline) as exc:
+                log.info("on-device rules not refreshed: %s", exc)
         known = self._core.known_policy(message.conversation_id)
         if known is None:
             try:
@@ -853,15 +873,12 @@ class Client:
             except ClientError as exc:
                 log.warning("policy of %s unavailable: %s", message.conversation_id, exc)
                 return
-        if self.user_id not in known.policy.on_device_detection_users:
+        protected = known.policy.on_device_detection_users
+        if self.user_id not in protected:
             return
-        context = ScanContext(message.message_id, message.conversation_id,
-                              message.sender_user)
-        for detector in self._on_device:
-            for signal in detector.scan(message.evidence.content, context):
-                self._emit(SafetyWarning(message.conversation_id, message.message_id,
-                                         message.sender_user, signal.code,
-                                         signal.severity.name.lower()))
+        if self._on_device.active:
+            for event in self._on_device.scan(message, self.user_id, protected):
+                self._emit(event)
         # Images: no hash bank on the device and no hash leaves it (docs/detection.md,
         # "On-device mode"): each image is shown blurred until tapped, with block-and-
         # report; a report lets the server match it against the banks.
@@ -877,6 +894,11 @@ class Client:
             return
         self._core.store.put(_WARNINGS_SHOWN, key, {"at_ms": at_ms})
         self._emit(ModeratorWarning(warning_id, category, at_ms))
+
+    async def block_and_report(self, notice: SafetyNotice) -> ReportReceiptOut:
+        """The notice's one tap: report the message that raised it (grooming or
+        enticement, with its context as franked evidence) and block its sender."""
+        return await self.report(notice.key, "grooming_or_enticement", block=True)
 
     async def _after_login(self, token: TokenResponse) -> None:
         await self._replenish_keys(token.one_time_key_count)
@@ -942,6 +964,11 @@ class Client:
                 self._age_task = asyncio.create_task(self._age.answer_server())
         elif isinstance(frame, GuardianAlertFrame):
             self._emit(GuardianAlert.from_wire(frame.alert))
+        elif isinstance(frame, SafetyNoticeFrame):
+            n = frame.notice
+            self._emit(SafetyNotice(n.notice_id, n.conversation_id, n.message_id,
+                                    n.sender_user, n.detector, tuple(n.behaviours), n.text,
+                                    n.help_url, n.created_at_ms))
         elif isinstance(frame, ContactRequestFrame):
             self._emit(ContactRequestReceived(frame.request_id, frame.requester,
                                               frame.requester_band))

@@ -186,6 +186,32 @@ class SafetyWarning:
 
 
 @dataclass(frozen=True)
+class SafetyNotice:
+    """A safety notice for this (child's) account in one conversation: a detector saw
+    behaviour there (`behaviours`, e.g. "off_platform", "secrecy") and `text` explains
+    it in plain words. Show it in the conversation with one tap to block and report
+    (`Client.block_and_report(notice)`) and the `help_url` link. `on_device`: this
+    device's own detectors raised it (nothing was sent anywhere); otherwise the server's
+    safety service did, on the conversation's safety copies."""
+
+    notice_id: str
+    conversation_id: str
+    message_id: str
+    sender_user: str
+    detector: str
+    behaviours: tuple[str, ...]
+    text: str
+    help_url: str
+    created_at_ms: int
+    on_device: bool = False
+
+    @property
+    def key(self) -> MessageKey:
+        """The message to report (the one that reached the threshold)."""
+        return MessageKey(self.conversation_id, self.sender_user, self.message_id)
+
+
+@dataclass(frozen=True)
 class DeviceListChanged:
     """`user_id`'s device list changed since this client last fetched it (`user_id` may
     be this account: a device you did not add means someone else can read your
@@ -321,6 +347,6 @@ class ModeratorWarning:
 
 
 Event = (IncomingMessage | MessageDropped | RoomKeyReceived | MessageSent | SendFailed
-         | GuardianAlert | PolicyChanged | SafetyWarning | ContactRequestReceived
+         | GuardianAlert | PolicyChanged | SafetyWarning | SafetyNotice | ContactRequestReceived
          | GroupMembersWithheld | DeviceListChanged | GroupChanged
          | GuardianLinkProposed | ModeratorWarning | GroupInvited)

@@ -21,6 +21,7 @@ from covey.protocol.wire import (
     PolicyStatement,
     SafetyKeys,
 )
+from covey.safety.detectors import rules_version
 from covey.safety.policy import (
     on_device_rules_bytes,
     policy_statement_bytes,
@@ -61,7 +62,11 @@ def check_safety_keys(keys: SafetyKeys, pinned_signing_key: str | None) -> None:
 
 
 def check_on_device_rules(rules: OnDeviceRules, signing_key: str) -> None:
-    _verify(signing_key, rules.signature, on_device_rules_bytes(rules.mode, rules.phrase_list),
+    if rules_version(rules.detectors) != rules.version:
+        raise CryptoError("the on-device rules' version does not match their content",
+                          code="bad_policy_signature")
+    _verify(signing_key, rules.signature,
+            on_device_rules_bytes(rules.mode, rules.version, rules.detectors),
             "on-device rules")
 
 

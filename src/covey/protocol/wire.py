@@ -409,6 +409,30 @@ class GuardianAlertFrame(WireModel):
     alert: GuardianAlert
 
 
+class DetectionNotice(WireModel):
+    """A safety notice for a child in one conversation (a detector saw behaviour there,
+    e.g. grooming): the behaviours, plain-language text, a help link, and the message to
+    block and report with one tap. Sent only to the child's devices; nobody else is told."""
+
+    notice_id: Annotated[str, Field(pattern=r"^sn_[A-Za-z0-9_-]{8,64}$")]
+    conversation_id: ConversationId
+    message_id: MessageId
+    sender_user: UserId
+    detector: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+    behaviours: Annotated[list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]],
+                          Field(max_length=16)]
+    text: Annotated[str, Field(max_length=4000)]
+    help_url: Annotated[str, Field(max_length=500)]
+    created_at_ms: int
+
+
+class SafetyNoticeFrame(WireModel):
+    """A safety notice for this (child's) account, in one of its conversations."""
+
+    type: Literal["safety_notice"] = "safety_notice"
+    notice: DetectionNotice
+
+
 class ContactRequestFrame(WireModel):
     """Someone asks to be this account's contact. `requester_band` is the requester's age
     band as the server knows it, sent only to an under-16 target."""
@@ -447,14 +471,14 @@ ServerFrame = Annotated[
     DeliveryFrame | SentFrame | ErrorFrame | KeysLowFrame | GroupChangedFrame
     | AgeProofNeededFrame | GuardianAlertFrame | ContactRequestFrame | DeviceListChangedFrame
     | GuardianLinkFrame | ModeratorWarningFrame
-    | GroupInvitationFrame,
+    | GroupInvitationFrame | SafetyNoticeFrame,
     Field(discriminator="type"),
 ]
 SERVER_FRAME = TypeAdapter[
     DeliveryFrame | SentFrame | ErrorFrame | KeysLowFrame | GroupChangedFrame
     | AgeProofNeededFrame | GuardianAlertFrame | ContactRequestFrame | DeviceListChangedFrame
     | GuardianLinkFrame | ModeratorWarningFrame
-    | GroupInvitationFrame
+    | GroupInvitationFrame | SafetyNoticeFrame
 ](ServerFrame)
 
 
@@ -523,12 +547,17 @@ class SafetyKeys(WireModel):
 
 
 class OnDeviceRules(WireModel):
-    """The operator's phrase list for clients that scan on the device (mode on-device),
-    signed by the policy key over `covey/on-device-rules/v1 NUL JCS({mode,
-    phrase_list})`. Empty in other modes."""
+    """The detector rules clients scan with on the device (mode on-device): for each
+    detector that runs there, the text it is built from (`Detector.to_rules`), and the
+    rules' version (SHA-256 of their canonical JSON). Signed by the policy key over
+    `covey/on-device-rules/v2 NUL JCS({mode, version, detectors})`. Empty in other
+    modes. A client keeps the last rules that verified and built."""
 
     mode: Literal["safeguarded", "on-device", "e2ee-only"]
-    phrase_list: Annotated[str, Field(max_length=1024 * 1024)]
+    version: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    detectors: Annotated[dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")],
+                              Annotated[str, Field(max_length=1024 * 1024)]],
+                         Field(max_length=16)]
     signature: B64_SIG
 
 

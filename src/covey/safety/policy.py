@@ -15,7 +15,7 @@ from typing import Any
 
 from covey.age.bands import DEFAULT_THRESHOLD_YEARS, AgeBand
 from covey.errors import Forbidden, InvalidInput, NotFound
-from covey.protocol._encoding import labelled
+from covey.protocol._encoding import canonical_json, labelled
 
 DEFAULT_MINOR_BLOCK_REPORT_THRESHOLD = 3
 DEFAULT_MINOR_CONTACT_REQUEST_LIMIT = 10
@@ -119,9 +119,11 @@ def policy_statement_bytes(conversation_id: str, epoch: int, issued_at_ms: int,
     )
 
 
-def on_device_rules_bytes(mode: str, phrase_list: str) -> bytes:
-    """`covey/on-device-rules/v1 NUL JCS({mode, phrase_list})`, signed by the policy key."""
-    return labelled("on-device-rules", {"mode": mode, "phrase_list": phrase_list})
+def on_device_rules_bytes(mode: str, version: str, detectors: Mapping[str, str]) -> bytes:
+    """`covey/on-device-rules/v2 NUL JCS({mode, version, detectors})`, signed by the policy
+    key (v2: generic detector rules; v1 carried a phrase list)."""
+    return b"covey/on-device-rules/v2\x00" + canonical_json(
+        {"mode": mode, "version": version, "detectors": dict(detectors)})
 
 
 def safety_keys_statement_bytes(safety_key_b64: str, key_id: str, mode: str) -> bytes:

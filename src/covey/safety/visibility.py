@@ -346,6 +346,17 @@ CATALOG: Mapping[str, TableVisibility] = {
                                     "by the nodes of a cluster", _KEPT, {
         "action": meta(), "key": meta("an account id or an IP address"),
         "tokens": meta(), "updated_ms": meta()}),
+    # --- conversation detectors (schema_detectors.py) ------------------------------------
+    "detector_states": TableVisibility(
+        "what a conversation detector (the grooming scorer) remembers between messages: "
+        "decaying levels per behaviour, alerts already raised, the ids and offsets of the "
+        "messages that carried signals; never text", Retention(
+            "until no message of the conversation was scanned for the safety-copy retention"),
+        {"conversation_id": meta(), "detector": meta(),
+         "state": meta("behaviour names, numbers, message ids and offsets: that a "
+                       "conversation showed grooming behaviour, not what was said"),
+         "updated_ms": meta()},
+        modes=SAFEGUARDED_ONLY),
     # --- known-image hash banks (schema_banks.py) ----------------------------------------
     "hash_bank_state": TableVisibility("the banks' change counter", _KEPT, {
         "id": meta(), "version": meta()}),
@@ -439,6 +450,23 @@ IMAGE_HANDLING: Mapping[PolicyMode, ImageHandling] = {
         protects="every image's content and hash; the bank",
         leaks="blob size, sender and time; known images are detected only when reported; "
         + _REPORTED),
+}
+
+
+# What detection (the grooming scorer, phrase lists: docs/detection.md) reveals, per mode.
+DETECTION: Mapping[PolicyMode, str] = {
+    PolicyMode.SAFEGUARDED: (
+        "the server scores every safety copy for grooming behaviour: it learns which of a "
+        "child's conversations show which behaviours (detector_states: levels, alerts, "
+        "message ids and offsets, no text); the child gets a notice, guardians the "
+        "behaviour category (never content), moderators a report with the verified "
+        "messages"),
+    PolicyMode.ON_DEVICE: (
+        "the child's own client scores incoming messages with signed rules from the "
+        "server; notices stay on the device; the server learns nothing of a detection "
+        "(no copy, no state, no alert, no report) unless the child reports, and only "
+        "that the rules were fetched"),
+    PolicyMode.E2EE_ONLY: "no detection anywhere; only what a participant reports",
 }
 
 

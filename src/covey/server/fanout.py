@@ -24,11 +24,13 @@ from covey.protocol.wire import (
     GuardianLinkFrame,
     KeysLowFrame,
     ModeratorWarningFrame,
+    SafetyNoticeFrame,
 )
 
 PushFrame = (DeliveryFrame | GroupChangedFrame | KeysLowFrame | AgeProofNeededFrame
              | GuardianAlertFrame | ContactRequestFrame | DeviceListChangedFrame
-             | GuardianLinkFrame | ModeratorWarningFrame | GroupInvitationFrame)
+             | GuardianLinkFrame | ModeratorWarningFrame | GroupInvitationFrame
+             | SafetyNoticeFrame)
 
 
 class Resync:

@@ -16,14 +16,21 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
 from covey.errors import InvalidInput
-from covey.protocol.content import MessageContent
-from covey.safety.detectors._base import Detector, ScanContext, Severity, Signal
+from covey.safety.detectors._base import (
+    Category,
+    Content,
+    Detector,
+    ScanContext,
+    Severity,
+    Signal,
+    Span,
+)
 from covey.safety.detectors._text import compact, normalise
 
 log = logging.getLogger(__name__)
@@ -97,13 +104,14 @@ class PhraseListDetector(Detector):
 
     name = "phrase_list"
 
-    def __init__(self, entries: tuple[PhraseEntry, ...]) -> None:
+    def __init__(self, entries: tuple[PhraseEntry, ...], text: str = "") -> None:
         self._entries = entries
+        self._text = text
         self._literal = [entry.literal_pattern() for entry in entries]
 
     @classmethod
     def from_text(cls, text: str) -> Self:
-        return cls(parse_phrase_list(text))
+        return cls(parse_phrase_list(text), text)
 
     @classmethod
     def from_file(cls, path: Path) -> Self:
@@ -119,22 +127,37 @@ class PhraseListDetector(Detector):
             raise PhraseListError("the phrase_list detector needs a 'path' option")
         return cls.from_file(Path(options["path"]))
 
+    @classmethod
+    def watched_paths(cls, options: Mapping[str, Any]) -> Sequence[Path]:
+        return [Path(options["path"])] if "path" in options else []
+
+    def to_rules(self) -> str:
+        """The list as its file reads: on-device clients parse the same text."""
+        return self._text
+
+    @classmethod
+    def from_rules(cls, rules: str) -> Self:
+        return cls.from_text(rules)
+
     @property
     def entries(self) -> tuple[PhraseEntry, ...]:
         return self._entries
 
-    def scan(self, content: MessageContent, context: ScanContext) -> list[Signal]:
-        texts = [content.text, *(ref.name for ref in content.attachments)]
-        texts = [text for text in texts if text]
-        if not texts or not self._entries:
+    def scan(self, content: Content, context: ScanContext) -> list[Signal]:
+        fields = [("text", content.text)] + [
+            (f"attachment:{i}", a.name) for i, a in enumerate(content.attachments)]
+        fields = [(where, text) for where, text in fields if text]
+        if not fields or not self._entries:
             return []
+        texts = [text for _, text in fields]
         normalised = [f" {normalise(text)} " for text in texts]
         compacted = [compact(text) for text in normalised]
         signals = []
         for entry, literal in zip(self._entries, self._literal, strict=True):
-            how = self._match(entry, literal, texts, normalised, compacted)
-            if how is None:
+            found = self._match(entry, literal, texts, normalised, compacted)
+            if found is None:
                 continue
+            how, index, start, end = found
             signals.append(Signal(
                 detector=self.name,
                 code=f"{self.name}.{entry.category}",
@@ -142,6 +165,11 @@ class PhraseListDetector(Detector):
                 message_id=context.message_id,
                 conversation_id=context.conversation_id,
                 sender_user=context.sender_user,
+                category=Category.parse(entry.category),
+                score=float(entry.severity),
+                reason=f"operator phrase list line {entry.line}: {entry.phrase!r} "
+                       f"({how} match, {entry.severity.name.lower()})",
+                span=Span(fields[index][0], start, end),
                 detail={"line": entry.line, "phrase": entry.phrase, "match": how,
                         "category": entry.category},
             ))
@@ -149,17 +177,25 @@ class PhraseListDetector(Detector):
 
     @staticmethod
     def _match(entry: PhraseEntry, literal: re.Pattern[str], texts: list[str],
-               normalised: list[str], compacted: list[str]) -> str | None:
-        if any(literal.search(text) for text in texts):
-            return "exact"
+               normalised: list[str], compacted: list[str]
+               ) -> tuple[str, int, int, int] | None:
+        """How it matched, in which field, and where (the whole field when the match is
+        on the normalised form, whose offsets are not the original's)."""
+        for index, text in enumerate(texts):
+            hit = literal.search(text)
+            if hit:
+                return "exact", index, hit.start(), hit.end()
         if entry.exact:
             return None
         phrase = entry.normalised
-        if any(f" {phrase} " in text for text in normalised):
-            return "normalised"
+        for index, text in enumerate(normalised):
+            if f" {phrase} " in text:
+                return "normalised", index, 0, len(texts[index])
         squeezed = compact(phrase)
-        if len(squeezed) >= COMPACT_MIN_LETTERS and any(squeezed in t for t in compacted):
-            return "normalised"
+        if len(squeezed) >= COMPACT_MIN_LETTERS:
+            for index, text in enumerate(compacted):
+                if squeezed in text:
+                    return "normalised", index, 0, len(texts[index])
         return None
 
 

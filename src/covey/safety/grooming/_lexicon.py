@@ -87,16 +87,36 @@ class Lexicons:
 
 def load_lexicons(operator_dir: Path | None = None) -> Lexicons:
     """The shipped lexicons, with the operator's files in `operator_dir` merged on top."""
-    documents: list[tuple[str, dict[str, Any]]] = []
-    shipped = resources.files("covey.safety.grooming") / "lexicons"
-    for entry in sorted(shipped.iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".toml"):
-            documents.append((f"lexicons/{entry.name}", _parse(entry.name, entry.read_bytes())))
+    documents = _shipped()
     if operator_dir is not None:
         if not operator_dir.is_dir():
             raise LexiconError(f"{operator_dir}: lexicon directory not found")
         for path in sorted(operator_dir.glob("*.toml")):
             documents.append((str(path), _parse(str(path), path.read_bytes())))
+    return _build(documents)
+
+
+def lexicons_from_documents(files: Mapping[str, str]) -> Lexicons:
+    """The shipped lexicons with operator files given as text (`{"en.toml": ...}`): how
+    on-device clients build the lexicons the server signed for them."""
+    documents = _shipped()
+    for name in sorted(files):
+        if not name.endswith(".toml") or "/" in name or "\\" in name:
+            raise LexiconError(f"{name!r}: a lexicon file is named LANGUAGE.toml")
+        documents.append((name, _parse(name, files[name].encode("utf-8"))))
+    return _build(documents)
+
+
+def _shipped() -> list[tuple[str, dict[str, Any]]]:
+    documents: list[tuple[str, dict[str, Any]]] = []
+    shipped = resources.files("covey.safety.grooming") / "lexicons"
+    for entry in sorted(shipped.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".toml"):
+            documents.append((f"lexicons/{entry.name}", _parse(entry.name, entry.read_bytes())))
+    return documents
+
+
+def _build(documents: list[tuple[str, dict[str, Any]]]) -> Lexicons:
     raw: dict[str, dict[str, Any]] = {}
     regexes: list[RegexPattern] = []
     for name, document in documents:

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from covey.protocol.secrets import ServerFrankingKey
-from covey.safety.detectors import Detector
 from covey.server.fanout import Fanout
 from covey.server.services._common import Principal, load_or_create_secret_file
 from covey.server.services.accounts import AccountService, DeviceDirectory
@@ -23,8 +22,10 @@ from covey.server.services.messages import MessageService
 from covey.server.services.policy import PolicyService
 from covey.server.services.safety_copies import SafetyCopyService
 from covey.server.services.safety_events import SafetyEvents
+from covey.server.services.safety_notices import SafetyNoticeService
 from covey.server.services.scans import ScanQueue
 from covey.server.storage.age import AgeStorage
+from covey.server.storage.detector_states import DetectorStateStore
 from covey.server.storage.repository import Repository
 from covey.server.storage.safety_repo import SafetyRepository
 from covey.server.storage.scan_jobs import ScanJobStore
@@ -57,12 +58,6 @@ def load_or_create_server_key(path: Path) -> ServerFrankingKey:
     return ServerFrankingKey(load_or_create_secret_file(path, lambda: os.urandom(32)))
 
 
-def _server_detectors(policy: PolicyService) -> list[Detector]:
-    """The detector set the relay runs on safety copies: the operator's phrase list."""
-    phrases = policy.phrases.current()[1]
-    return [] if phrases is None else [phrases]
-
-
 def build_services(settings: Settings, repo: Repository, fanout: Fanout) -> Services:
     server_key = load_or_create_server_key(settings.resolved_server_key_file())
     directory = DeviceDirectory(repo)
@@ -71,11 +66,17 @@ def build_services(settings: Settings, repo: Repository, fanout: Fanout) -> Serv
     policy = PolicyService(settings, SafetyRepository(repo), age)
     events.subscribe(policy.on_event)
     age.on_proven(policy.on_band_proven)
-    scans = ScanQueue(settings, ScanJobStore(repo), lambda: _server_detectors(policy),
-                      lambda: policy.safety_key, server_key, events)
+    blobs = BlobService(settings, repo)
+
+    async def band_of(user_id: str) -> str:
+        return (await policy.band(user_id)).value
+
+    scans = ScanQueue(settings, ScanJobStore(repo), policy.detectors.current,
+                      lambda: policy.safety_key, server_key, events,
+                      states=DetectorStateStore(repo), band_of=band_of,
+                      notices=SafetyNoticeService(settings, directory, fanout), blobs=blobs)
     copies = SafetyCopyService(settings, policy.store, policy, scans)
     groups = GroupService(repo, directory, fanout, policy)
-    blobs = BlobService(settings, repo)
     images = matching_service(settings, repo, blobs, age, scans)
     images.events = events
     messages = MessageService(settings, repo, directory, groups, fanout, server_key, policy,

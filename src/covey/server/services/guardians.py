@@ -44,7 +44,6 @@ from covey.server.storage.guardians import AlertRow, GuardianStorage, LinkRow
 from covey.server.storage.repository import Repository
 
 MAX_PENDING_PROPOSALS = 8  # proposals one account may have waiting for an answer
-ALERT_SEVERITY = "high"  # detections at this severity alert guardians
 
 _CODE = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,63}$")
 _USER = re.compile(USER_ID_PATTERN)
@@ -96,7 +95,7 @@ def alert_candidates(event: SafetyEvent) -> tuple[str, ...]:
         return (event.reporter,)
     if isinstance(event, ContactAccepted):
         return (event.requester, event.accepter)
-    if isinstance(event, DetectionRaised) and event.severity == ALERT_SEVERITY:
+    if isinstance(event, DetectionRaised) and event.alert_guardians:
         return tuple(dict.fromkeys(event.participants))
     return ()
 
@@ -121,7 +120,7 @@ def alert_drafts(event: SafetyEvent,
                 if guardian != other and _USER.match(other):
                     drafts.append(AlertDraft(guardian, child, "contact_accepted",
                                              other_user=other))
-    elif isinstance(event, DetectionRaised) and event.severity == ALERT_SEVERITY:
+    elif isinstance(event, DetectionRaised) and event.alert_guardians:
         members = set(event.participants) | {event.sender_user}
         conversation = (event.conversation_id if _CONVERSATION.match(event.conversation_id)
                         else None)
@@ -131,7 +130,8 @@ def alert_drafts(event: SafetyEvent,
                     drafts.append(AlertDraft(
                         guardian, child, "high_risk_detection", conversation_id=conversation,
                         detector=_code(event.detector), code=_code(event.code),
-                        severity=event.severity))
+                        severity=event.severity,
+                        category=None if event.category is None else _code(event.category)))
     return drafts
 
 

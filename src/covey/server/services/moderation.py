@@ -150,6 +150,34 @@ class ReportView:
         """Plaintext SHA-256s of matched attachments: the console never shows these
         images unless the moderator asks (`matched_image`)."""
         return frozenset(m.plaintext_sha256 for m in self.image_matches)
+    # A detection report's signal (`Signal.to_json()`), and its evidence spans per
+    # message as (start, end, behaviour), sorted and non-overlapping, for highlighting.
+    signal: dict[str, Any] | None = None
+    marks: dict[tuple[str, str], list[tuple[int, int, str]]] = field(default_factory=dict)
+
+
+def signal_marks(signal: dict[str, Any] | None
+                 ) -> dict[tuple[str, str], list[tuple[int, int, str]]]:
+    """The spans a detection signal names, per (sender, message id): its own span and a
+    conversation detector's evidence; overlapping spans are merged into the first."""
+    if not signal:
+        return {}
+    spans: list[tuple[str, str, int, int, str]] = []
+    span = signal.get("span")
+    if isinstance(span, dict) and span.get("field") == "text" and span["end"] > span["start"]:
+        spans.append((str(signal["sender_user"]), str(signal["message_id"]),
+                      int(span["start"]), int(span["end"]), str(signal.get("code", ""))))
+    detail = signal.get("detail") or {}
+    for entry in detail.get("evidence") or []:
+        spans.append((str(entry["sender_user"]), str(entry["message_id"]),
+                      int(entry["start"]), int(entry["end"]), str(entry["behaviour"])))
+    marks: dict[tuple[str, str], list[tuple[int, int, str]]] = {}
+    for sender, message_id, start, end, label in sorted(spans, key=lambda e: e[2]):
+        kept = marks.setdefault((sender, message_id), [])
+        if kept and start < kept[-1][1]:
+            continue
+        kept.append((start, end, label))
+    return marks
 
 
 def session_hash(token: str) -> bytes:
@@ -275,8 +303,10 @@ class ModerationService:
         await self.store.audit(AuditRow(now_ms(), session.actor, "view_report", report_id,
                                         "evidence decrypted" if verification else
                                         "evidence purged"))
+        signal = await self._reports.detection_signal(report_id)
         return ReportView(row, verification, prior, await self.store.escalation(report_id),
-                          tuple(await self._matches(report_id)))
+                          tuple(await self._matches(report_id)), signal,
+                          signal_marks(signal))
 
     async def _matches(self, report_id: str) -> list[ImageMatchRow]:
         return [] if self.image_matches is None else \

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -22,6 +22,7 @@ from covey.protocol._encoding import b64encode
 from covey.protocol.ids import dm_participants
 from covey.protocol.safety_copy import SafetyServicePrivateKey
 from covey.protocol.wire import OnDeviceRules, PolicyStatement, SafetyKeys
+from covey.safety.detectors import DetectorSet, rules_version
 from covey.safety.detectors.phrase_list import PhraseListFile
 from covey.safety.policy import (
     ContactAction,
@@ -93,8 +94,10 @@ class PolicyService:
         self._policies: dict[tuple[tuple[str, AgeBand], ...], ConversationPolicy] = {}
         self._dm_allowed: dict[tuple[str, str], float] = {}
         self._withheld: dict[tuple[str, tuple[str, ...]], tuple[float, list[str]]] = {}
-        # The operator's phrase list: server-side detection, or on-device rules.
+        # The operator's phrase list, for handles (detection reads it through `detectors`).
         self.phrases = PhraseListFile(settings.safety_phrase_list)
+        # The detectors: on safety copies here, or as signed rules for on-device clients.
+        self.detectors = DetectorSet(settings.detector_config())
 
     # --- facts -----------------------------------------------------------------------
 
@@ -304,13 +307,14 @@ class PolicyService:
             mode=self.config.mode.value, signature=b64encode(signature))
 
     def on_device_rules(self) -> OnDeviceRules:
-        """The phrase list on-device clients scan with (nothing in other modes)."""
-        phrases = ""
+        """The detector rules on-device clients scan with (none in other modes)."""
+        rules: Mapping[str, str] = {}
         if self.config.mode is PolicyMode.ON_DEVICE:
-            phrases = self.phrases.current()[0]
-        mode = self.config.mode.value
-        return OnDeviceRules(mode=mode, phrase_list=phrases, signature=b64encode(
-            self._signing.sign(on_device_rules_bytes(mode, phrases))))
+            rules = self.detectors.rules().rules
+        mode, version = self.config.mode.value, rules_version(rules)
+        return OnDeviceRules(mode=mode, version=version, detectors=dict(rules),
+                             signature=b64encode(self._signing.sign(
+                                 on_device_rules_bytes(mode, version, rules))))
 
     # --- events --------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import logging
 import os
 import secrets
 import shutil
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -142,6 +142,23 @@ def image_match_evidence(match: ImageMatchRow) -> dict[str, Any]:
             "variant": match.variant, "origin": match.origin}
 
 
+def _evidence_item(message: NewMessage, content: MessageContent,
+                   reporter: str) -> EvidenceItem:
+    """A stored message as evidence seen from `reporter`'s side: with the tag the server
+    issued to them, or none for a message they sent."""
+    entry = next((e for e in message.entries if e.user_id == reporter), None)
+    return EvidenceItem(content=content, commitment=message.commitment,
+                        tag=None if entry is None else entry.franking_tag,
+                        context=EvidenceContext(
+                            sender_user=message.sender_user,
+                            sender_device=message.sender_device,
+                            recipient_user=None if entry is None else reporter,
+                            conversation_id=message.conversation_id,
+                            participants=tuple(message.participants),
+                            server_ts_ms=message.server_ts_ms,
+                            message_id=message.message_id))
+
+
 class SafetyGate:
     """Blocks and suspensions, held in memory for the send path and refreshed from the
     database now and then (other processes may add some)."""
@@ -264,25 +281,20 @@ class ReportService:
         return ReportReceipt(stored, not created, block, verification)
 
     async def file_detection(self, signal: Signal, message: NewMessage,
-                             content: MessageContent) -> None:
+                             content: MessageContent,
+                             earlier: Sequence[tuple[NewMessage, MessageContent]] = ()
+                             ) -> None:
         """A detector flagged a safeguarded message: queue it for moderators as a report
         by the safety service, with the message as franked evidence (its commitment and
-        the tag the server gave the first recipient), verified like any report."""
+        the tag the server gave the first recipient), verified like any report; `earlier`
+        messages the signal names (a conversation detector's evidence) go with it as its
+        context, each with the tag issued to that recipient (none for its own messages)."""
         entry = next((e for e in message.entries if e.user_id != message.sender_user), None)
         if entry is None:
             return
-        item = EvidenceItem(content=content, commitment=message.commitment,
-                            tag=entry.franking_tag, context=EvidenceContext(
-                                sender_user=message.sender_user,
-                                sender_device=message.sender_device,
-                                recipient_user=entry.user_id,
-                                conversation_id=message.conversation_id,
-                                participants=tuple(message.participants),
-                                server_ts_ms=message.server_ts_ms,
-                                message_id=message.message_id))
-        category = (ReportCategory(signal.detail["category"])
-                    if signal.detail.get("category") in ReportCategory._value2member_map_
-                    else ReportCategory.OTHER)
+        items = [_evidence_item(m, c, entry.user_id) for m, c in earlier]
+        item = _evidence_item(message, content, entry.user_id)
+        category = ReportCategory(signal.category.value)
         # The evidence is the message as delivered to one recipient (whose tag it carries),
         # so the report is checked from that recipient's side; the row names the safety
         # service as the one who filed it, with a fingerprint of its own, so that
@@ -293,7 +305,8 @@ class ReportService:
                         category=category, comment=f"automatic detection by the safety "
                         f"service: {signal.detector} {signal.code} "
                         f"({signal.severity.name.lower()}); evidence as delivered to "
-                        f"{entry.user_id}, who did not file this report", messages=(item,))
+                        f"{entry.user_id}, who did not file this report",
+                        messages=(*items[-10:], item))
         await self._file(
             report, reporter=SAFETY_SERVICE_REPORTER, reporter_band=SAFETY_SERVICE_REPORTER,
             category_is_child_safety=category.is_child_safety, priority_band=UNDER_16_BAND,
@@ -426,6 +439,14 @@ class ReportService:
         report = Report.model_validate(payload["report"])
         blobs = {k: b64decode(v) for k, v in payload["blobs"].items()}
         return report, blobs
+
+    async def detection_signal(self, report_id: str) -> dict[str, Any] | None:
+        """The detector signal a safety-service report was filed for (None otherwise)."""
+        sealed = await self.store.sealed_evidence(report_id)
+        if sealed is None:
+            return None
+        signal = self.vault.open(report_id, sealed).get("signal")
+        return signal if isinstance(signal, dict) else None
 
     async def reverify(self, report_id: str) -> ReportVerification | None:
         opened = await self.open_evidence(report_id)

@@ -47,7 +47,8 @@ class UserBlocked:
 
 @dataclass(frozen=True)
 class DetectionRaised:
-    """A detector flagged a message in a safeguarded conversation."""
+    """A detector flagged a message in a safeguarded conversation; `alert_guardians`:
+    the detector asks for the children's guardians to be told (the category and code)."""
 
     conversation_id: str
     sender_user: str
@@ -56,6 +57,8 @@ class DetectionRaised:
     code: str
     severity: str  # low, medium, high
     at_ms: int
+    alert_guardians: bool = False
+    category: str | None = None
 
 
 SafetyEvent = ContactAccepted | ReportFiled | UserBlocked | DetectionRaised

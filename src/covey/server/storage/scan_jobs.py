@@ -142,6 +142,23 @@ class ScanJobStore:
         return StoredCopy(key, list(json.loads(row[0])), str(row[1]), str(row[2]),
                           bytes(row[3]), int(row[4]))
 
+    async def copy_by_id(self, conversation_id: str, sender_user: str,
+                         message_id: str) -> StoredCopy | None:
+        """A kept safety copy named without its sender device (evidence a conversation
+        detector recorded)."""
+        c = s.safety_copies.c
+        async with self._repo.engine.connect() as conn:
+            row = (await conn.execute(
+                select(c.sender_device, c.participants, c.commitment, c.key_id, c.sealed,
+                       c.server_ts_ms)
+                .where(c.conversation_id == conversation_id, c.sender_user == sender_user,
+                       c.message_id == message_id).order_by(c.id.desc()).limit(1))).first()
+        if row is None:
+            return None
+        key = MessageKey(conversation_id, sender_user, str(row[0]), message_id)
+        return StoredCopy(key, list(json.loads(row[1])), str(row[2]), str(row[3]),
+                          bytes(row[4]), int(row[5]))
+
     async def finish(self, outcomes: Sequence[ScanOutcome]) -> None:
         """Log each read and delete or reschedule each job, all in one transaction."""
         copies = s.safety_copies.c
