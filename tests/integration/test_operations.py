@@ -1,6 +1,6 @@
 """docs/operations.md, checked against real `covey server` processes: the trust registry
-given as flags, and a backup of a live SQLite database (the online backup API) restored and
-read back by a device that was offline when it was taken."""
+given as flags, and a backup of a live database (SQLite's online backup API; PostgreSQL's
+`pg_dump`) restored and read back by a device that was offline when it was taken."""
 
 from __future__ import annotations
 
@@ -89,33 +89,50 @@ def _restore(backup: Path, database: Path) -> None:
     database.chmod(0o600)
 
 
-@pytest.mark.parametrize("covey_server", ["sqlite"], indirect=True)
-async def test_a_live_sqlite_backup_restores_the_queued_messages(covey_server: Any,
-                                                                  tmp_path: Path) -> None:
-    alice = await Client.register(covey_server.url, "alice", tmp_path / "alice.db",
+def _libpq(database_url: str) -> str:
+    """The libpq address of a SQLAlchemy PostgreSQL URL (what pg_dump and pg_restore take)."""
+    return make_url(database_url).set(drivername="postgresql").render_as_string(
+        hide_password=False)
+
+
+def _pg_dump(server: Any, target: Path) -> None:
+    subprocess.run(["pg_dump", "--format=custom", f"--file={target}",
+                    _libpq(server.database_url)], check=True, timeout=120)
+
+
+def _pg_restore(backup: Path, server: Any) -> None:
+    subprocess.run(["pg_restore", "--clean", "--if-exists", "--no-owner",
+                    f"--dbname={_libpq(server.database_url)}", str(backup)],
+                   check=True, timeout=120)
+
+
+async def _offline_messages_survive(server: Any, tmp_path: Path,
+                                    backup: Any, restore: Any) -> None:
+    """Bob's device is offline; alice's messages wait in the server's mailbox. A backup
+    taken while the server runs, restored after it stops, gives bob exactly the messages
+    sent before the backup."""
+    alice = await Client.register(server.url, "alice", tmp_path / "alice.db",
                                   PASSPHRASE, scrypt_n=2**12)
-    bob = await Client.register(covey_server.url, "bob", tmp_path / "bob.db", PASSPHRASE,
+    bob = await Client.register(server.url, "bob", tmp_path / "bob.db", PASSPHRASE,
                                 scrypt_n=2**12)
-    await bob.close()  # bob's device is offline: the messages wait in the server's mailbox
+    await bob.close()
     try:
         before = ["see you at the library at 4", "bring the maths homework",
                   "and the charger, please"]
         for text in before:
             await alice.send_text("bob", text)
         await alice.flush()
-        backup = tmp_path / "backup" / "covey.db"
-        backup.parent.mkdir()
-        await asyncio.to_thread(_online_backup, _sqlite_path(covey_server), backup)
+        await asyncio.to_thread(backup)
         await alice.send_text("bob", "sent after the backup")
         await alice.flush()
     finally:
         await alice.close()
 
-    # Restore: stop the server, put the copy in place of the database (and its WAL),
-    # start it again on the same data directory (its keys are not in the database).
-    await asyncio.to_thread(covey_server.stop)
-    await asyncio.to_thread(_restore, backup, _sqlite_path(covey_server))
-    await asyncio.to_thread(covey_server.start)
+    # Restore: stop the server, restore the backup, start it again on the same data
+    # directory (its keys are not in the database).
+    await asyncio.to_thread(server.stop)
+    await asyncio.to_thread(restore)
+    await asyncio.to_thread(server.start)
 
     bob = await Client.open(tmp_path / "bob.db", PASSPHRASE)
     try:
@@ -125,3 +142,24 @@ async def test_a_live_sqlite_backup_restores_the_queued_messages(covey_server: A
             await bob.next_message(3)  # the message sent after the backup is not in it
     finally:
         await bob.close()
+
+
+@pytest.mark.parametrize("covey_server", ["sqlite"], indirect=True)
+async def test_a_live_sqlite_backup_restores_the_queued_messages(covey_server: Any,
+                                                                  tmp_path: Path) -> None:
+    backup = tmp_path / "backup" / "covey.db"
+    backup.parent.mkdir()
+    database = _sqlite_path(covey_server)
+    await _offline_messages_survive(covey_server, tmp_path,
+                                    lambda: _online_backup(database, backup),
+                                    lambda: _restore(backup, database))
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("covey_server", ["postgres"], indirect=True)
+async def test_a_pg_dump_of_a_live_server_restores_the_queued_messages(
+        covey_server: Any, tmp_path: Path) -> None:
+    backup = tmp_path / "covey.dump"
+    await _offline_messages_survive(covey_server, tmp_path,
+                                    lambda: _pg_dump(covey_server, backup),
+                                    lambda: _pg_restore(backup, covey_server))
