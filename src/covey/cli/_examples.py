@@ -58,6 +58,8 @@ EXAMPLES = {
     "contacts unblock": "covey contacts unblock mallory --store alice.db",
     "contacts mute": "covey contacts mute bob --store alice.db",
     "contacts blocked": "covey contacts blocked --store alice.db",
+    "age": "covey age request --store alice.db --issuer http://127.0.0.1:8471 --evidence "
+           "student_id=S-1",
     "detect": "covey detect images --hash-list known.txt ./inbox/ --json",
 }
 
