@@ -1,5 +1,6 @@
 """`covey --version`, and help pages a person can read: no "<bool>" placeholder for flags, no
 option name broken across lines, an example on every page (issue 14, item 16)."""
+
 from __future__ import annotations
 
 from importlib.metadata import version
