@@ -60,6 +60,10 @@ def test_request_pending_approved_proven(covey_server: Any, issuer: IssuerServic
                                                tmp_path: Path) -> None:
     store = tmp_path / "tess.db"
     _register(covey_server.url, "tess", store)
+    # Before any credential, `covey whoami --prove` says what to do (issue 14, item 2).
+    early = _covey("whoami", "--store", str(store), "--prove")
+    assert early.returncode == 2, early.stdout + early.stderr
+    assert "no_age_credential" in early.stdout and "covey age request" in early.stdout
 
     asked = _covey("age", "request", "--store", str(store), "--issuer", issuer.url,
                    "--evidence", "student_id=S-1234")

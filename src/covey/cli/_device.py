@@ -53,7 +53,17 @@ def run_on_store(store: Path, action: Callable[[Client], Awaitable[T]]) -> tuple
         return asyncio.run(run())
     except CoveyError as exc:
         console.print(f"[red]{escape(exc.code)}: {escape(exc.message)}[/]", soft_wrap=True)
+        hint = _NEXT_STEP.get(exc.code)
+        if hint is not None:
+            console.print(escape(hint.format(store=store)), soft_wrap=True)
         raise typer.Exit(exit_code(exc)) from exc
+
+
+# What to do next, for errors a newcomer meets on their first day.
+_NEXT_STEP = {
+    "no_age_credential": "get one first: covey age request --store {store} --issuer URL "
+                         "--evidence KEY=VALUE, then covey age status --store {store}",
+}
 
 
 def refuse_missing_store(console: Console, store: Path) -> None:
