@@ -401,8 +401,17 @@ async def test_groups_devices_age_and_safety(server: Any, browser: Any, apps: li
     await dan.check("groups")
     await dan.page.get_by_role("button", name="Create group").click()
     await expect(dan.page.get_by_role("heading", name="Picnic club")).to_be_visible()
+    # eve is unverified: invited, not added; she joins by accepting (issue 9, item 15).
+    await expect(eve.page.get_by_text("dan invites you to Picnic club")).to_be_visible(
+        timeout=20_000)
+    await _nav(eve, "Groups")
+    await eve.check("group-invitation")
+    await eve.page.get_by_role("button", name="Accept the invitation to Picnic club").click()
+    await expect(eve.page.locator(".notice")).to_contain_text("You joined the group")
+    await dan.page.reload()
     await dan.page.get_by_label("Message", exact=True).fill("welcome to the club!")
     await dan.page.get_by_role("button", name="Send").click()
+    await _nav(eve, "Chats")
     await eve.page.get_by_role("link", name="Picnic club", exact=True).click(timeout=20_000)
     await expect(eve.page.get_by_text("welcome to the club!")).to_be_visible(timeout=20_000)
     await dan.page.get_by_role("link", name="Members (2)").click()

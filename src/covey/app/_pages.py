@@ -120,15 +120,24 @@ async def groups(request: Request, service: AppService, session: Session,
             elif action == "join":
                 info = await client.join_invite(form.get("token", "").strip())
                 return _back(_conversation_path(info.group_id))
+            elif action == "accept":
+                info = await client.accept_group_invitation(form.get("invitation", ""))
+                return _back(_conversation_path(info.group_id), "group_joined")
+            elif action == "decline":
+                await client.decline_group_invitation(form.get("invitation", ""))
+                return _back("/groups", "invitation_declined")
             else:
                 return _refuse(404, "no such action")
         except CoveyError as exc:
             error = exc.message
     listed: list[Any] = []
+    invitations: list[Any] = []
     with contextlib.suppress(CoveyError):
         listed = await client.groups()
+        invitations = list(await client.group_invitations())
     return service.render("groups.html", request, session, 400 if error else 200,
-                          title="Groups", groups=listed, error=error)
+                          title="Groups", groups=listed, invitations=invitations,
+                          error=error)
 
 
 async def group(request: Request, service: AppService, session: Session,

@@ -69,8 +69,11 @@ NOTICES = {
     "declined": "Contact request declined.",
     "not_found": "No one with that handle can be found.",
     "sent_file": "File sent.",
-    "group_created": "Group created.",
-    "member_added": "Member added.",
+    "group_created": "Group created. People who are unverified or under 16 are invited: "
+                     "they join when they accept.",
+    "group_joined": "You joined the group.",
+    "invitation_declined": "Invitation declined.",
+    "member_added": "Member added (or invited, if they must accept first).",
     "member_removed": "Member removed.",
     "left_group": "You left the group.",
     "age_requested": "Request sent to the issuer.",
@@ -394,8 +397,11 @@ async def home(request: Request, service: AppService, session: Session,
     await _fill_protection(client, rows)
     requests = (await client.contact_requests()).incoming
     pending = [r for r in requests if r.status == "pending"]
+    invitations: list[Any] = []
+    with contextlib.suppress(CoveyError):
+        invitations = list(await client.group_invitations())
     return service.render("home.html", request, session, title="Chats", rows=rows,
-                          requests=pending,
+                          requests=pending, invitations=invitations,
                           account_notices=views.notices(client, views.ACCOUNT_NOTICES)[-5:])
 
 
