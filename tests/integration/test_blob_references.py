@@ -37,8 +37,9 @@ def _get(server: Any, client: Client, blob_id: str) -> httpx.Response:
 
 
 def _answer(response: httpx.Response) -> tuple[int, bytes, dict[str, str]]:
-    """Everything a stranger sees of a refusal, minus the date."""
-    headers = {k: v for k, v in response.headers.items() if k.lower() != "date"}
+    """Everything a stranger sees of a refusal, minus the date and the request's own id."""
+    headers = {k: v for k, v in response.headers.items()
+               if k.lower() not in ("date", "x-request-id")}
     return response.status_code, response.content, headers
 
 
