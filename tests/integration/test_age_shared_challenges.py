@@ -27,6 +27,7 @@ from tests.support.age import (
     server_env,
     today,
 )
+from tests.support.cluster import NATS_URL
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 
@@ -43,9 +44,12 @@ def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IssuerService]:
 @pytest.fixture(params=BACKENDS)
 def pair(request: pytest.FixtureRequest, tmp_path: Path, issuer: IssuerService,
          ) -> Iterator[tuple[CoveyServer, CoveyServer]]:
-    """Two relay processes on one database and one data dir (as behind a load balancer)."""
+    """Two relay processes on one database and one data dir (as behind a load balancer);
+    on PostgreSQL they are nodes of a cluster (NATS), as two processes there must be."""
     database_url = request.getfixturevalue("_database_" + request.param)
     env = server_env(issuer.registry)
+    if request.param == "postgres":
+        env["COVEY_NATS_URL"] = NATS_URL
     first = CoveyServer(database_url, tmp_path / "data", env=env,
                         log_path=tmp_path / "server-a.log")
     second = CoveyServer(database_url, tmp_path / "data", env=env,
