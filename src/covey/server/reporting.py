@@ -21,6 +21,7 @@ from covey.server.services.casework import CaseworkService
 from covey.server.services.moderation import ModerationService
 from covey.server.services.reports import ReportService
 from covey.server.storage.console_repo import ConsoleRepository
+from covey.server.storage.image_matches import ImageMatchStore
 from covey.server.storage.reports_repo import ReportRepository
 from covey.settings import Settings
 
@@ -92,7 +93,8 @@ async def start_reporting(app: FastAPI, settings: Settings, services: Services) 
     app.state.reports = reports
     app.state.moderation = moderation
     app.state.casework = CaseworkService(settings, store, ConsoleRepository(services.repo),
-                                         services.age.band_of)
+                                         services.age.band_of,
+                                         ImageMatchStore(services.repo))
     app.state.settings = settings
     running = Reporting(reports, moderation)
     running.tasks.append(asyncio.create_task(reports.gate_loop(), name="covey-gate"))

@@ -12,6 +12,7 @@ from typing import Any
 
 from covey.errors import InvalidInput
 from covey.moderation.transparency import (
+    ImageMatchCountRow,
     month_of,
     month_range_ms,
     suppress_small_counts,
@@ -27,6 +28,7 @@ from covey.server.storage.console_repo import (
     QueueEntry,
     QueueFilter,
 )
+from covey.server.storage.image_matches import ImageMatchStore
 from covey.server.storage.reports_repo import AuditRow, ReportRepository, ReportRow
 from covey.settings import Settings
 
@@ -50,11 +52,13 @@ class ReportedUser:
 
 class CaseworkService:
     def __init__(self, settings: Settings, store: ReportRepository,
-                 console: ConsoleRepository, band_of: BandLookup) -> None:
+                 console: ConsoleRepository, band_of: BandLookup,
+                 image_matches: ImageMatchStore) -> None:
         self._settings = settings
         self._store = store
         self._console = console
         self._band_of = band_of
+        self._image_matches = image_matches
 
     async def queue(self, session: ConsoleSession, want: QueueFilter) -> list[QueueEntry]:
         entries = await self._console.reports(want)
@@ -110,7 +114,11 @@ class CaseworkService:
         rows = await self._console.reports_between(start_ms, end_ms)
         await self._store.audit(AuditRow(now_ms(), session.actor, "view_transparency",
                                          None, f"from {start or 'start'} to {end or 'now'}"))
-        return transparency_counts(transparency_rows(rows))
+        matches = [ImageMatchCountRow(m.created_ms, m.origin, m.bank, m.withheld)
+                   for m in await self._image_matches.all_matches()
+                   if (start_ms is None or m.created_ms >= start_ms)
+                   and (end_ms is None or m.created_ms < end_ms)]
+        return transparency_counts(transparency_rows(rows), matches)
 
     async def public_months(self) -> list[str]:
         """The completed months with reports, newest first: the current month is not

@@ -243,7 +243,9 @@ class ImageMatchService:
                 await self.events.emit(DetectionRaised(
                     conversation_id=message.conversation_id, sender_user=message.sender_user,
                     participants=tuple(message.participants), detector=DETECTOR_NAME,
-                    code=KNOWN_IMAGE_CODE, severity="high", at_ms=now_ms()))
+                    code=KNOWN_IMAGE_CODE, severity="high", at_ms=now_ms(),
+                    alert_guardians=True,
+                    category="child_sexual_exploitation_imagery"))
         except Exception:
             log.exception("the report of a known-image match in message %s could not be "
                           "filed; the sweep retries", message.message_id)
