@@ -22,7 +22,8 @@ def _register(url: str, handle: str) -> httpx.Response:
 def _shape(answer: httpx.Response, handle: str) -> tuple[int, str, dict[str, str], str]:
     """Everything about a refusal except the handle named in its message."""
     error = answer.json()["error"]
-    headers = {k: v for k, v in answer.headers.items() if k not in {"date", "content-length"}}
+    headers = {k: v for k, v in answer.headers.items()
+               if k not in {"date", "content-length", "x-request-id"}}
     return answer.status_code, error["code"], headers, error["message"].replace(handle, "H")
 
 
