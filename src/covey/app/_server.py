@@ -420,14 +420,20 @@ def _handle_problem(handle: str) -> str | None:
     return None
 
 
+def _credentials_problem(handle: str, passphrase: str) -> str | None:
+    """What is wrong with a new device's handle and passphrase, or None."""
+    problem = _handle_problem(handle)
+    if problem is None and len(passphrase) < _MIN_PASSPHRASE:
+        problem = f"Choose a passphrase of at least {_MIN_PASSPHRASE} characters."
+    return problem
+
+
 async def create_account(request: Request, service: AppService, session: Session,
                          form: dict[str, str]) -> Response:
     handle = form.get("handle", "").strip()
     passphrase = form.get("passphrase", "")
-    problem = _handle_problem(handle)
-    if problem is None and len(passphrase) < _MIN_PASSPHRASE:
-        problem = f"Choose a passphrase of at least {_MIN_PASSPHRASE} characters."
-    elif problem is None and passphrase != form.get("passphrase2", ""):
+    problem = _credentials_problem(handle, passphrase)
+    if problem is None and passphrase != form.get("passphrase2", ""):
         problem = "The two passphrases differ: type the same one twice."
     if problem is None and service.store.exists():
         problem = "This app's store already holds an account: sign in instead."
@@ -461,9 +467,7 @@ async def link_device(request: Request, service: AppService, session: Session,
                       form: dict[str, str]) -> Response:
     handle = form.get("handle", "").strip()
     passphrase = form.get("passphrase", "")
-    problem = _handle_problem(handle)
-    if problem is None and len(passphrase) < _MIN_PASSPHRASE:
-        problem = f"Choose a passphrase of at least {_MIN_PASSPHRASE} characters."
+    problem = _credentials_problem(handle, passphrase)
     if problem is None:
         try:
             await service.link_device(handle, form.get("code", "").strip(), passphrase)
